@@ -1,0 +1,59 @@
+"""Live run status. Consumers only forward events; state changes go through HTTP + services."""
+from __future__ import annotations
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
+
+from r1lab.accounts.permissions import can
+from r1lab.pipelines.models import PipelineRun
+from r1lab.pipelines.services import run_group_name
+
+# With the in-memory layer (embedded mode) the Celery worker, a separate process, cannot reach
+# this one: poll the database for what it wrote instead. With Redis, events arrive pushed.
+POLL_INTERVAL_S = 1.0
+
+
+class RunStatusConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not await database_sync_to_async(can)(user, "runs.view"):
+            await self.close(code=4403)
+            return
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        payload = await self._payload()
+        if payload is None:
+            await self.close(code=4404)
+            return
+        self.group = run_group_name(self.run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "run.status", "run": payload})
+        self._last = payload
+        self._poller = None
+        if isinstance(self.channel_layer, InMemoryChannelLayer):
+            self._poller = asyncio.ensure_future(self._poll())
+
+    async def disconnect(self, code):
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "_poller", None):
+            self._poller.cancel()
+
+    async def run_status(self, event):
+        self._last = event["run"]
+        await self.send_json({"type": "run.status", "run": event["run"]})
+
+    @database_sync_to_async
+    def _payload(self) -> dict | None:
+        run = PipelineRun.objects.filter(pk=self.run_id).first()
+        return run.status_payload() if run else None
+
+    async def _poll(self):
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            payload = await self._payload()
+            if payload and payload != self._last:
+                await self.run_status({"run": payload})

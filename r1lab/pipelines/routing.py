@@ -1,0 +1,7 @@
+from django.urls import path
+
+from r1lab.pipelines import consumers
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:run_id>/", consumers.RunStatusConsumer.as_asgi()),
+]

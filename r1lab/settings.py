@@ -1,0 +1,235 @@
+"""r1lab settings.
+
+Configuration is read from the environment here and nowhere else. Every variable has an
+embedded default so that `make demo` needs nothing but Python: SQLite under var/, Celery's
+filesystem broker under var/, the in-memory channel layer. Setting DATABASE_URL / REDIS_URL
+switches to PostgreSQL / Redis. The README has the table of every variable.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("R1LAB_VAR_DIR", BASE_DIR / "var")).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once into var/ (demo only)."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("R1LAB_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "daphne",  # before staticfiles: `runserver` serves ASGI (HTTP + WebSocket)
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "r1lab.accounts",
+    "r1lab.tracking",
+    "r1lab.pipelines",
+    "r1lab.curation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "r1lab.urls"
+ASGI_APPLICATION = "r1lab.asgi.application"
+WSGI_APPLICATION = "r1lab.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "r1lab.accounts.context_processors.roles",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=_env_int("R1LAB_DB_CONN_MAX_AGE", 0))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL ({exc}).") from exc
+    if _db.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgres:// URL (got engine {_db.get('ENGINE')!r}); "
+            "unset it to use the embedded SQLite database."
+        )
+    _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    DATABASES = {"default": _db}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": Path(os.environ.get("R1LAB_SQLITE_PATH", VAR_DIR / "r1lab.sqlite3")),
+            # WAL: the web server, the worker and the ingest API write concurrently.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker + results, channel layer --------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix:// (got {REDIS_URL!r}).")
+
+CELERY_TASK_QUEUES_NAMES = ("gpu", "default")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A training stage may run for days; the message must not be re-delivered while the
+        # worker still holds it (acks_late). Redis re-delivers after this timeout.
+        "visibility_timeout": _env_int("R1LAB_VISIBILITY_TIMEOUT_S", 7 * 24 * 3600),
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        }
+    }
+else:
+    _celery_dir = VAR_DIR / "celery"
+    for _sub in ("in", "processed", "results"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "in"),
+        "data_folder_out": str(_celery_dir / "in"),
+        "processed_folder": str(_celery_dir / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.01,
+    }
+    CELERY_RESULT_BACKEND = f"file://{_celery_dir / 'results'}"
+    # In-memory: one process only. Pages fall back to polling for what the worker writes.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # one training stage at a time per worker process
+CELERY_TASK_TIME_LIMIT = None  # never kill a training stage on a global limit
+CELERY_TASK_SOFT_TIME_LIMIT = None
+CELERY_TASK_TRACK_STARTED = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = _env_bool("R1LAB_CELERY_EAGER", False)
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- i18n / static ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+
+def _plotly_js_dir() -> Path:
+    """plotly.min.js ships inside the plotly package: serve that copy, never a CDN."""
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data"
+
+
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _plotly_js_dir())]
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("R1LAB_MAX_BODY_BYTES", 32 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+
+# --- r1lab's own settings ----------------------------------------------------------------------
+# Where stages write checkpoints, datasets and logs: a disk every GPU worker shares.
+R1LAB_DATA_DIR = Path(os.environ.get("R1LAB_DATA_DIR", VAR_DIR / "data")).resolve()
+# The URL a trainer subprocess uses to reach this server's ingest API.
+R1LAB_PUBLIC_URL = os.environ.get("R1LAB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# A run that has not reported for this long is shown `stale`.
+R1LAB_STALE_AFTER_S = _env_int("R1LAB_STALE_AFTER_S", 120)
+# A running stage whose worker has not heartbeated for this long is `failed (worker lost)`.
+R1LAB_HEARTBEAT_TIMEOUT_S = _env_int("R1LAB_HEARTBEAT_TIMEOUT_S", 45)
+# Python interpreter used to start trainers (the worker itself never imports torch).
+R1LAB_TRAINER_PYTHON = os.environ.get("R1LAB_TRAINER_PYTHON", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("R1LAB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

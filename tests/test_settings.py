@@ -1,0 +1,49 @@
+"""Bad configuration fails at start with a message naming the variable."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manage(*args, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("url,needle", [
+    ("postgres://postgres@127.0.0.1:1/nowhere", "DATABASE_URL=postgres://postgres@127.0.0.1:1/nowhere"),
+    ("mysql://root@127.0.0.1/x", "DATABASE_URL must be a postgres:// URL"),
+    ("not a url", "DATABASE_URL"),
+])
+def test_wrong_database_url_fails_at_start_naming_the_variable(url, needle):
+    result = _manage("migrate", DATABASE_URL=url)
+    assert result.returncode != 0
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_password_is_redacted_in_the_message():
+    result = _manage("migrate", DATABASE_URL="postgres://postgres:hunter2@127.0.0.1:1/x")
+    assert result.returncode != 0
+    assert "hunter2" not in result.stderr and "***" in result.stderr
+
+
+def test_bad_redis_url_and_bad_boolean():
+    assert "REDIS_URL must start with" in _manage("migrate", REDIS_URL="http://x").stderr
+    assert "DEBUG='maybe' is not a boolean" in _manage("migrate", DEBUG="maybe").stderr
+
+
+def test_celery_config_protects_training_stages():
+    from r1lab.celery import app
+
+    conf = app.conf
+    assert {q.name for q in conf.task_queues} == {"gpu", "default"}
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.task_time_limit is None and conf.task_soft_time_limit is None
+    assert conf.worker_prefetch_multiplier == 1
