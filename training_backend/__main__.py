@@ -1,0 +1,164 @@
+"""python -m training_backend {run,make-base,demo}
+
+    run SPEC.json [--report-url URL --token T] [--metrics-out FILE.jsonl] [--resume] [--engine torch|deepspeed]
+        Train one stage. Without --report-url, metrics and samples go to --metrics-out
+        (default <output_dir>/metrics.jsonl). Prints `R1LAB_PROGRESS {"step","total","eta_s"}`
+        every step; writes <output_dir>/outputs.json at the end.
+    make-base OUT_DIR [--steps N]
+        Pretrain the tiny char-level Llama on the synthetic arithmetic corpus (training_backend.tiny).
+    demo --steps N --metrics-out FILE [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
+        Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards.
+
+Exit codes: 0 done; 2 bad spec (one line per field on stderr, nothing trained);
+75 stopped by SIGTERM after writing a checkpoint (resume with --resume); 1 crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
+
+DEMO_CONFIG = dict(
+    num_generations=8, batch_size=64, learning_rate=2e-3, beta=0.0, lr_scheduler="constant",
+    max_completion_length=128, max_prompt_length=32, temperature=1.0, loss_type="dapo",
+    reward_funcs=["accuracy", "format"], adam_beta2=0.99, max_grad_norm=1.0,
+    save_steps=50, save_total_limit=1, log_samples=16, eval_steps=0, eval_max_prompts=128,
+)
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def _reporter(args, output_dir: Path):
+    from training_backend.report import HttpReporter, JsonlReporter
+
+    if args.report_url:
+        return HttpReporter(args.report_url, args.token or "", spool_dir=output_dir / "report_spool"), None
+    path = Path(args.metrics_out) if args.metrics_out else output_dir / "metrics.jsonl"
+    return JsonlReporter(path), str(path)
+
+
+def _train(spec, args, template: str | None = None) -> int:
+    from training_backend.grpo import train
+
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reporter, metrics_path = _reporter(args, out)
+    status = "failed"
+    try:
+        result = train(spec, reporter, resume=args.resume, template=template, progress=_progress,
+                       metrics_path=metrics_path)
+        status = "cancelled" if result.stopped else "succeeded"
+        return EXIT_STOPPED if result.stopped else EXIT_OK
+    finally:
+        reporter.finish(status)
+
+
+def cmd_run(args) -> int:
+    from training_backend.config import ConfigError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+        if args.engine:
+            spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, engine=args.engine))
+    except ConfigError as exc:
+        for field, msg in exc.errors.items():
+            print(f"spec error: {field}: {msg}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    template = None
+    meta = Path(spec.model_path) / "r1lab_template.txt"  # a model folder may name its prompt template
+    if meta.exists():
+        template = meta.read_text().strip("\n")
+    return _train(spec, args, template)
+
+
+def cmd_make_base(args) -> int:
+    import torch
+
+    from training_backend import tiny
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    out = tiny.pretrain_base(args.out_dir, steps=args.steps, seed=args.seed, holdout=tiny.demo_holdout(),
+                             log=lambda s: print(s, flush=True))
+    (Path(out) / "r1lab_template.txt").write_text(tiny.TEMPLATE)
+    print(f"base model written to {out} in {time.perf_counter() - t0:.0f}s", flush=True)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    import torch
+
+    from training_backend import tiny
+    from training_backend.config import parse_spec
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = Path(args.base)
+    t0 = time.perf_counter()
+    if not (base / "config.json").exists():
+        print(f"no base model at {base}: pretraining one", flush=True)
+        cmd_make_base(argparse.Namespace(out_dir=str(base), steps=args.base_steps, seed=args.seed, threads=args.threads))
+    out = Path(args.output_dir)
+    train_rows, eval_rows = tiny.demo_splits()
+    tiny.write_jsonl(train_rows, out / "train.jsonl")
+    tiny.write_jsonl(eval_rows, out / "eval.jsonl")
+    spec_d = {"kind": "grpo", "model_path": str(base), "output_dir": str(out), "train_data": str(out / "train.jsonl"),
+              "eval_data": str(out / "eval.jsonl"), "seed": args.seed,
+              "config": {**DEMO_CONFIG, "max_steps": args.steps, "engine": args.engine,
+                         **json.loads(args.config or "{}")}}
+    (out / "SPEC.json").write_text(json.dumps(spec_d, indent=2))
+    spec = parse_spec(spec_d)
+    args.report_url, args.token = None, None
+    args.resume = False
+    rc = _train(spec, args, template=tiny.TEMPLATE)
+    print(f"demo done in {time.perf_counter() - t0:.0f}s; metrics in {args.metrics_out}", flush=True)
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training_backend", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="train one stage from SPEC.json")
+    r.add_argument("spec")
+    r.add_argument("--report-url", help="the run's ingest URL, e.g. http://host:8000/api/v1/runs/42")
+    r.add_argument("--token", help="the run's bearer token")
+    r.add_argument("--metrics-out", help="JSONL file for metrics and samples (without --report-url)")
+    r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    r.add_argument("--engine", choices=("deepspeed", "torch"), help="override the spec's training engine")
+    r.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("make-base", help="pretrain the tiny base model")
+    b.add_argument("out_dir")
+    b.add_argument("--steps", type=int, default=500)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=0)
+    b.set_defaults(fn=cmd_make_base)
+
+    d = sub.add_parser("demo", help="miniature R1-Zero on the tiny model")
+    d.add_argument("--steps", type=int, default=120)
+    d.add_argument("--metrics-out", default="var/demo/metrics.jsonl")
+    d.add_argument("--base", default="var/tiny-base")
+    d.add_argument("--base-steps", type=int, default=500)
+    d.add_argument("--output-dir", default="var/demo")
+    d.add_argument("--engine", choices=("deepspeed", "torch"), default="torch")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--config", help="JSON object of GRPOConfig overrides")
+    d.set_defaults(fn=cmd_demo)
+
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Training engines: DeepSpeed (ZeRO-2 by default, ZeRO-3 as an option) or the plain torch loop.
+
+This module owns every DeepSpeed call (process group, initialize, backward, step, checkpoint save
+and load, ZeRO-3 parameter gathering) and is the project's only deepspeed importer, lazily, so the
+rest of training_backend never needs it. The GRPO loop talks to a `Backend`:
+
+    backend = setup_backend(model, optimizer_cfg, engine="deepspeed", zero_stage=2, total_steps=N)
+    backend.backward(loss); grad_norm = backend.step()
+    with backend.gathered(): ...generate / save...     # ZeRO-3: full parameters for a moment
+    backend.save_state(dir); backend.load_state(dir)
+
+On a machine without the `deepspeed` launcher (this CPU, a plain `python -m training_backend run`)
+`init_process_group` sets up a single-process gloo group itself: MASTER_ADDR/PORT (a free port),
+RANK=0, WORLD_SIZE=1. DeepSpeed's first initialize compiles a small op into TORCH_EXTENSIONS_DIR
+(~50 s here, once); set it to a kept folder (e.g. var/torch_extensions) to reuse the build.
+We pass our own torch AdamW to DeepSpeed so that no CPU-Adam extension is needed.
+There is no GPU in this project's CI; on GPU workers the same calls run over NCCL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-6
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    lr_scheduler: str = "constant"  # constant | linear | cosine (after warm-up)
+    warmup_steps: int = 0
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int):
+    def f(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.lr_scheduler == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_process_group() -> None:
+    """A gloo group for a process not started by the `deepspeed`/torchrun launcher (world size 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    if "RANK" not in os.environ:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(free_port())
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl",
+                               auto_mpi_discovery=False)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
+    return opt, sched
+
+
+class Backend:
+    """What the trainer needs from an engine; `module` is the plain HF model."""
+
+    module: torch.nn.Module
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+    def step(self) -> float: ...  # optimizer step (clip, update, zero grads); returns the grad norm
+    def learning_rate(self) -> float: ...
+    def save_state(self, path: Path) -> None: ...
+    def load_state(self, path: Path) -> None: ...
+
+    def gathered(self):
+        """Context in which `module` holds its full parameters (a no-op except under ZeRO-3)."""
+        return contextlib.nullcontext()
+
+    def state_dict_for_save(self) -> dict[str, torch.Tensor]:
+        with self.gathered():
+            return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+
+class TorchBackend(Backend):
+    def __init__(self, model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
+        self.module = model
+        self.cfg = cfg
+        self.optimizer, self.scheduler = make_optimizer(model, cfg, total_steps)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> float:
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save_state(self, path: Path) -> None:
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   Path(path) / "optimizer.pt")
+
+    def load_state(self, path: Path) -> None:
+        state = torch.load(Path(path) / "optimizer.pt", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class DeepSpeedBackend(Backend):
+    def __init__(self, model: torch.nn.Module, cfg: OptimConfig, total_steps: int, *, zero_stage: int = 2,
+                 micro_batch_size: int = 1):
+        import deepspeed
+
+        init_process_group()
+        self.cfg = cfg
+        self.zero_stage = zero_stage
+        opt, sched = make_optimizer(model, cfg, total_steps)
+        ds_config = {
+            # The loop calls backward/step once per minibatch itself; DeepSpeed's batch bookkeeping
+            # only has to agree with it.
+            "train_micro_batch_size_per_gpu": micro_batch_size,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": cfg.max_grad_norm,
+            "zero_optimization": {"stage": zero_stage},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=opt, lr_scheduler=sched, config=ds_config)
+        self.module = self.engine.module
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> float:
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def learning_rate(self) -> float:
+        return self.engine.get_lr()[0]
+
+    def gathered(self):
+        if self.zero_stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+    def save_state(self, path: Path) -> None:
+        self.engine.save_checkpoint(str(Path(path) / "deepspeed"), tag="state", save_latest=False)
+
+    def load_state(self, path: Path) -> None:
+        self.engine.load_checkpoint(str(Path(path) / "deepspeed"), tag="state", load_optimizer_states=True,
+                                    load_lr_scheduler_states=True)
+
+
+def setup_backend(model: torch.nn.Module, cfg: OptimConfig, *, engine: str = "deepspeed", zero_stage: int = 2,
+                  total_steps: int = 1, micro_batch_size: int = 1) -> Backend:
+    """Wrap `model` for training. `total_steps` counts optimizer steps (for the LR schedule)."""
+    if engine == "torch":
+        return TorchBackend(model, cfg, total_steps)
+    if engine == "deepspeed":
+        return DeepSpeedBackend(model, cfg, total_steps, zero_stage=zero_stage, micro_batch_size=micro_batch_size)
+    raise ValueError(f"unknown engine {engine!r}")

@@ -1,0 +1,468 @@
+"""GRPO: the math (pure tensor functions) and the training loop, top to bottom.
+
+    for step:  sample G completions per prompt  ->  score with rule rewards
+               ->  group-relative advantages    ->  reference log-probs (no grad, if beta > 0)
+               ->  clipped policy-gradient + k3 KL loss, one or more optimizer passes
+               ->  metrics, samples, progress line, checkpoint
+
+Where this departs from the DeepSeek-R1 / DeepSeekMath GRPO formulation, and why:
+- KL is added to the loss per token (k3 estimator) as in the paper, but the default coefficient is
+  TRL-like 0.04 for tiny models rather than R1's 0.001 (config field `beta`).
+- `loss_type` offers the later fixes besides the paper's per-sequence mean: `bnpo`/`dapo` (token
+  mean over the batch, no length bias towards short correct answers) and `dr_grpo` (sum / (B·T),
+  with `scale_rewards=False` for Dr. GRPO's unscaled advantages).
+- With `num_iterations == 1` and a single minibatch the policy that sampled is the one being
+  updated, so the "old" log-probs equal the current ones detached: we do not run a separate
+  forward pass for them (ratio = 1, gradient unchanged). TRL does the same.
+- R1 replaces the reference model every 400 steps; `ref_sync_steps` does that (0 = never).
+- Completions that were cut at `max_completion_length` still get their reward (as in the paper);
+  `mask_truncated_completions` drops them from the loss (DAPO's overlong filtering).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from training_backend.config import GRPOConfig, StageSpec
+
+PROGRESS_PREFIX = "R1LAB_PROGRESS "
+
+# ------------------------------------------------------------------------------------------------
+# The math
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale_rewards: bool = True,
+                     eps: float = 1e-4) -> torch.Tensor:
+    """(r - mean_group) / (std_group + eps), or r - mean_group when not scale_rewards (Dr. GRPO).
+
+    `rewards` is (B·G,) with each prompt's G completions contiguous; std is unbiased (torch.std).
+    """
+    r = rewards.view(-1, group_size)  # (B, G)
+    centred = r - r.mean(dim=1, keepdim=True)
+    if scale_rewards:
+        centred = centred / (r.std(dim=1, keepdim=True) + eps)
+    return centred.reshape(-1)  # (B·G,)
+
+
+def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
+              advantages: torch.Tensor, mask: torch.Tensor, *, clip_eps: float = 0.2,
+              clip_eps_high: float | None = None, beta: float = 0.04,
+              loss_type: str = "grpo") -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped GRPO objective with a k3 KL penalty, aggregated over tokens per `loss_type`.
+
+    logprobs, old_logprobs, ref_logprobs, mask: (B, T) per sampled token; advantages: (B,).
+    Per token: -min(ρA, clip(ρ, 1-ε, 1+ε_high)·A) + β·(exp(ref-logp) - (ref-logp) - 1), ρ = exp(logp-old).
+    """
+    mask = mask.to(logprobs.dtype)
+    eps_high = clip_eps if clip_eps_high is None else clip_eps_high
+    A = advantages.unsqueeze(1)  # (B, 1)
+    ratio = torch.exp(logprobs - old_logprobs)  # (B, T)
+    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + eps_high)
+    per_token = -torch.min(ratio * A, clipped * A)  # (B, T)
+    if beta != 0.0:
+        if ref_logprobs is None:
+            raise ValueError("ref_logprobs is needed when beta != 0")
+        d = ref_logprobs - logprobs
+        kl = torch.exp(d) - d - 1  # (B, T), k3 estimator of KL(π || π_ref)
+        per_token = per_token + beta * kl
+    else:
+        kl = None
+
+    count = mask.sum().clamp(min=1.0)
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)).mean()
+    elif loss_type in ("bnpo", "dapo"):
+        loss = (per_token * mask).sum() / count
+    elif loss_type == "dr_grpo":
+        loss = (per_token * mask).sum() / (mask.shape[0] * mask.shape[1])
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}")
+
+    with torch.no_grad():
+        low = ((ratio < 1 - clip_eps) & (A < 0)).to(mask.dtype)  # clipped below, matters only when A < 0
+        high = ((ratio > 1 + eps_high) & (A > 0)).to(mask.dtype)
+        stats = {
+            "clip_ratio/low_mean": float((low * mask).sum() / count),
+            "clip_ratio/high_mean": float((high * mask).sum() / count),
+            "clip_ratio/region_mean": float(((low + high) * mask).sum() / count),
+            "kl": float((kl * mask).sum() / count) if kl is not None else 0.0,
+        }
+    return loss, stats
+
+
+def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   num_completion: int, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the last `num_completion` tokens of each row under `model`.
+
+    input_ids, attention_mask: (N, L) = prompt (left-padded) + completion (right-padded).
+    Returns (N, C) log-probs, and (N, C) entropies of the sampling distribution when asked.
+    Only the logits that score completion tokens are computed (`logits_to_keep`).
+    """
+    C = num_completion
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)  # left padding: real tokens start at 0
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=C + 1, use_cache=False).logits  # (N, C+1, V)
+    logits = logits[:, :-1].float() / temperature  # (N, C, V): position t predicts token t+1
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, -C:].unsqueeze(-1)).squeeze(-1)  # (N, C)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N, C)
+    return logp, entropy
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def read_prompts(path: str | os.PathLike) -> list[dict]:
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if line.strip():
+                row = json.loads(line)
+                if "prompt" not in row:
+                    raise ValueError(f"{path}:{i + 1}: a prompt row needs 'prompt'")
+                row.setdefault("id", str(i))
+                rows.append(row)
+    return rows
+
+
+def prompts_for_step(n_rows: int, per_step: int, step: int, seed: int) -> list[int]:
+    """Row indices for `step`: epochs of seeded permutations, so any step is reproducible (resume)."""
+    out, i = [], step * per_step
+    while len(out) < per_step:
+        epoch, pos = divmod(i, n_rows)
+        perm = list(range(n_rows))
+        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+        out.append(perm[pos])
+        i += 1
+    return out
+
+
+def apply_template(prompt: str, template: str | None) -> str:
+    return template.format(prompt=prompt) if template else prompt
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring
+
+
+@dataclass
+class Scored:
+    rewards: torch.Tensor  # (N,) combined
+    per_fn: dict[str, list[float | None]]
+    correct: list[bool] | None  # accuracy == 1, when accuracy is among the rewards
+
+
+def score(completions: list[str], rows: list[dict], lengths: list[int], cfg: GRPOConfig) -> Scored:
+    from training_backend.rewards import REWARD_FUNCS, combine_rewards
+
+    columns = {"answer": [r.get("answer") for r in rows], "tests": [r.get("tests") for r in rows],
+               "target_lang": [r.get("target_lang") for r in rows], "completion_lengths": lengths}
+    per_fn = {name: list(REWARD_FUNCS[name](completions, **columns)) for name in cfg.reward_funcs}
+    weights = dict(zip(cfg.reward_funcs, cfg.reward_weights or [1.0] * len(cfg.reward_funcs)))
+    combined = torch.tensor(combine_rewards(per_fn, weights), dtype=torch.float32)
+    correct = [v is not None and v >= 1.0 for v in per_fn["accuracy"]] if "accuracy" in per_fn else None
+    return Scored(combined, per_fn, correct)
+
+
+def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    v = [x for x in values if x is not None]
+    if not v:
+        return float("nan"), float("nan")
+    t = torch.tensor(v, dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(v) > 1 else 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    root = Path(output_dir) / "checkpoints"
+    if not root.exists():
+        return []
+    return sorted((p for p in root.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").exists()),
+                  key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(path: Path, backend, tokenizer, ref_model, step: int, cfg: GRPOConfig) -> Path:
+    """HF model + tokenizer (loadable on their own) + engine state + trainer state, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with backend.gathered():
+        backend.module.save_pretrained(tmp, state_dict=backend.state_dict_for_save() if hasattr(backend, "engine") else None)
+    tokenizer.save_pretrained(tmp)
+    backend.save_state(tmp)
+    if ref_model is not None and cfg.ref_sync_steps:
+        torch.save(ref_model.state_dict(), tmp / "ref_model.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+
+
+class StopRequested(Exception):
+    """SIGTERM arrived; the loop wrote a checkpoint and stopped."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    stopped: bool
+    final_model: str | None
+    checkpoints: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None,
+          progress=print, handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
+    """Run a GRPO stage. `reporter` gets metrics and samples; `progress` gets R1LAB_PROGRESS lines.
+
+    `template` wraps each prompt (e.g. the R1-Zero `User: {prompt} Assistant:`); None = as is.
+    """
+    from training_backend.distributed import OptimConfig, setup_backend
+    from training_backend.reflection import reflection_stats
+    from training_backend.rewards import extract_answer, extract_think
+    from training_backend.rollout import HFGenerateEngine
+    from training_backend.tiny import load_model_and_tokenizer
+
+    cfg: GRPOConfig = spec.config
+    out_dir = Path(spec.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    G = cfg.num_generations
+    prompts_per_step = cfg.batch_size // G
+
+    # --- stop on SIGTERM at the next step boundary, after a checkpoint
+    stop = {"flag": False}
+    old_handler = None
+    if handle_sigterm:
+        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+
+    # --- models: policy (trained), reference (frozen, only when beta > 0)
+    start_step = 0
+    ckpts = checkpoint_dirs(out_dir) if resume else []
+    load_from = ckpts[-1] if ckpts else Path(spec.model_path)
+    torch.manual_seed(spec.seed)
+    model, tok = load_model_and_tokenizer(load_from)
+    model.config.use_cache = True
+    ref_model = None
+    if cfg.beta > 0:
+        ref_model, _ = load_model_and_tokenizer(spec.model_path)
+        if ckpts and (ckpts[-1] / "ref_model.pt").exists():
+            ref_model.load_state_dict(torch.load(ckpts[-1] / "ref_model.pt", weights_only=True))
+        ref_model.eval().requires_grad_(False)
+
+    optim_steps_per_step = cfg.minibatches * cfg.num_iterations
+    backend = setup_backend(
+        model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay, cfg.max_grad_norm,
+                           cfg.lr_scheduler, cfg.warmup_steps * optim_steps_per_step),
+        engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=cfg.max_steps * optim_steps_per_step,
+        micro_batch_size=cfg.batch_size // cfg.minibatches)
+    policy = backend.module
+    if ckpts:
+        backend.load_state(ckpts[-1])
+        start_step = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
+    engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
+    decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
+
+    train_rows = read_prompts(spec.train_data)
+    eval_rows = read_prompts(spec.eval_data)[: cfg.eval_max_prompts] if spec.eval_data else []
+    encoded = [encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in train_rows]
+
+    saved: list[str] = [str(p) for p in ckpts]
+    num_tokens_seen = 0.0
+    step_times: list[float] = []
+    last_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+
+    def evaluate(step: int) -> dict[str, float]:
+        rows = eval_rows
+        with backend.gathered():
+            roll = engine.generate([encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in rows],
+                                   num_generations=1, max_new_tokens=cfg.max_completion_length, greedy=True)
+        texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]
+        s = score(texts, rows, roll.lengths.tolist(), cfg)
+        m = {"eval/reward": float(s.rewards.mean()), "eval/mean_length": float(roll.lengths.float().mean())}
+        if s.correct is not None:
+            m["eval/accuracy"] = sum(s.correct) / len(s.correct)
+        reporter.log_metrics(step, m)
+        return m
+
+    def checkpoint(step: int) -> None:
+        path = save_checkpoint(out_dir / "checkpoints" / f"step-{step:06d}", backend, tok, ref_model, step, cfg)
+        if str(path) not in saved:
+            saved.append(str(path))
+        if cfg.save_total_limit:
+            while len(saved) > cfg.save_total_limit:
+                shutil.rmtree(saved.pop(0), ignore_errors=True)
+
+    step = start_step
+    t_run = time.perf_counter()
+    try:
+        for step in range(start_step + 1, cfg.max_steps + 1):
+            t_step = time.perf_counter()
+            rows = [train_rows[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)]
+            rows_g = [r for r in rows for _ in range(G)]  # (N,) prompt-major, N = prompts · G
+
+            # 1. sample G completions per prompt (seeded per step: reproducible across resume)
+            torch.manual_seed(spec.seed * 1_000_003 + step)
+            t0 = time.perf_counter()
+            with backend.gathered():
+                roll = engine.generate([encoded[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)],
+                                       num_generations=G, max_new_tokens=cfg.max_completion_length,
+                                       temperature=cfg.temperature, top_p=cfg.top_p)
+            t_generate = time.perf_counter() - t0
+            comp_mask = roll.completion_mask  # (N, C)
+            lengths = roll.lengths  # (N,)
+            completions = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, comp_mask)]
+
+            # 2. rewards and group-relative advantages
+            t0 = time.perf_counter()
+            scored = score(completions, rows_g, lengths.tolist(), cfg)
+            advantages = group_advantages(scored.rewards, G, cfg.scale_rewards)  # (N,)
+            t_reward = time.perf_counter() - t0
+
+            input_ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)  # (N, P + C)
+            attn = torch.cat([roll.prompt_mask, comp_mask], 1)  # (N, P + C)
+            C = comp_mask.shape[1]
+            loss_mask = comp_mask.clone()
+            if cfg.mask_truncated_completions:
+                loss_mask[roll.truncated] = 0
+
+            # 3. reference (and, when the batch is reused, old-policy) log-probs, no grad
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                ref_logp = token_logprobs(ref_model, input_ids, attn, C, cfg.temperature)[0] if ref_model is not None else None
+                reuse = cfg.num_iterations > 1 or cfg.minibatches > 1
+                if reuse:
+                    with backend.gathered():
+                        old_logp = token_logprobs(policy, input_ids, attn, C, cfg.temperature)[0]
+            t_ref = time.perf_counter() - t0
+
+            # 4. optimisation: num_iterations passes of `minibatches` updates each
+            t0 = time.perf_counter()
+            policy.train()
+            mb_stats, losses, grad_norms, entropies = [], [], [], []
+            N = input_ids.shape[0]
+            mb_size = N // cfg.minibatches
+            for _ in range(cfg.num_iterations):
+                for mb in range(cfg.minibatches):
+                    sl = slice(mb * mb_size, (mb + 1) * mb_size)
+                    logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
+                    old = old_logp[sl] if reuse else logp.detach()
+                    loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
+                                            advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
+                                            clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
+                    backend.backward(loss)
+                    grad_norms.append(backend.step())
+                    losses.append(float(loss))
+                    mb_stats.append(stats)
+                    m = comp_mask[sl].float()
+                    entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
+            policy.eval()
+            if ref_model is not None and cfg.ref_sync_steps and step % cfg.ref_sync_steps == 0:
+                ref_model.load_state_dict(backend.state_dict_for_save())
+            t_train = time.perf_counter() - t0
+
+            # 5. metrics (TRL's names) and samples
+            step_time = time.perf_counter() - t_step
+            step_times.append(step_time)
+            n_tokens = float(attn.sum())
+            num_tokens_seen += n_tokens
+            r = scored.rewards.view(-1, G)
+            lf = lengths.float()
+            metrics = {
+                "loss": sum(losses) / len(losses),
+                "grad_norm": sum(grad_norms) / len(grad_norms),
+                "learning_rate": backend.learning_rate(),
+                "reward": float(scored.rewards.mean()),
+                "reward_std": float(r.std(1).mean()),
+                "frac_reward_zero_std": float((r.std(1) < 1e-6).float().mean()),
+                "completions/mean_length": float(lf.mean()),
+                "completions/min_length": float(lf.min()),
+                "completions/max_length": float(lf.max()),
+                "completions/clipped_ratio": float(roll.truncated.float().mean()),
+                "entropy": sum(entropies) / len(entropies),
+                "num_tokens": num_tokens_seen,
+                "step_time": step_time,
+                "time/generate": t_generate,
+                "time/reward": t_reward,
+                "time/reference": t_ref,
+                "time/train": t_train,
+                "throughput/tokens_per_s": n_tokens / step_time,
+            }
+            for k in mb_stats[0]:
+                metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)
+            for name, vals in scored.per_fn.items():
+                metrics[f"rewards/{name}/mean"], metrics[f"rewards/{name}/std"] = _mean_std(vals)
+            metrics.update(reflection_stats(completions, lengths.tolist(), scored.correct))
+            reporter.log_metrics(step, metrics)
+            k = N if cfg.log_samples < 0 else min(cfg.log_samples, N)
+            reporter.log_samples(step, [{
+                "prompt": rows_g[i]["prompt"], "prompt_id": rows_g[i].get("id"), "completion": completions[i],
+                "think": extract_think(completions[i]), "answer": extract_answer(completions[i]),
+                "gold": rows_g[i].get("answer"),
+                "rewards": {n: v[i] for n, v in scored.per_fn.items()}, "reward": float(scored.rewards[i]),
+                "advantage": float(advantages[i]), "length": int(lengths[i]),
+                "truncated": bool(roll.truncated[i]), "group": i // G,
+            } for i in range(k)])
+            last_metrics = metrics
+
+            if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
+                eval_metrics = evaluate(step)
+            if step % cfg.save_steps == 0 or step == cfg.max_steps or stop["flag"]:
+                checkpoint(step)
+            reporter.flush()
+            done = step - start_step
+            eta = (time.perf_counter() - t_run) / done * (cfg.max_steps - step)
+            progress(PROGRESS_PREFIX + json.dumps({"step": step, "total": cfg.max_steps, "eta_s": round(eta, 1)}))
+            if stop["flag"]:
+                raise StopRequested()
+    except StopRequested:
+        return _finish(out_dir, step, True, None, saved, last_metrics, eval_metrics, step_times, metrics_path)
+    finally:
+        if handle_sigterm and old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+    if eval_rows and (not cfg.eval_steps or step % cfg.eval_steps):
+        eval_metrics = evaluate(step)
+    final = out_dir / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(saved[-1], final, ignore=shutil.ignore_patterns("optimizer.pt", "deepspeed", "ref_model.pt", "trainer_state.json"))
+    return _finish(out_dir, step, False, str(final), saved, last_metrics, eval_metrics, step_times, metrics_path)
+
+
+def _finish(out_dir: Path, step: int, stopped: bool, final: str | None, saved: list[str], last: dict,
+            eval_metrics: dict, step_times: list[float], metrics_path: str | None) -> TrainResult:
+    summary = {"step": step, "stopped": stopped, **{f"last/{k}": v for k, v in last.items()
+                                                     if k in ("reward", "completions/mean_length", "kl", "rewards/accuracy/mean")},
+               **eval_metrics}
+    if step_times:
+        summary["median_step_time"] = sorted(step_times)[len(step_times) // 2]
+    outputs = {"kind": "grpo", "status": "stopped" if stopped else "succeeded", "step": step,
+               "final_model": final, "checkpoints": saved, "latest_checkpoint": saved[-1] if saved else None,
+               "metrics": metrics_path, "summary": summary}
+    (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2))
+    return TrainResult(step, stopped, final, saved, summary)
