@@ -122,6 +122,9 @@ class Command(BaseCommand):
         def on_signal(signum, frame):
             raise KeyboardInterrupt
 
+        # Explicitly: a shell may start us with SIGINT ignored (background job), and `kill`
+        # sends SIGTERM; both must stop every process we started.
+        signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
             for name, cmd in commands.items():
