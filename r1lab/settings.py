@@ -156,13 +156,14 @@ if REDIS_URL:
     }
 else:
     _celery_dir = VAR_DIR / "celery"
-    for _sub in ("in", "processed", "results"):
+    for _sub in ("in", "processed", "results", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "in"),
         "data_folder_out": str(_celery_dir / "in"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),  # broadcast (inspect, revoke)
         "store_processed": False,
         "polling_interval": 0.01,
     }
