@@ -1,0 +1,146 @@
+"""r1lab_client against a real local http.server that we stop and restart (no mocks)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import r1lab_client
+from r1lab_client import Run
+
+
+class Ingest:
+    """A tiny stand-in for the dashboard's ingest API, idempotent per (key, step)."""
+
+    def __init__(self, port: int = 0):
+        self.metrics: dict[tuple[str, int], float] = {}
+        self.order: list[tuple[str, int]] = []
+        self.samples: list[dict] = []
+        self.finished: list[str] = []
+        self.auth: list[str] = []
+        self.fail_next_5xx = 0
+        self.port = port
+        self.server = None
+
+    def start(self):
+        ingest = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ingest.auth.append(self.headers.get("Authorization", ""))
+                if ingest.fail_next_5xx:
+                    ingest.fail_next_5xx -= 1
+                    return self.reply(503, {"error": "busy"})
+                if self.path == "/api/v1/runs":
+                    return self.reply(201, {"id": 42, "token": "run-token"})
+                if self.path == "/api/v1/runs/42/log":
+                    bad = [m for m in body.get("metrics", []) if not isinstance(m.get("value"), (int, float))]
+                    if bad:
+                        return self.reply(400, {"error": f"metrics[0].value must be a number"})
+                    for m in body["metrics"]:
+                        key = (m["key"], m["step"])
+                        if key not in ingest.metrics:
+                            ingest.order.append(key)
+                        ingest.metrics[key] = m["value"]
+                    ingest.samples += body.get("samples", [])
+                    return self.reply(200, {"accepted": {"metrics": len(body["metrics"]),
+                                                         "samples": len(body.get("samples", []))}})
+                if self.path == "/api/v1/runs/42/finish":
+                    ingest.finished.append(body["status"])
+                    return self.reply(200, {"status": body["status"]})
+                self.reply(404, {"error": "no such run"})
+
+            def reply(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def ingest():
+    s = Ingest().start()
+    yield s
+    s.stop()
+
+
+def test_init_creates_a_run_and_logs_with_its_token(ingest, tmp_path):
+    run = r1lab_client.init(ingest.base, token="personal", name="t", project="p", config={"lr": 1.0},
+                            spool_dir=tmp_path)
+    assert run.run_url == ingest.base + "/api/v1/runs/42"
+    run.log({"reward": 0.5, "loss": float("nan")}, step=1)
+    run.log_samples([{"prompt": "1+1", "completion": "2", "rewards": {"accuracy": 1.0}}], step=1)
+    run.log({"reward": 0.7}, step=2)  # a new step sends step 1's batch
+    assert ingest.metrics == {("reward", 1): 0.5}
+    assert run.finish("succeeded")
+    assert ingest.metrics == {("reward", 1): 0.5, ("reward", 2): 0.7}
+    assert ingest.samples[0]["step"] == 1 and ingest.finished == ["succeeded"]
+    assert ingest.auth[0] == "Bearer personal" and set(ingest.auth[1:]) == {"Bearer run-token"}
+
+
+def test_server_down_spools_then_replays_in_order(tmp_path):
+    server = Ingest().start()
+    port = server.port
+    run = Run(f"{server.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_retries=1, backoff_s=0.01, timeout_s=2)
+    run.log({"reward": 0.1}, step=1)
+    assert run.flush()
+    server.stop()  # the dashboard goes away for steps 2..4
+    for step in (2, 3, 4):
+        run.log({"reward": step / 10}, step=step)
+        run.log_samples([{"prompt": "p", "completion": f"c{step}", "rewards": {}}], step=step)
+    assert not run.flush()
+    assert run.pending() == 3
+    restarted = Ingest(port).start()  # same address, empty memory
+    try:
+        restarted.fail_next_5xx = 1  # and a transient 503 on the first try: retried, not spooled again
+        run.log({"reward": 0.5}, step=5)
+        assert run.finish("succeeded")
+        assert run.pending() == 0
+        assert restarted.order == [("reward", 2), ("reward", 3), ("reward", 4), ("reward", 5)]
+        assert [s["completion"] for s in restarted.samples] == ["c2", "c3", "c4"]
+        assert restarted.finished == ["succeeded"]
+    finally:
+        restarted.stop()
+
+
+def test_a_bad_batch_is_kept_in_rejected_and_the_run_goes_on(ingest, tmp_path, capsys):
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_retries=0)
+    run._metrics.append({"step": 1, "key": "reward", "value": "high"})  # what a buggy caller could send
+    assert run.flush()
+    rejected = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert rejected[0]["status"] == 400 and rejected[0]["batch"]["metrics"][0]["value"] == "high"
+    assert "rejected" in capsys.readouterr().err
+    run.log({"reward": 1.0}, step=2)
+    assert run.finish("failed") and ingest.metrics == {("reward", 2): 1.0}
+    assert run.pending() == 0
+
+
+def test_a_run_that_never_reaches_the_server_keeps_everything_on_disk(tmp_path):
+    server = Ingest().start()
+    url = f"{server.base}/api/v1/runs/42"
+    server.stop()
+    run = Run(url, "t", spool_dir=tmp_path, max_retries=0)
+    run.log({"reward": 1.0}, step=1)
+    assert not run.finish("succeeded")
+    batch = json.loads((tmp_path / "spool.jsonl").read_text())
+    assert batch["metrics"][0]["key"] == "reward"
