@@ -32,7 +32,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) benchmarks/run_all.py
+	ONLY=$(ONLY) $(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) var
