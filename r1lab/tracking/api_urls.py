@@ -1,2 +1,12 @@
+from django.urls import path
+
+from r1lab.tracking import api
+
 app_name = "api"
-urlpatterns: list = []
+urlpatterns = [
+    path("openapi.json", api.openapi, name="openapi"),
+    path("runs", api.runs, name="runs"),
+    path("runs/<int:run_id>/log", api.run_log, name="run_log"),
+    path("runs/<int:run_id>/finish", api.run_finish, name="run_finish"),
+    path("runs/<int:run_id>/metrics", api.run_metrics, name="run_metrics"),
+]

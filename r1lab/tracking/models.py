@@ -36,3 +36,135 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_stale(self) -> bool:
+        """Running but silent for longer than R1LAB_STALE_AFTER_S: never 'running' forever."""
+        if self.status != self.Status.RUNNING:
+            return False
+        from django.utils import timezone
+
+        seen = self.last_seen_at or self.created_at
+        return seen is not None and (timezone.now() - seen).total_seconds() > settings.R1LAB_STALE_AFTER_S
+
+    @property
+    def display_status(self) -> str:
+        return "stale" if self.is_stale else self.status
+
+    def status_payload(self) -> dict:
+        return {
+            "id": self.pk,
+            "status": self.display_status,
+            "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+class Series(models.Model):
+    """One metric of one run (`reward`, `kl`, `rewards/accuracy/mean`, …).
+
+    `rollup_upto`: the downsampling rollups (see Rollup) are complete for every bucket that
+    ends at or before this step; -1 when none are built. Ingest lowers it when a late point
+    lands inside a rolled-up range.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="series")
+    key = models.CharField(max_length=200)
+    rollup_upto = models.BigIntegerField(default=-1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="tracking_series_run_key")]
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.key}"
+
+
+class Point(models.Model):
+    """One value of a series at a step. The primary key (series, step) is the unique index that
+    makes retries idempotent (ON CONFLICT DO NOTHING) and serves every range query; no surrogate
+    id, so a row is 4 columns and a bulk insert maintains one index."""
+
+    pk = models.CompositePrimaryKey("series", "step")
+    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    step = models.BigIntegerField()
+    value = models.FloatField()
+    ts = models.FloatField(help_text="wall time, seconds since the epoch")
+
+
+class Rollup(models.Model):
+    """Precomputed min/max/sum per bucket of 8**level steps (levels 1..ROLLUP_LEVELS), built lazily
+    by the downsampling selector so that a 1,000,000-point series is read as a few thousand rows.
+    Extremes keep their step and wall time: a one-step spike survives at every level."""
+
+    pk = models.CompositePrimaryKey("series", "level", "bucket")
+    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    n = models.IntegerField()
+    total = models.FloatField()
+    min_v = models.FloatField()
+    min_step = models.BigIntegerField()
+    min_ts = models.FloatField()
+    max_v = models.FloatField()
+    max_step = models.BigIntegerField()
+    max_ts = models.FloatField()
+
+
+class Sample(models.Model):
+    """One rollout (a completion of a prompt at a step), stored append-only for the rollout
+    browser. Computed columns (reward, correct, reflection_count, language_mixed, zero_std_group,
+    think/answer) are filled at ingest so that filters are plain indexed predicates."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="samples")
+    step = models.BigIntegerField()
+    group = models.IntegerField(default=0, help_text="GRPO group: the G completions of one prompt")
+    index = models.IntegerField(default=0, help_text="position within the group")
+    dedupe = models.BigIntegerField(help_text="identity for idempotent retries")
+    prompt_id = models.CharField(max_length=200, blank=True)
+    prompt = models.TextField()
+    completion = models.TextField()
+    think = models.TextField(blank=True)
+    answer = models.TextField(blank=True)
+    rewards = models.JSONField(default=dict)
+    reward = models.FloatField(help_text="total reward (the sample's `reward`, else the sum of `rewards`)")
+    advantage = models.FloatField(null=True, blank=True)
+    length = models.IntegerField(help_text="tokens when the trainer says, else characters")
+    truncated = models.BooleanField(default=False)
+    correct = models.BooleanField(null=True, help_text="rewards.accuracy >= 1; null without an accuracy reward")
+    reflection_count = models.IntegerField(default=0)
+    language_consistency = models.FloatField(null=True, blank=True)
+    language_mixed = models.BooleanField(null=True)
+    zero_std_group = models.BooleanField(null=True, help_text="every reward in its (step, group) is equal")
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step", "group", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "step", "dedupe"], name="tracking_sample_dedupe")]
+        indexes = [
+            models.Index(fields=["run", "step", "group", "index"], name="tracking_sample_step"),
+            models.Index(fields=["run", "prompt_id", "step"], name="tracking_sample_prompt"),
+            models.Index(fields=["run", "reward"], name="tracking_sample_reward"),
+            models.Index(fields=["run", "length"], name="tracking_sample_length"),
+            models.Index(fields=["run", "advantage"], name="tracking_sample_adv"),
+            models.Index(fields=["run", "correct", "step"], name="tracking_sample_correct"),
+            models.Index(fields=["run", "step"], name="tracking_sample_trunc", condition=models.Q(truncated=True)),
+            models.Index(fields=["run", "step"], name="tracking_sample_refl", condition=models.Q(reflection_count__gt=0)),
+            models.Index(fields=["run", "step"], name="tracking_sample_mixed", condition=models.Q(language_mixed=True)),
+            models.Index(fields=["run", "step"], name="tracking_sample_zstd", condition=models.Q(zero_std_group=True)),
+        ]
+
+
+class Comment(models.Model):
+    """A team note pinned to a step of a run: a marker on every chart of that run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="comments")
+    step = models.BigIntegerField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step", "created_at"]
+        indexes = [models.Index(fields=["run", "step"], name="tracking_comment_step")]

@@ -1,0 +1,159 @@
+"""Reads of the tracking app: runs a user may see, downsampled series, samples, comments, alarms."""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from r1lab.accounts.permissions import can
+from r1lab.tracking import analysis, store
+from r1lab.tracking.models import Comment, Run, Sample, Series
+from r1lab.tracking.panels import panels_for_keys
+
+DEFAULT_MAX_POINTS = 2000
+MAX_MAX_POINTS = 20000
+
+
+def runs_visible(*, user, project: str | None = None) -> QuerySet[Run]:
+    """Every role with runs.view sees every run (the MATRIX has no per-run scoping yet)."""
+    if not can(user, "runs.view"):
+        return Run.objects.none()
+    qs = Run.objects.select_related("created_by")
+    if project:
+        qs = qs.filter(project=project)
+    return qs
+
+
+def run_summary(*, run: Run) -> dict:
+    return {"id": run.pk, "name": run.name, "project": run.project, "status": run.display_status,
+            "external": run.external, "created_at": run.created_at.isoformat(),
+            "last_seen_at": run.last_seen_at.isoformat() if run.last_seen_at else None}
+
+
+def run_keys(*, run: Run) -> list[str]:
+    return list(Series.objects.filter(run=run).order_by("key").values_list("key", flat=True))
+
+
+def parse_window_query(params) -> dict:
+    """keys=a,b&min_step=&max_step=&max_points= → kwargs of run_series_data; ValueError on bad input."""
+    out: dict = {}
+    keys = params.get("keys")
+    if keys:
+        out["keys"] = [k for k in keys.split(",") if k][:200]
+    for name in ("min_step", "max_step"):
+        raw = params.get(name)
+        if raw not in (None, ""):
+            try:
+                out[name] = int(float(raw))
+            except ValueError:
+                raise ValueError(f"{name} must be an integer (got {raw!r})") from None
+    raw = params.get("max_points")
+    if raw not in (None, ""):
+        try:
+            mp = int(raw)
+        except ValueError:
+            raise ValueError(f"max_points must be an integer (got {raw!r})") from None
+        if not 4 <= mp <= MAX_MAX_POINTS:
+            raise ValueError(f"max_points must be between 4 and {MAX_MAX_POINTS}")
+        out["max_points"] = mp
+    return out
+
+
+def run_series_data(*, run: Run, keys: list[str] | None = None, min_step: int | None = None,
+                    max_step: int | None = None, max_points: int = DEFAULT_MAX_POINTS) -> dict:
+    """{"run": id, "series": {key: {"x", "y", "t", "total", "downsampled", "range"}}}"""
+    qs = Series.objects.filter(run=run)
+    if keys is not None:
+        qs = qs.filter(key__in=keys)
+    series = {}
+    for sid, key in qs.values_list("id", "key"):
+        series[key] = store.series_window(sid=sid, min_step=min_step, max_step=max_step, max_points=max_points)
+    return {"run": run.pk, "series": series}
+
+
+def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
+    """Everything a run page's charts need on first paint (panels, data, aha, alarms, comments)."""
+    data = run_series_data(run=run, max_points=max_points)["series"]
+    keys = sorted(data)
+    return {
+        "run": {"id": run.pk, "name": run.name, **run.status_payload()},
+        "panels": panels_for_keys(keys),
+        "series": data,
+        "aha": run_aha(series=data),
+        "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()}),
+        "comments": [comment_payload(c) for c in run_comments(run=run)],
+    }
+
+
+AHA_KEY = "reflection/rate_per_1k_tokens"
+
+
+def run_aha(*, series: dict) -> dict | None:
+    d = series.get(AHA_KEY) or series.get("reflection/frac_responses")
+    if not d:
+        return None
+    values = d["y"]
+    spread = (max(values) - min(values)) if values else 0.0
+    cp = analysis.detect_level_change(d["x"], values, min_shift=0.1 * spread)
+    return cp.as_dict() if cp else None
+
+
+def run_alarms(*, run: Run) -> list[dict]:
+    data = run_series_data(run=run, max_points=DEFAULT_MAX_POINTS)["series"]
+    return analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()})
+
+
+def run_comments(*, run: Run) -> QuerySet[Comment]:
+    return Comment.objects.filter(run=run).select_related("author").order_by("step", "created_at")
+
+
+def comment_payload(c: Comment) -> dict:
+    return {"id": c.pk, "step": c.step, "body": c.body, "author": c.author.username if c.author else "",
+            "created_at": c.created_at.isoformat()}
+
+
+# --- rollout samples (the rollout browser builds on these) -------------------------------------------
+
+
+def samples_for_step(*, run: Run, step: int) -> QuerySet[Sample]:
+    """The samples of one step, group by group (G completions of a prompt together)."""
+    return Sample.objects.filter(run=run, step=step).order_by("group", "index", "id")
+
+
+def samples_filter(*, run: Run, step: int | None = None, correct: bool | None = None, zero_std: bool | None = None,
+                   truncated: bool | None = None, language_mixed: bool | None = None,
+                   has_reflection: bool | None = None, length_min: int | None = None, length_max: int | None = None,
+                   reward_min: float | None = None, reward_max: float | None = None, text: str | None = None,
+                   prompt_id: str | None = None, order: str | None = None) -> QuerySet[Sample]:
+    """Samples of a run filtered as the rollout browser's filters say (each maps to an index).
+    `order`: "advantage", "-advantage", "length", "-length" (default: step, group, index)."""
+    qs = Sample.objects.filter(run=run)
+    if step is not None:
+        qs = qs.filter(step=step)
+    if correct is not None:
+        qs = qs.filter(correct=correct)
+    if zero_std is not None:
+        qs = qs.filter(zero_std_group=zero_std)
+    if truncated is not None:
+        qs = qs.filter(truncated=truncated)
+    if language_mixed is not None:
+        qs = qs.filter(language_mixed=language_mixed)
+    if has_reflection is not None:
+        qs = qs.filter(reflection_count__gt=0) if has_reflection else qs.filter(reflection_count=0)
+    if length_min is not None:
+        qs = qs.filter(length__gte=length_min)
+    if length_max is not None:
+        qs = qs.filter(length__lte=length_max)
+    if reward_min is not None:
+        qs = qs.filter(reward__gte=reward_min)
+    if reward_max is not None:
+        qs = qs.filter(reward__lte=reward_max)
+    if prompt_id:
+        qs = qs.filter(prompt_id=prompt_id)
+    if text:
+        qs = qs.filter(Q(completion__icontains=text) | Q(prompt__icontains=text))
+    if order in ("advantage", "-advantage", "length", "-length"):
+        return qs.order_by(order, "id")
+    return qs.order_by("step", "group", "index", "id")
+
+
+def sample_steps(*, run: Run) -> list[int]:
+    return list(Sample.objects.filter(run=run).values_list("step", flat=True).distinct().order_by("step"))

@@ -1,0 +1,280 @@
+"""The metric store's SQL: bulk point ingestion and the min/max downsampler.
+
+PostgreSQL is the production store. Points go in with one statement per batch
+(`INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`: one round-trip, no ORM object per
+point, idempotent through the (series, step) primary key). Reads of long series go through
+lazily built rollups (min/max/sum per bucket of 8**level steps), so a 1,000,000-point series is
+answered from a few thousand rows; extremes keep their own step and wall time, so a one-step
+spike survives downsampling at every level.
+
+SQLite (embedded mode) works the same way functionally: points go in with `executemany` and
+`ON CONFLICT DO NOTHING`, and the downsampler reads raw rows and buckets them in Python.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+
+ROLLUP_LEVELS = 6  # bucket widths 8, 64, …, 262144 steps
+_BASE_BITS = 3  # 8 = 2**3: bucket of level l = step >> (3*l)
+
+# (run_id, key) -> series id. Series are never renamed; a deleted run's token stops working
+# before its series could be looked up again, so stale entries are harmless.
+_SERIES_CACHE: dict[tuple[int, str], int] = {}
+_SERIES_CACHE_MAX = 200_000
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def series_ids(*, run_id: int, keys: Sequence[str]) -> dict[str, int]:
+    """Series id for each key of a run, creating the missing ones (cached per process)."""
+    out: dict[str, int] = {}
+    missing = []
+    for key in keys:
+        sid = _SERIES_CACHE.get((run_id, key))
+        if sid is None:
+            missing.append(key)
+        else:
+            out[key] = sid
+    if not missing:
+        return out
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute(
+                "INSERT INTO tracking_series (run_id, key, rollup_upto) SELECT %s, k, -1 FROM unnest(%s::text[]) AS k "
+                "ON CONFLICT (run_id, key) DO NOTHING",
+                [run_id, missing],
+            )
+            cur.execute("SELECT key, id FROM tracking_series WHERE run_id = %s AND key = ANY(%s)", [run_id, missing])
+        else:
+            cur.executemany(
+                "INSERT INTO tracking_series (run_id, key, rollup_upto) VALUES (%s, %s, -1) ON CONFLICT (run_id, key) DO NOTHING",
+                [(run_id, k) for k in missing],
+            )
+            marks = ",".join(["%s"] * len(missing))
+            cur.execute(f"SELECT key, id FROM tracking_series WHERE run_id = %s AND key IN ({marks})", [run_id, *missing])
+        rows = cur.fetchall()
+    if len(_SERIES_CACHE) > _SERIES_CACHE_MAX:
+        _SERIES_CACHE.clear()
+    for key, sid in rows:
+        _SERIES_CACHE[(run_id, key)] = sid
+        out[key] = sid
+    return out
+
+
+def forget_run(run_id: int) -> None:
+    for k in [k for k in _SERIES_CACHE if k[0] == run_id]:
+        _SERIES_CACHE.pop(k, None)
+
+
+_PG_INSERT = """
+WITH b(sid, lo) AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[])),
+upd AS (
+    UPDATE tracking_series s SET rollup_upto = ((b.lo >> 3) << 3) - 1
+    FROM b WHERE s.id = b.sid AND s.rollup_upto >= b.lo
+    RETURNING s.id AS sid, b.lo AS lo
+),
+del AS (
+    DELETE FROM tracking_rollup r USING upd
+    WHERE r.series_id = upd.sid AND r.bucket >= (upd.lo >> (3 * r.level))
+)
+INSERT INTO tracking_point (series_id, step, value, ts)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss: list[float]) -> int:
+    """Store the points (idempotent); returns how many were new. Call inside a transaction.
+
+    On PostgreSQL, one statement also invalidates the rollups that a late point falls into.
+    """
+    if not sids:
+        return 0
+    with connection.cursor() as cur:
+        if is_postgres():
+            lows: dict[int, int] = {}
+            for sid, step in zip(sids, steps):
+                low = lows.get(sid)
+                if low is None or step < low:
+                    lows[sid] = step
+            cur.execute(_PG_INSERT, [list(lows), list(lows.values()), sids, steps, values, tss])
+        else:
+            cur.executemany(
+                "INSERT INTO tracking_point (series_id, step, value, ts) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                list(zip(sids, steps, values, tss)),
+            )
+        return max(cur.rowcount, 0)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _bounds(cur, sid: int) -> tuple[int | None, int | None]:
+    cur.execute("SELECT min(step), max(step) FROM tracking_point WHERE series_id = %s", [sid])
+    return cur.fetchone()
+
+
+def _ensure_rollups(sid: int) -> int:
+    """Build the rollups of every complete bucket not built yet; returns the series' rollup_upto.
+
+    The bucket holding the newest step stays open (raw) until a later step closes it.
+    """
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT rollup_upto FROM tracking_series WHERE id = %s FOR UPDATE", [sid])
+        row = cur.fetchone()
+        if row is None:
+            return -1
+        old = row[0]
+        cur.execute("SELECT max(step) FROM tracking_point WHERE series_id = %s", [sid])
+        smax = cur.fetchone()[0]
+        if smax is None:
+            return old
+        new = ((smax >> _BASE_BITS) << _BASE_BITS) - 1
+        if new <= old:
+            return old
+        cur.execute(
+            """
+            INSERT INTO tracking_rollup (series_id, level, bucket, n, total, min_v, min_step, min_ts, max_v, max_step, max_ts)
+            SELECT %(sid)s, 1, step >> 3, count(*), sum(value),
+                   min(value), (array_agg(step ORDER BY value, step))[1], (array_agg(ts ORDER BY value, step))[1],
+                   max(value), (array_agg(step ORDER BY value DESC, step))[1], (array_agg(ts ORDER BY value DESC, step))[1]
+            FROM tracking_point WHERE series_id = %(sid)s AND step BETWEEN %(lo)s AND %(hi)s
+            GROUP BY step >> 3
+            ON CONFLICT DO NOTHING
+            """,
+            {"sid": sid, "lo": old + 1, "hi": new},
+        )
+        for level in range(2, ROLLUP_LEVELS + 1):
+            shift = _BASE_BITS * level
+            b_start = (old + 1) >> shift
+            b_end = ((new + 1) >> shift) - 1
+            if b_end < b_start:
+                break  # no complete bucket at this level, nor at any coarser one
+            cur.execute(
+                """
+                INSERT INTO tracking_rollup (series_id, level, bucket, n, total, min_v, min_step, min_ts, max_v, max_step, max_ts)
+                SELECT %(sid)s, %(level)s, bucket >> 3, sum(n), sum(total),
+                       min(min_v), (array_agg(min_step ORDER BY min_v, min_step))[1], (array_agg(min_ts ORDER BY min_v, min_step))[1],
+                       max(max_v), (array_agg(max_step ORDER BY max_v DESC, max_step))[1], (array_agg(max_ts ORDER BY max_v DESC, max_step))[1]
+                FROM tracking_rollup
+                WHERE series_id = %(sid)s AND level = %(child)s AND bucket BETWEEN %(c0)s AND %(c1)s
+                GROUP BY bucket >> 3
+                ON CONFLICT DO NOTHING
+                """,
+                {"sid": sid, "level": level, "child": level - 1, "c0": b_start << 3, "c1": ((b_end + 1) << 3) - 1},
+            )
+        cur.execute("UPDATE tracking_series SET rollup_upto = %s WHERE id = %s", [new, sid])
+        return new
+
+
+def _m4(rows, width: int) -> tuple[list, list, list, int]:
+    """Raw (step, value, ts) rows in step order → the min and max point of each bucket of `width`
+    steps (aligned to multiples of width), in step order. Returns x, y, t, points read."""
+    x: list = []
+    y: list = []
+    t: list = []
+    cur_b = None
+    lo = hi = None
+    n = 0
+
+    def flush():
+        first, second = (lo, hi) if (lo[0], 0) <= (hi[0], 1) else (hi, lo)
+        for p in (first, second) if first[0] != second[0] else (first,):
+            x.append(p[0]); y.append(p[1]); t.append(p[2])  # noqa: E702
+
+    for row in rows:
+        n += 1
+        b = row[0] // width
+        if b != cur_b:
+            if cur_b is not None:
+                flush()
+            cur_b, lo, hi = b, row, row
+        else:
+            if row[1] < lo[1]:
+                lo = row
+            if row[1] > hi[1]:
+                hi = row
+    if cur_b is not None:
+        flush()
+    return x, y, t, n
+
+
+def series_window(*, sid: int, min_step: int | None = None, max_step: int | None = None, max_points: int = 2000) -> dict:
+    """At most `max_points` points of a series over [min_step, max_step]: every point when they fit,
+    else the min and the max point of each bucket (M4-style), so spikes survive and nothing is
+    silently dropped: `total` says how many points the range holds."""
+    max_points = max(4, int(max_points))
+    with connection.cursor() as cur:
+        smin, smax = _bounds(cur, sid)
+        if smin is None:
+            return {"x": [], "y": [], "t": [], "total": 0, "downsampled": False, "range": [min_step, max_step]}
+        lo = smin if min_step is None else max(smin, int(min_step))
+        hi = smax if max_step is None else min(smax, int(max_step))
+        if hi < lo:
+            return {"x": [], "y": [], "t": [], "total": 0, "downsampled": False, "range": [lo, hi]}
+        span = hi - lo + 1
+        if span <= max_points:  # steps are unique per series: the range cannot hold more
+            cur.execute(
+                "SELECT step, value, ts FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s ORDER BY step",
+                [sid, lo, hi],
+            )
+            rows = cur.fetchall()
+            return {"x": [r[0] for r in rows], "y": [r[1] for r in rows], "t": [r[2] for r in rows],
+                    "total": len(rows), "downsampled": False, "range": [lo, hi]}
+        buckets = max(1, (max_points - 2) // 2)
+        width = math.ceil(span / buckets)
+        level = 0
+        while level < ROLLUP_LEVELS and (1 << (_BASE_BITS * (level + 1))) <= width:
+            level += 1
+        if level == 0 or not is_postgres():
+            cur.execute(
+                "SELECT step, value, ts FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s ORDER BY step",
+                [sid, lo, hi],
+            )
+            x, y, t, n = _m4(cur.fetchall(), width)
+            return {"x": x, "y": y, "t": t, "total": n, "downsampled": n > len(x), "range": [lo, hi]}
+    upto = _ensure_rollups(sid)
+    lw = 1 << (_BASE_BITS * level)
+    width = math.ceil(width / lw) * lw  # final buckets are whole rollup buckets
+    b_lo = -(-lo // lw)
+    b_hi = min((hi + 1) // lw - 1, (upto + 1) // lw - 1)
+    if b_hi < b_lo:
+        c_lo, c_hi = hi + 1, hi  # nothing rolled up in range: all raw
+    else:
+        c_lo, c_hi = b_lo * lw, (b_hi + 1) * lw - 1
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            WITH r AS (
+                SELECT n, total, min_v, min_step, min_ts, max_v, max_step, max_ts, bucket * %(lw)s AS s0
+                FROM tracking_rollup
+                WHERE series_id = %(sid)s AND level = %(level)s AND bucket BETWEEN %(b_lo)s AND %(b_hi)s
+                UNION ALL
+                SELECT 1, value, value, step, ts, value, step, ts, step
+                FROM tracking_point
+                WHERE series_id = %(sid)s AND step BETWEEN %(lo)s AND %(hi)s AND (step < %(c_lo)s OR step > %(c_hi)s)
+            )
+            SELECT sum(n),
+                   (array_agg(min_step ORDER BY min_v, min_step))[1], min(min_v), (array_agg(min_ts ORDER BY min_v, min_step))[1],
+                   (array_agg(max_step ORDER BY max_v DESC, max_step))[1], max(max_v), (array_agg(max_ts ORDER BY max_v DESC, max_step))[1]
+            FROM r GROUP BY s0 / %(width)s ORDER BY s0 / %(width)s
+            """,
+            {"lw": lw, "sid": sid, "level": level, "b_lo": b_lo, "b_hi": b_hi, "lo": lo, "hi": hi,
+             "c_lo": c_lo, "c_hi": c_hi, "width": width},
+        )
+        rows = cur.fetchall()
+    x: list = []
+    y: list = []
+    t: list = []
+    total = 0
+    for n, s_min, v_min, t_min, s_max, v_max, t_max in rows:
+        total += n
+        pts = ((s_min, v_min, t_min), (s_max, v_max, t_max)) if s_min <= s_max else ((s_max, v_max, t_max), (s_min, v_min, t_min))
+        for p in pts if s_min != s_max else pts[:1]:
+            x.append(p[0]); y.append(p[1]); t.append(p[2])  # noqa: E702
+    return {"x": x, "y": y, "t": t, "total": total, "downsampled": total > len(x), "range": [lo, hi]}
