@@ -1,0 +1,206 @@
+"""The worker's side of a stage attempt: write SPEC.json, start the trainer as a subprocess, stream
+its output to the stage's log, follow its progress, heartbeat, relay a cancel, record the outcome.
+
+Runs inside the Celery worker process, which never imports torch (CUDA is not fork-safe and a
+crash of the trainer must never take the worker down): the trainer is `python -m
+training_backend run SPEC.json` (or `deepspeed --num_gpus N --module training_backend run …`)
+in its own session/process group, with PR_SET_PDEATHSIG so that a `kill -9` of the worker takes
+the trainer down with it (the lost-worker sweep then marks the stage `failed (worker lost)`).
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from r1lab.pipelines import services
+from r1lab.pipelines.stage_templates import MAKE_BASE
+
+log = logging.getLogger(__name__)
+
+PROGRESS_RE = re.compile(r"^R1LAB_PROGRESS (\{.*\})\s*$")
+# make-base prints `pretrain step 100/500 loss …`: its progress, for the base-building stage.
+PRETRAIN_RE = re.compile(r"^pretrain step (\d+)/(\d+)")
+POLL_S = 0.5
+CANCEL_GRACE_S = 120  # after SIGTERM, wait this long for the checkpoint before SIGKILL
+PR_SET_PDEATHSIG = 1
+
+
+def heartbeat_interval_s() -> float:
+    """A few heartbeats per timeout window, never more often than twice a second."""
+    return max(0.5, min(5.0, settings.R1LAB_HEARTBEAT_TIMEOUT_S / 6))
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def trainer_command(start: services.AttemptStart, spec_path: Path, *, report_url: str | None,
+                    token: str | None, metrics_out: Path) -> list[str]:
+    python = settings.R1LAB_TRAINER_PYTHON or sys.executable
+    if start.kind == MAKE_BASE:
+        steps = int(start.config.get("steps", 0) or 0)
+        return [python, "-m", "training_backend", "make-base", start.output_dir] + (["--steps", str(steps)] if steps else [])
+    args = ["run", str(spec_path), "--metrics-out", str(metrics_out)]
+    if report_url and token:
+        args += ["--report-url", report_url, "--token", token]
+    if start.resume:
+        args.append("--resume")
+    if start.num_gpus > 1:
+        deepspeed = shutil.which("deepspeed", path=str(Path(python).parent)) or shutil.which("deepspeed") or "deepspeed"
+        return [deepspeed, "--num_gpus", str(start.num_gpus), "--module", "training_backend", *args]
+    return [python, "-m", "training_backend", *args]
+
+
+def write_spec(start: services.AttemptStart) -> Path:
+    spec = {
+        "kind": start.kind, "model_path": start.model_path, "output_dir": start.output_dir,
+        "train_data": start.train_data, "eval_data": start.eval_data, "seed": int(start.config.get("seed", 0) or 0),
+        "config": {k: v for k, v in start.config.items() if k != "seed"},
+    }
+    path = Path(start.attempt_dir) / "SPEC.json"
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+class _Progress:
+    """Follows the trainer's log file and keeps its latest progress line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+        self.step: int | None = None
+        self.total: int | None = None
+        self.eta_s: float | None = None
+        self.changed = False
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("r", errors="replace") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:
+            return
+        lines = (self.partial + chunk).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            m = PROGRESS_RE.match(line)
+            if m:
+                try:
+                    d = json.loads(m.group(1))
+                    self.step, self.total = int(d["step"]), int(d["total"])
+                    self.eta_s = float(d["eta_s"]) if d.get("eta_s") is not None else None
+                    self.changed = True
+                except (ValueError, KeyError, TypeError):
+                    continue
+                continue
+            m = PRETRAIN_RE.match(line)
+            if m:
+                self.step, self.total, self.changed = int(m.group(1)), int(m.group(2)), True
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stage_execute(*, stage_id: int, attempt: int) -> str:
+    """Run one attempt of a stage to its end. Returns the outcome ("noop" for a redelivery)."""
+    from r1lab.tracking.models import Run as TrackedRun
+    from r1lab.tracking.services import tracked_run_rotate_token
+
+    start = services.stage_attempt_start(stage_id=stage_id, attempt=attempt, worker_host=socket.gethostname(),
+                                         worker_pid=os.getpid())
+    if start is None:
+        return "noop"
+    attempt_dir = Path(start.attempt_dir)
+    attempt_dir.mkdir(parents=True, exist_ok=True)
+    Path(start.output_dir).mkdir(parents=True, exist_ok=True)
+    if start.kind != MAKE_BASE:  # an earlier attempt's outputs must not pass for this one's
+        (Path(start.output_dir) / "outputs.json").unlink(missing_ok=True)
+    spec_path = write_spec(start)
+    report_url = token = None
+    if start.tracked_run_id:
+        tracked = TrackedRun.objects.get(pk=start.tracked_run_id)
+        token = tracked_run_rotate_token(run=tracked)  # the per-attempt ingest token
+        report_url = f"{settings.R1LAB_PUBLIC_URL}/api/v1/runs/{tracked.pk}"
+    metrics_out = attempt_dir / "metrics.jsonl"
+    cmd = trainer_command(start, spec_path, report_url=report_url, token=token, metrics_out=metrics_out)
+    log_path = attempt_dir / "trainer.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("ab") as log_file:
+        shown = [("<token>" if i and cmd[i - 1] == "--token" else c) for i, c in enumerate(cmd)]
+        log_file.write(f"$ {' '.join(shown)}\n".encode())
+        log_file.flush()
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=settings.BASE_DIR, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    services.stage_attempt_set_trainer_pid(stage_id=stage_id, attempt=attempt, pid=proc.pid)
+    log.info("stage %s attempt %s: trainer pid %s: %s", stage_id, attempt, proc.pid, " ".join(shown))
+
+    progress = _Progress(log_path)
+    interval = heartbeat_interval_s()
+    last_beat = 0.0
+    signalled_at: float | None = None
+    gone = False
+    while True:
+        code = proc.poll()
+        progress.poll()
+        now = time.monotonic()
+        if code is not None:
+            break
+        if progress.changed or now - last_beat >= interval:
+            close_old_connections()
+            answer = services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
+                                              total=progress.total, eta_s=progress.eta_s,
+                                              progress_changed=progress.changed)
+            progress.changed = False
+            last_beat = now
+            if answer in ("cancel", "gone") and signalled_at is None:
+                gone = answer == "gone"
+                log.info("stage %s attempt %s: %s; SIGTERM to the trainer", stage_id, attempt, answer)
+                _signal_group(proc, signal.SIGTERM)
+                signalled_at = now
+        if signalled_at is not None and now - signalled_at > CANCEL_GRACE_S:
+            _signal_group(proc, signal.SIGKILL)
+        time.sleep(POLL_S)
+
+    progress.poll()
+    if progress.step is not None:
+        services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step, total=progress.total,
+                                 eta_s=progress.eta_s, progress_changed=True)
+    outputs = None
+    out_json = Path(start.output_dir) / "outputs.json"
+    if start.kind == MAKE_BASE and code == 0:
+        outputs = {"kind": MAKE_BASE, "status": "succeeded", "final_model": start.output_dir}
+    elif out_json.exists():
+        try:
+            outputs = json.loads(out_json.read_text())
+        except json.JSONDecodeError:
+            outputs = None
+    if outputs is not None:
+        outputs = {**outputs, "metrics_jsonl": str(metrics_out)}
+    if gone:
+        return "gone"
+    close_old_connections()
+    stage = services.stage_attempt_finish(stage_id=stage_id, attempt=attempt, exit_code=code, outputs=outputs,
+                                          signalled_cancel=signalled_at is not None)
+    return stage.status if stage is not None else "gone"

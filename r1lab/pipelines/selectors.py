@@ -1,0 +1,247 @@
+"""Reads for pipelines: the runs list (filter, search), a run with its stages and lineage, the
+pickers of the launch form, log tails, and the workers page (Celery's inspect API)."""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Prefetch, Q, QuerySet
+
+from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
+
+log = logging.getLogger(__name__)
+
+
+def runs_for_list(*, user, status: str = "", q: str = "", limit: int = 200) -> QuerySet[PipelineRun]:
+    """Runs newest first, with their stages; `status` filters, `q` searches name, template,
+    launcher and base model. Every role may see every run (runs.view is granted to all)."""
+    qs = (PipelineRun.objects.select_related("created_by", "base_model", "prompt_set")
+          .prefetch_related(Prefetch("stages", queryset=Stage.objects.order_by("index"))))
+    if status:
+        qs = qs.filter(status=status)
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(template__icontains=q) | Q(created_by__username__icontains=q)
+                       | Q(base_model__name__icontains=q))
+    return qs[:limit]
+
+
+def run_current_stage(run: PipelineRun) -> Stage | None:
+    """The stage a progress bar should show: the active one, else the last that ran."""
+    stages = list(run.stages.all())
+    for s in stages:
+        if s.status in (Stage.Status.RUNNING, Stage.Status.QUEUED):
+            return s
+    ran = [s for s in stages if s.attempt]
+    return ran[-1] if ran else (stages[0] if stages else None)
+
+
+def run_key_metrics(run: PipelineRun) -> dict:
+    """Last reward and accuracy: from the tracked runs when tracking can say, else from the
+    finished stages' outputs.json summaries."""
+    out: dict = {}
+    for s in run.stages.all():
+        summary = (s.outputs or {}).get("summary") or {}
+        if "last/reward" in summary:
+            out["reward"] = summary["last/reward"]
+        for key in ("eval/accuracy", "last/rewards/accuracy/mean"):
+            if key in summary:
+                out["accuracy"] = summary[key]
+                break
+    latest = _tracking_latest([s.tracked_run_id for s in run.stages.all() if s.tracked_run_id])
+    for key, name in (("reward", "reward"), ("rewards/accuracy/mean", "accuracy"), ("eval/accuracy", "accuracy")):
+        if key in latest:
+            out[name] = latest[key]
+    return out
+
+
+def _tracking_latest(tracked_run_ids: list[int]) -> dict:
+    """Latest metric values of the newest tracked run, if the tracking app offers a selector."""
+    if not tracked_run_ids:
+        return {}
+    try:
+        sel = importlib.import_module("r1lab.tracking.selectors")
+    except ModuleNotFoundError:
+        return {}
+    fn = getattr(sel, "run_latest_values", None)
+    if fn is None:
+        return {}
+    try:
+        return fn(run_id=tracked_run_ids[-1], keys=["reward", "rewards/accuracy/mean", "eval/accuracy"]) or {}
+    except TypeError:  # a different signature: the outputs summaries stand in
+        return {}
+
+
+def run_detail(*, run_id: int) -> PipelineRun:
+    return (PipelineRun.objects.select_related("created_by", "base_model", "prompt_set")
+            .prefetch_related(Prefetch("stages", queryset=Stage.objects.order_by("index").select_related("tracked_run")
+                                       .prefetch_related(Prefetch("attempts", queryset=StageAttempt.objects.order_by("number")))))
+            .get(pk=run_id))
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    key: str
+    label: str
+    kind: str  # base_model | prompt_set | dataset_version | stage | output
+    status: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    src: str
+    dst: str
+    label: str
+
+
+def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]:
+    """The run's graph: which base model / prompt set / dataset version / checkpoint fed which stage."""
+    nodes: dict[str, LineageNode] = {}
+    edges: list[LineageEdge] = []
+    stages = list(run.stages.all())
+    for s in stages:
+        nodes[f"stage-{s.index}"] = LineageNode(f"stage-{s.index}", s.name, "stage", s.status, s.kind)
+    for s in stages:
+        resolved = s.resolved_inputs or {}
+        for role, ref in (s.inputs or {}).items():
+            src = ref.get("from")
+            label = (resolved.get(role) or {}).get("label") or ""
+            if src == "base_model":
+                bm = BaseModel.objects.filter(pk=ref.get("id")).first()
+                key = f"bm-{ref.get('id')}"
+                nodes.setdefault(key, LineageNode(key, bm.name if bm else label or "base model", "base_model",
+                                                  detail=bm.path if bm else ""))
+                if role == "output_to":
+                    edges.append(LineageEdge(f"stage-{s.index}", key, "builds"))
+                    continue
+            elif src == "prompt_set":
+                ps = PromptSet.objects.filter(pk=ref.get("id")).first()
+                key = f"ps-{ref.get('id')}"
+                nodes.setdefault(key, LineageNode(key, ps.name if ps else label or "prompt set", "prompt_set",
+                                                  detail=f"{ps.train_count} train / {ps.eval_count} eval" if ps else ""))
+            elif src == "dataset_version":
+                key = f"dv-{ref.get('id')}"
+                nodes.setdefault(key, LineageNode(key, label or dataset_version_label(ref.get("id")), "dataset_version"))
+            elif src == "stage":
+                key = f"stage-{ref.get('index')}"
+            else:
+                continue
+            edges.append(LineageEdge(key, f"stage-{s.index}", "model" if role == "model" else "data"))
+        final = (s.outputs or {}).get("final_model")
+        if final and s.kind != "make_base":
+            key = f"out-{s.index}"
+            nodes[key] = LineageNode(key, Path(final).name, "output", detail=final)
+            edges.append(LineageEdge(f"stage-{s.index}", key, "checkpoint"))
+    return list(nodes.values()), edges
+
+
+def log_tail(path: str, *, max_bytes: int = 6000) -> str:
+    """The end of a stage's log (untrusted text: the template escapes it)."""
+    if not path:
+        return ""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(errors="replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]
+    return text
+
+
+def base_models_for_picker() -> QuerySet[BaseModel]:
+    return BaseModel.objects.order_by("name")
+
+
+def prompt_sets_for_picker() -> QuerySet[PromptSet]:
+    return PromptSet.objects.order_by("name")
+
+
+# --- curation (another app): used when it offers these functions ---------------------------------
+
+def _curation():
+    try:
+        return importlib.import_module("r1lab.curation.selectors"), importlib.import_module("r1lab.curation.services")
+    except ModuleNotFoundError:
+        return None, None
+
+
+def dataset_versions_for_picker() -> list[tuple[int, str]]:
+    """(id, label) of the dataset versions an SFT stage can train on; [] when curation has none."""
+    sel, _ = _curation()
+    fn = getattr(sel, "dataset_versions_for_picker", None) if sel else None
+    if fn is None:
+        return []
+    return [(v.pk, getattr(v, "label", str(v))) for v in fn()]
+
+
+def _dataset_version(version_id):
+    try:
+        from r1lab.curation.models import DatasetVersion
+    except ImportError:
+        return None
+    return DatasetVersion.objects.select_related("project").filter(pk=version_id).first()
+
+
+def dataset_version_label(version_id) -> str:
+    v = _dataset_version(version_id)
+    return getattr(v, "label", str(v)) if v else f"dataset version {version_id}"
+
+
+def dataset_version_export(*, version_id) -> tuple[str, str]:
+    """(label, JSONL path) of a dataset version, exported by curation's own service."""
+    from r1lab.pipelines.services import StageTransitionError
+
+    _, svc = _curation()
+    v = _dataset_version(version_id)
+    fn = getattr(svc, "dataset_version_export_path", None) if svc else None
+    if v is None or fn is None:
+        raise StageTransitionError(f"dataset version {version_id} is not available")
+    return getattr(v, "label", str(v)), str(fn(version=v))
+
+
+# --- workers (Celery inspect) ---------------------------------------------------------------------
+
+@dataclass
+class WorkerInfo:
+    name: str
+    queues: list[str]
+    active: list[dict]
+    concurrency: int | None
+    pid: int | None
+    stages: list[Stage]
+
+
+def workers_overview(*, timeout_s: float = 1.5) -> tuple[list[WorkerInfo], str | None]:
+    """The Celery workers that answer `inspect`, their queues and what each is running.
+    Returns (workers, error); inspect needs a broker with broadcast (Redis), not the filesystem."""
+    from r1lab.celery import app
+
+    if not settings.REDIS_URL:
+        return [], ("the embedded filesystem broker has no broadcast, so workers cannot be inspected; "
+                    "set REDIS_URL to see them here. Stages still record the host that runs them.")
+    try:
+        insp = app.control.inspect(timeout=timeout_s)
+        queues = insp.active_queues() or {}
+        active = insp.active() or {}
+        stats = insp.stats() or {}
+    except (OSError, ConnectionError) as exc:
+        return [], f"cannot reach the broker: {exc}"
+    task_ids: set[str] = {t.get("id") for tasks in active.values() for t in tasks}
+    by_task = {s.task_id: s for s in Stage.objects.select_related("run").filter(task_id__in=task_ids)}
+    out = []
+    for name in sorted(set(queues) | set(active) | set(stats)):
+        tasks = active.get(name, [])
+        st = stats.get(name, {})
+        out.append(WorkerInfo(
+            name=name, queues=sorted(q.get("name", "?") for q in queues.get(name, [])), active=tasks,
+            concurrency=(st.get("pool") or {}).get("max-concurrency"), pid=st.get("pid"),
+            stages=[by_task[t["id"]] for t in tasks if t.get("id") in by_task]))
+    return out, None

@@ -1,0 +1,37 @@
+"""Celery tasks: thin. Each names its queue; the work is in runner/services.
+
+`run_stage` (queue `gpu`) runs one attempt of one stage; a redelivered message for an attempt
+that already started or finished is a no-op. `mark_lost_workers` (queue `default`, Celery beat)
+fails running stages whose worker stopped heartbeating.
+"""
+from __future__ import annotations
+
+import ctypes
+import signal
+
+from celery import shared_task
+from celery.signals import worker_process_init
+
+from r1lab.pipelines import runner, services
+
+
+@worker_process_init.connect
+def _pool_process_dies_with_worker(**kwargs):
+    """A prefork pool process follows its worker on `kill -9`, and the trainer (PDEATHSIG) follows
+    the pool process: nothing keeps training for a stage already marked `worker lost`."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(runner.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:  # not Linux: the trainer's own PDEATHSIG is gone too; the sweep still works
+        pass
+
+
+@shared_task(name="pipelines.run_stage", queue="gpu", acks_late=True, reject_on_worker_lost=True,
+             time_limit=None, soft_time_limit=None, max_retries=0)
+def run_stage(stage_id: int, attempt: int) -> str:
+    return runner.stage_execute(stage_id=stage_id, attempt=attempt)
+
+
+@shared_task(name="pipelines.mark_lost_workers", queue="default", ignore_result=True, time_limit=60,
+             expires=30)
+def mark_lost_workers() -> list[int]:
+    return services.stages_mark_lost()
