@@ -182,6 +182,17 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = _env_bool("R1LAB_CELERY_EAGER", False)
+# pipelines: the lost-worker sweep (a running stage with no heartbeat for
+# R1LAB_HEARTBEAT_TIMEOUT_S becomes `failed (worker lost)`); every R1LAB_LOST_SWEEP_S seconds, so a
+# lost stage is found within timeout + interval (45 + 10 s by default, under a minute).
+R1LAB_LOST_SWEEP_S = _env_int("R1LAB_LOST_SWEEP_S", 10)
+CELERY_BEAT_SCHEDULE = {
+    "pipelines-mark-lost-workers": {
+        "task": "pipelines.mark_lost_workers",
+        "schedule": float(R1LAB_LOST_SWEEP_S),
+        "options": {"queue": "default", "expires": R1LAB_LOST_SWEEP_S * 3},
+    },
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
