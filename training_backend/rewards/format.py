@@ -32,7 +32,7 @@ def format_reward(completion: str) -> float:
 def tag_count_reward(completion: str) -> float:
     """0.25 for each of the four tags that appears exactly once (open-r1's tag_count_reward)."""
     text = as_text(completion)
-    return sum(0.25 for tag in TAGS if text.count(tag) == 1)
+    return sum((0.25 for tag in TAGS if text.count(tag) == 1), 0.0)
 
 
 def format_rewards(completions: Sequence[object], **_columns: object) -> list[float | None]:

@@ -5,7 +5,8 @@ Model code is hostile. Each `run_sandboxed` call is one child process tree with:
   (RLIMIT_AS), processes (RLIMIT_NPROC), file size (RLIMIT_FSIZE), open files, no core dumps;
 - a wall-clock deadline, after which the whole process group is SIGKILLed (`start_new_session`
   + `killpg`); with a PID namespace every process of the run dies with it even if it called
-  `setsid()`; without one, everything the throwaway uid owns is killed (`kill -9 -1` as that uid);
+  `setsid()`; and the call returns only once nothing the throwaway uid owns is left (`kill -9
+  -1` as that uid);
 - when run as root: a throwaway uid/gid (not `nobody`, which concurrent runs would share, making
   RLIMIT_NPROC — a per-user count — leak between them, and whose files other runs could read).
   As a non-root user with no uid of its own, RLIMIT_NPROC cannot be made per-run and files the
@@ -29,6 +30,7 @@ forge passes, or return objects whose `__eq__` is always true. Exiting early (`s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -39,12 +41,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from training_backend.rewards.parsing import extract_code
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 1024
@@ -54,6 +59,7 @@ TMPFS_SIZE = "64m"
 # Interpreter start-up and namespace set-up are not the model's time: added to the deadline.
 _STARTUP_GRACE_S = 2.0
 _STDERR_TAIL = 2000
+_REAP_TIMEOUT_S = 5.0
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Throwaway uids/gids, far above any real account and below the 32-bit overflow ids.
 _UID_RANGE = (1_000_000_000, 2_000_000_000)
@@ -172,6 +178,39 @@ def _argv(caps: SandboxCapabilities, uid: int | None) -> list[str]:
     return argv + [caps.python, "-I", "-B", "-c", RUNNER]
 
 
+def _uid_alive(uid: int) -> bool:
+    """Does a live (not zombie) process of `uid` exist? Zombies hold no resources; the host's
+    init reaps the ones reparented to it on its own schedule."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[:1]
+        except OSError:  # exited while we looked
+            continue
+        if state != [b"Z"]:
+            return True
+    return False
+
+
+def _reap_uid(uid: int) -> None:
+    """Return only once no process of the run's uid is left.
+
+    A PID namespace's members die asynchronously after its init; without a namespace, processes
+    that called setsid() escaped killpg. Either way `kill -9 -1` as the uid reaches them all.
+    """
+    deadline = time.monotonic() + _REAP_TIMEOUT_S
+    while _uid_alive(uid):
+        if time.monotonic() > deadline:
+            log.error("sandbox uid %d still has processes after %.0f s", uid, _REAP_TIMEOUT_S)
+            return
+        _kill_uid(uid)
+        time.sleep(0.01)
+
+
 def _kill_uid(uid: int) -> None:
     """SIGKILL every process of `uid`, including ones that left the process group via setsid()."""
     subprocess.run(
@@ -225,9 +264,9 @@ def _execute(
                     os.killpg(proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-                if uid is not None and not caps.pid_namespace:
-                    _kill_uid(uid)
                 proc.wait()
+                if uid is not None:
+                    _reap_uid(uid)
             out.seek(0)
             lines = out.read(1 << 20).split(b"\n")
             err.seek(0, os.SEEK_END)

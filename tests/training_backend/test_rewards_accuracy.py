@@ -1,0 +1,193 @@
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from math_verify import parse, verify
+
+from training_backend.rewards import accuracy_reward, accuracy_rewards, answers_equivalent
+from training_backend.rewards.accuracy import clear_caches, fast_verdict, prepare
+
+PEER_CASES = Path(__file__).resolve().parents[2] / ".." / "shared" / "peer-cases" / "math_verify_cases.jsonl"
+
+
+def wrap(answer: str) -> str:
+    return f"<think>working it out</think> <answer>{answer}</answer>"
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "expected"),
+    [
+        # plain integers, as the tiny model's tasks produce
+        ("432", "432", 1.0),
+        ("432", "431", 0.0),
+        ("432", " 432 ", 1.0),
+        ("-7", "-7", 1.0),
+        # fractions vs decimals
+        ("1/2", "0.5", 1.0),
+        ("\\frac{3}{4}", "0.75", 1.0),
+        ("\\frac{3}{4}", "3/4", 1.0),
+        ("\\frac{1}{3}", "0.333333", 1.0),
+        ("\\frac{1}{3}", "0.33", 0.0),
+        ("2.50", "5/2", 1.0),
+        ("0.5", "\\dfrac{1}{2}", 1.0),
+        # assignment vs value
+        ("3", "x = 3", 1.0),
+        ("x = 3", "3", 1.0),
+        ("3", "x = 4", 0.0),
+        # LaTeX and plain forms
+        ("\\sqrt{2}", "\\sqrt{2}", 1.0),
+        ("2\\sqrt{3}", "\\sqrt{12}", 1.0),
+        ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", 1.0),
+        ("\\pi", "\\pi", 1.0),
+        ("\\frac{\\pi}{2}", "\\pi/2", 1.0),
+        ("2\\pi", "\\pi", 0.0),
+        # polynomials
+        ("x^2+2x+1", "(x+1)^2", 1.0),
+        ("x+1", "1+x", 1.0),
+        ("x^2-1", "(x-1)(x+2)", 0.0),
+        # tuples, intervals, sets
+        ("(1, 2)", "(1,2)", 1.0),
+        ("(1, 2)", "(2, 1)", 0.0),
+        ("[0, 1)", "[0,1)", 1.0),
+        ("[0, 1)", "(0, 1]", 0.0),
+        ("(-\\infty, 3]", "(-\\infty,3]", 1.0),
+        ("\\{1, 2, 3\\}", "\\{3, 2, 1\\}", 1.0),
+        ("\\{1, 2\\}", "\\{1, 3\\}", 0.0),
+        # boxed inside the answer span
+        ("5", "The answer is $\\boxed{5}$.", 1.0),
+        ("5", "\\boxed{6}", 0.0),
+    ],
+)
+def test_accuracy_reward_verdicts(gold, answer, expected):
+    assert accuracy_reward(wrap(answer), gold) == expected
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("<think>so 7</think> <answer>7</answer>", 1.0),
+        ("no tags at all, but \\boxed{7}", 1.0),  # boxed fallback
+        ("<answer>3</answer> then <answer>7</answer>", 1.0),  # the last answer counts
+        ("<answer>7</answer> then <answer>3</answer>", 0.0),
+        ("<answer>  </answer> \\boxed{7}", 1.0),  # blank answer span: boxed fallback
+        ("<think>7</think>", 0.0),  # no answer at all
+        ("", 0.0),
+    ],
+)
+def test_accuracy_reward_finds_the_final_answer(completion, expected):
+    assert accuracy_reward(completion, "7") == expected
+
+
+def test_batch_form_reads_gold_columns_and_skips_rows_without_gold():
+    completions = [wrap("1"), wrap("2"), wrap("3")]
+    assert accuracy_rewards(completions, answer=["1", "5", None]) == [1.0, 0.0, None]
+    assert accuracy_rewards(completions, gold=["1", "2", "3"], answer=["9", "9", "9"]) == [1.0, 1.0, 1.0]
+    assert accuracy_rewards(completions, solution=["$\\boxed{1}$", "x", "3"]) == [1.0, 0.0, 1.0]
+    assert accuracy_rewards(completions) == [None, None, None]
+
+
+def test_answers_equivalent_compares_bare_answers():
+    assert answers_equivalent("\\frac{1}{2}", "0.5")
+    assert not answers_equivalent("\\frac{1}{2}", "0.6")
+
+
+def _peer_cases() -> list[dict]:
+    if not PEER_CASES.exists():
+        return []
+    return [json.loads(line) for line in PEER_CASES.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not PEER_CASES.exists(), reason=f"peer cases not found at {PEER_CASES} (../shared beside the repo)")
+def test_agrees_with_math_verify_on_its_own_test_cases():
+    """All 247 cases from math-verify's test suite, each pred wrapped as a completion's answer."""
+    cases = _peer_cases()
+    assert len(cases) == 247
+    rewards = accuracy_rewards([wrap(c["pred"]) for c in cases], gold=[c["gold"] for c in cases])
+    disagreements = [(c["gold"][:60], c["pred"][:60], c["expected"]) for c, r in zip(cases, rewards) if r != c["expected"]]
+    assert disagreements == []
+
+
+def _math_verify(gold: str, answer: str) -> bool:
+    return verify(parse(prepare(gold), parsing_timeout=None), parse(prepare(answer), parsing_timeout=None), timeout_seconds=None)
+
+
+def _number_forms(rng: random.Random) -> list[str]:
+    n, d = rng.randint(-40, 40), rng.randint(1, 12)
+    value = n / d
+    return [
+        str(n),
+        f"{n}/{d}",
+        f"\\frac{{{n}}}{{{d}}}",
+        f"{value:.6f}",
+        f"{value:.2f}",
+        f"{value}",
+        f"x = {n}",
+        f"y={n}",
+        f"$\\boxed{{{n}}}$",
+        f"{n}.",
+        f"{n}.0",
+        f"-\\dfrac{{{abs(n)}}}{{{d}}}",
+        "0.3333333",
+        "1234567890123456789",
+        "1234567890123456789.0",
+    ]
+
+
+def test_fast_path_gives_math_verifys_verdict_whenever_it_decides():
+    """Differential test: on plain numbers in many forms the fast path is never wrong."""
+    rng = random.Random(0)
+    decided = 0
+    for _ in range(12):
+        forms = _number_forms(rng) + _number_forms(rng)
+        for _ in range(12):
+            gold, answer = rng.choice(forms), rng.choice(forms)
+            g, a = prepare(gold), prepare(answer)
+            fast = fast_verdict(g, a)
+            if fast is not None:
+                decided += 1
+                assert fast == _math_verify(gold, answer), (gold, answer)
+    assert decided > 100  # the fast path does the bulk of plain-number work
+
+
+def test_a_hung_sympy_call_is_cut_off_and_the_pool_recovers():
+    clear_caches()
+    hard = "<answer>$\\boxed{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}$</answer>"
+    result: list[float] = []
+    # Off the main thread: the case math-verify's own SIGALRM timeout cannot handle.
+    worker = threading.Thread(target=lambda: result.append(accuracy_reward(hard, "7", timeout_s=0.5)))
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=30)
+    assert result == [0.0]
+    assert time.monotonic() - started < 15  # worker start (~2 s on a loaded host) + 0.5 s deadline
+    started = time.monotonic()
+    assert accuracy_reward(hard, "7", timeout_s=0.5) == 0.0  # cached: no second wait
+    assert time.monotonic() - started < 0.1
+    assert accuracy_reward(wrap("\\sqrt{12}"), "2\\sqrt{3}") == 1.0  # a fresh worker took over
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        None,
+        "",
+        b"\xff\xfe<answer>\x00</answer>",
+        "\x00\x01\x02" * 1000,
+        "<answer>" * 20_000 + "1",
+        "</answer>" + "<answer>" * 20_000,
+        "<think>" * 20_000,
+        "\\boxed{" * 20_000,
+        "<answer>\\boxed{\\boxed{\\boxed{1}}}</answer>",
+        "<answer>\\frac{1}{</answer>",
+        "<answer>}}}{{{\\\\\\</answer>",
+        "<answer>" + "9" * 5000 + "</answer>",
+        "<answer>" + "x" * 200_000 + "</answer>",
+        [{"role": "assistant", "content": "<answer>1</answer>"}],
+        12345,
+    ],
+)
+def test_never_raises_on_garbage(completion):
+    assert accuracy_reward(completion, "1") in (0.0, 1.0)
