@@ -1,0 +1,191 @@
+"""Curation reads: queues, search and filters, agreement, versions."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.contrib.postgres.search import SearchQuery
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from r1lab.curation import agreement, labels
+from r1lab.curation.models import (
+    SEARCH_CONFIG,
+    Assignment,
+    CurationProject,
+    DatasetVersion,
+    Example,
+    Label,
+    search_vector,
+)
+
+SEARCH_FIELDS = ("prompt", "reasoning")
+
+
+# --- queue ------------------------------------------------------------------------------------
+def queue_counts(*, user, project: CurationProject) -> dict:
+    row = Assignment.objects.filter(user=user, project=project).aggregate(
+        n_done=Count("id", filter=Q(done=True)), n_remaining=Count("id", filter=Q(done=False)),
+    )
+    return {"done": row["n_done"], "remaining": row["n_remaining"], "total": row["n_done"] + row["n_remaining"]}
+
+
+def queue_projects(*, user) -> list[dict]:
+    """The projects where `user` has assignments, with done / remaining counts."""
+    rows = (
+        Assignment.objects.filter(user=user).values("project_id")
+        .annotate(n_done=Count("id", filter=Q(done=True)), n_remaining=Count("id", filter=Q(done=False)))
+    )
+    projects = CurationProject.objects.in_bulk([r["project_id"] for r in rows])
+    return [{"project": projects[r["project_id"]], "done": r["n_done"], "remaining": r["n_remaining"]} for r in rows]
+
+
+def queue_next(*, user, project: CurationProject) -> Example | None:
+    """The next example in `user`'s queue: the oldest not-done assignment (rejected ones come back)."""
+    assignment = (
+        Assignment.objects.filter(user=user, project=project, done=False).order_by("example_id").only("example_id").first()
+    )
+    return Example.objects.filter(pk=assignment.example_id).first() if assignment else None
+
+
+def queue_neighbour(*, user, example: Example, direction: int) -> int | None:
+    """Id of the next (+1) / previous (-1) example assigned to `user` in the example's project (J/K)."""
+    qs = Assignment.objects.filter(user=user, project_id=example.project_id)
+    if direction > 0:
+        qs = qs.filter(example_id__gt=example.pk).order_by("example_id")
+    else:
+        qs = qs.filter(example_id__lt=example.pk).order_by("-example_id")
+    return qs.values_list("example_id", flat=True).first()
+
+
+# --- search and filters -------------------------------------------------------------------------
+@dataclass
+class ExampleFilter:
+    q: str = ""
+    status: str = ""
+    language: str = ""
+    source: str = ""
+    annotator: str = ""  # username: examples assigned to them
+    label_key: str = ""
+    label_value: str = ""
+    min_length: int | None = None
+    max_length: int | None = None
+    problems: list[str] = field(default_factory=list)  # filters that were ignored, and why
+
+    @classmethod
+    def from_params(cls, params) -> "ExampleFilter":
+        f = cls(
+            q=params.get("q", "").strip()[:300], status=params.get("status", ""), language=params.get("language", "").strip()[:16],
+            source=params.get("source", ""), annotator=params.get("annotator", "").strip()[:150],
+            label_key=params.get("label_key", ""), label_value=params.get("label_value", "").strip(),
+        )
+        for name in ("min_length", "max_length"):
+            raw = params.get(name, "").strip()
+            if raw:
+                try:
+                    setattr(f, name, max(0, int(raw)))
+                except ValueError:
+                    f.problems.append(f"{name.replace('_', ' ')} must be a whole number; ignored")
+        return f
+
+    def querystring_items(self) -> list[tuple[str, str]]:
+        items = [("q", self.q), ("status", self.status), ("language", self.language), ("source", self.source),
+                 ("annotator", self.annotator), ("label_key", self.label_key), ("label_value", self.label_value),
+                 ("min_length", "" if self.min_length is None else str(self.min_length)),
+                 ("max_length", "" if self.max_length is None else str(self.max_length))]
+        return [(k, v) for k, v in items if v]
+
+
+def full_text_supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def examples_filtered(*, project: CurationProject, f: ExampleFilter) -> QuerySet[Example]:
+    """Examples of `project` matching `f`, newest id last. Full text uses the GIN index on PostgreSQL."""
+    qs = Example.objects.filter(project=project)
+    if f.q:
+        if full_text_supported():
+            # Same expression as the index (models.search_vector), so the planner uses it.
+            qs = qs.annotate(_search=search_vector()).filter(_search=SearchQuery(f.q, config=SEARCH_CONFIG, search_type="websearch"))
+        else:  # SQLite (the embedded demo): a plain substring match
+            qs = qs.filter(Q(prompt__icontains=f.q) | Q(reasoning__icontains=f.q))
+    if f.status in Example.Status.values:
+        qs = qs.filter(status=f.status)
+    if f.language:
+        qs = qs.filter(language=f.language)
+    if f.source in Example.Source.values:
+        qs = qs.filter(source=f.source)
+    if f.annotator:
+        qs = qs.filter(Exists(Assignment.objects.filter(example=OuterRef("pk"), user__username=f.annotator)))
+    if f.label_key:
+        value = labels.value_for_filter(project.label_schema, f.label_key, f.label_value)
+        if value is None:
+            f.problems.append(f"label filter {f.label_key}={f.label_value!r} is not a valid answer; ignored")
+        else:
+            # The key was checked against the project's label set, so it is safe in a lookup name.
+            qs = qs.filter(Exists(Label.objects.filter(example=OuterRef("pk"), **{f"values__{f.label_key}": value})))
+    if f.min_length is not None:
+        qs = qs.filter(length__gte=f.min_length)
+    if f.max_length is not None:
+        qs = qs.filter(length__lte=f.max_length)
+    return qs
+
+
+def review_queue(*, project: CurationProject | None) -> QuerySet[Example]:
+    qs = Example.objects.filter(status=Example.Status.SUBMITTED).select_related("project")
+    if project is not None:
+        qs = qs.filter(project=project)
+    return qs.order_by("id")
+
+
+def project_status_counts(*, project: CurationProject) -> dict[str, int]:
+    counts = dict(Example.objects.filter(project=project).values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {s: counts.get(s, 0) for s in Example.Status.values}
+
+
+# --- agreement ------------------------------------------------------------------------------------
+def project_agreement(*, project: CurationProject, worst: int = 50) -> dict:
+    """Per-label agreement over examples labelled by 2+ annotators, and the widest disagreements.
+
+    Cohen's κ when exactly two annotators labelled the project's shared examples, Krippendorff's α
+    otherwise (nominal for yes/no and choices, interval for scales; α is given for two as well).
+    """
+    schema = [q for q in project.label_schema if q["type"] in ("scale", "bool", "choice")]
+    shared = (
+        Label.objects.filter(example__project=project).values("example_id").annotate(n=Count("id")).filter(n__gte=2).values("example_id")
+    )
+    units: dict[int, dict[int, dict]] = defaultdict(dict)
+    for ex_id, annotator_id, values in Label.objects.filter(example_id__in=shared).values_list("example_id", "annotator_id", "values"):
+        units[ex_id][annotator_id] = values or {}
+    annotators = sorted({a for coders in units.values() for a in coders})
+    per_label = []
+    spread: dict[int, float] = defaultdict(float)
+    for q in schema:
+        key = q["key"]
+        by_unit = {ex: {a: v.get(key) for a, v in coders.items() if v.get(key) is not None} for ex, coders in units.items()}
+        by_unit = {ex: coders for ex, coders in by_unit.items() if len(coders) >= 2}
+        metric = "interval" if q["type"] == "scale" else "nominal"
+        kappa = None
+        if len(annotators) == 2:
+            a, b = annotators
+            kappa = agreement.cohen_kappa([(c[a], c[b]) for c in by_unit.values() if a in c and b in c])
+        alpha = agreement.krippendorff_alpha(by_unit, metric=metric)
+        per_label.append({
+            "key": key, "question": q["question"], "type": q["type"], "units": len(by_unit),
+            "method": "Cohen's κ" if len(annotators) == 2 else f"Krippendorff's α ({metric})",
+            "value": kappa if len(annotators) == 2 else alpha, "alpha": alpha, "kappa": kappa,
+        })
+        for ex, coders in by_unit.items():
+            spread[ex] += agreement.disagreement(list(coders.values()), q["type"], q.get("min", 1), q.get("max", 5))
+    worst_ids = [ex for ex, s in sorted(spread.items(), key=lambda kv: (-kv[1], kv[0])) if s > 0][:worst]
+    examples = Example.objects.in_bulk(worst_ids)
+    return {
+        "annotators": len(annotators), "units": len(units), "labels": per_label,
+        "worst": [{"example": examples[i], "spread": round(spread[i], 3), "labels": units[i]} for i in worst_ids if i in examples],
+    }
+
+
+# --- dataset versions -------------------------------------------------------------------------------
+def dataset_versions_for_picker() -> QuerySet[DatasetVersion]:
+    """Every dataset version, newest first, for the SFT stage's dataset picker (`version.label`)."""
+    return DatasetVersion.objects.select_related("project").order_by("-created_at", "-id")

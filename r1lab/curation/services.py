@@ -1,0 +1,484 @@
+"""Curation writes. Every change to an example's text is `example_save` (a conditional UPDATE on
+`version` plus a Revision); status changes go through `example_submit` / `example_review`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from r1lab.accounts.permissions import can
+from r1lab.curation import formats, labels
+from r1lab.curation.checks import compute_checks
+from r1lab.curation.models import (
+    TEXT_FIELDS,
+    Assignment,
+    CurationProject,
+    DatasetVersion,
+    DatasetVersionItem,
+    DatasetVersionUse,
+    Example,
+    ImportJob,
+    Label,
+    Revision,
+    StatusEvent,
+    assemble_completion,
+    default_label_schema,
+)
+
+log = logging.getLogger(__name__)
+
+BULK_BATCH = 2000
+
+
+class EditConflict(Exception):
+    """The example changed since the version the editor was based on; nothing was written."""
+
+    def __init__(self, *, example: Example, based_on: int, mine: dict):
+        super().__init__(f"example {example.pk} is at version {example.version}, the save was based on {based_on}")
+        self.example = example
+        self.based_on = based_on
+        self.mine = mine
+
+
+class TransitionError(ValidationError):
+    pass
+
+
+# --- projects and assignment -----------------------------------------------------------------
+def project_create(
+    *, name: str, user, description: str = "", target_language: str = "en", overlap: int = 1,
+    label_schema: list[dict] | None = None, slug: str = "",
+) -> CurationProject:
+    schema = labels.schema_validate(label_schema if label_schema is not None else default_label_schema())
+    if overlap < 1:
+        raise ValidationError("Overlap must be at least 1.")
+    slug = slugify(slug or name)[:80] or f"project-{uuid.uuid4().hex[:8]}"
+    if CurationProject.objects.filter(Q(slug=slug) | Q(name=name)).exists():
+        raise ValidationError(f"A project named {name!r} (or with slug {slug!r}) exists already.")
+    return CurationProject.objects.create(
+        name=name, slug=slug, description=description, target_language=target_language, overlap=overlap,
+        label_schema=schema, created_by=user,
+    )
+
+
+def project_update(*, project: CurationProject, description: str, target_language: str, overlap: int, label_schema) -> CurationProject:
+    schema = labels.schema_validate(label_schema)
+    if overlap < 1:
+        raise ValidationError("Overlap must be at least 1.")
+    project.description = description
+    project.target_language = target_language
+    project.overlap = overlap
+    project.label_schema = schema
+    project.save(update_fields=["description", "target_language", "overlap", "label_schema"])
+    return project
+
+
+def project_set_annotators(*, project: CurationProject, users) -> int:
+    """Set who annotates the project, then fill every example up to `overlap` assignments."""
+    with transaction.atomic():
+        project.annotators.set(users)
+        return assignments_fill(project=project)
+
+
+def assignments_fill(*, project: CurationProject, example_ids: list[int] | None = None) -> int:
+    """Give each example (of `example_ids`, else all) up to `overlap` annotators, least loaded first.
+
+    Never removes an assignment (work may be in progress); returns how many were created.
+    """
+    annotator_ids = list(project.annotators.order_by("id").values_list("id", flat=True))
+    if not annotator_ids:
+        return 0
+    load = Counter({uid: 0 for uid in annotator_ids})
+    load.update(
+        dict(Assignment.objects.filter(project=project, done=False, user_id__in=annotator_ids)
+             .values_list("user_id").annotate(n=Count("id")).values_list("user_id", "n"))
+    )
+    examples = Example.objects.filter(project=project).exclude(status=Example.Status.APPROVED)
+    if example_ids is not None:
+        examples = examples.filter(id__in=example_ids)
+    examples = examples.annotate(n=Count("assignments")).filter(n__lt=project.overlap)
+    existing: dict[int, set[int]] = {}
+    candidates = list(examples.values_list("id", flat=True).order_by("id"))
+    for start in range(0, len(candidates), 10_000):
+        chunk = candidates[start:start + 10_000]
+        for ex_id, uid in Assignment.objects.filter(example_id__in=chunk).values_list("example_id", "user_id"):
+            existing.setdefault(ex_id, set()).add(uid)
+    new = []
+    order = {uid: i for i, uid in enumerate(annotator_ids)}
+    for ex_id in candidates:
+        have = existing.get(ex_id, set())
+        need = project.overlap - len(have)
+        for uid in sorted((u for u in annotator_ids if u not in have), key=lambda u: (load[u], order[u]))[:max(need, 0)]:
+            new.append(Assignment(example_id=ex_id, user_id=uid, project=project))
+            load[uid] += 1
+    Assignment.objects.bulk_create(new, batch_size=BULK_BATCH)
+    return len(new)
+
+
+# --- examples ----------------------------------------------------------------------------------
+def _checked_fields(values: dict) -> dict:
+    return compute_checks(
+        reasoning=values["reasoning"], summary=values["summary"], gold_answer=values["gold_answer"], language=values["language"],
+    ).as_fields()
+
+
+def example_create(
+    *, project: CurationProject, prompt: str, reasoning: str, summary: str, gold_answer: str = "",
+    language: str = "en", source: str, source_ref: dict | None = None, user, tags: list[str] | None = None,
+) -> Example:
+    """A new draft example (revision 1), assigned to the project's annotators up to `overlap`.
+
+    The rollout browser calls this to send a completion to curation (`source="rollout"`).
+    """
+    if source not in Example.Source.values:
+        raise ValidationError(f"source must be one of {', '.join(Example.Source.values)}")
+    if not prompt.strip():
+        raise ValidationError("The prompt is empty.")
+    values = {"prompt": prompt, "reasoning": reasoning, "summary": summary, "gold_answer": gold_answer, "language": language or "en"}
+    with transaction.atomic():
+        example = Example.objects.create(
+            project=project, source=source, source_ref=source_ref, tags=list(tags or []), updated_by=user,
+            **values, **_checked_fields(values),
+        )
+        Revision.objects.create(example=example, number=1, author=user, note=f"created ({source})", changed_fields=list(TEXT_FIELDS), **values)
+        assignments_fill(project=project, example_ids=[example.pk])
+    return example
+
+
+def example_can_edit(*, user, example: Example) -> bool:
+    if can(user, "curation.review"):
+        return True
+    if not can(user, "curation.annotate") or example.status in (Example.Status.APPROVED, Example.Status.SUBMITTED):
+        return False
+    return Assignment.objects.filter(example=example, user=user).exists()
+
+
+def example_save(*, example: Example, user, based_on: int, changes: dict, note: str = "save") -> Example:
+    """Save text `changes` made on top of version `based_on`; a Revision records it.
+
+    The write is `UPDATE … WHERE id = … AND version = based_on`: when someone saved in between,
+    no row matches, nothing is written, and EditConflict carries the current example. A save
+    that changes no text (relative to `based_on`) writes nothing and returns the current example.
+    """
+    changes = {k: v.replace("\r\n", "\n") if isinstance(v, str) else v for k, v in changes.items() if k in TEXT_FIELDS}
+    with transaction.atomic():
+        base = Revision.objects.filter(example_id=example.pk, number=based_on).first()
+        if base is None:
+            current = Example.objects.get(pk=example.pk)
+            raise EditConflict(example=current, based_on=based_on, mine=changes)
+        changed = [k for k, v in changes.items() if getattr(base, k) != v]
+        if not changed:
+            # No text of mine to write, so nothing can be overwritten (labels never conflict).
+            return Example.objects.get(pk=example.pk)
+        values = {f: getattr(base, f) for f in TEXT_FIELDS} | {k: changes[k] for k in changed}
+        if not values["prompt"].strip():
+            raise ValidationError("The prompt may not be empty.")
+        now = timezone.now()
+        updated = Example.objects.filter(pk=example.pk, version=based_on).update(
+            **values, **_checked_fields(values), version=F("version") + 1, updated_at=now, updated_by=user,
+        )
+        if updated == 0:
+            current = Example.objects.get(pk=example.pk)
+            raise EditConflict(example=current, based_on=based_on, mine=changes)
+        Revision.objects.create(example_id=example.pk, number=based_on + 1, author=user, note=note[:200], changed_fields=changed, **values)
+        return Example.objects.get(pk=example.pk)
+
+
+def revision_restore(*, example: Example, number: int, user, based_on: int) -> Example:
+    """Make revision `number`'s text the current text, as a new revision (history is kept)."""
+    revision = Revision.objects.get(example=example, number=number)
+    return example_save(
+        example=example, user=user, based_on=based_on, note=f"restored revision {number}",
+        changes={f: getattr(revision, f) for f in TEXT_FIELDS},
+    )
+
+
+def label_save(*, example: Example, user, values: dict) -> Label:
+    """Store `user`'s answers (raw form strings are cleaned against the project's label set)."""
+    clean = labels.values_clean(example.project.label_schema, values)
+    label, _ = Label.objects.update_or_create(example=example, annotator=user, defaults={"values": clean})
+    return label
+
+
+def _set_status(example: Example, *, to: str, user, comment: str = "", allowed_from: tuple[str, ...], extra: dict | None = None) -> Example:
+    updated = Example.objects.filter(pk=example.pk, status__in=allowed_from).update(status=to, updated_at=timezone.now(), **(extra or {}))
+    if not updated:
+        current = Example.objects.get(pk=example.pk)
+        raise TransitionError(f"Example {example.pk} is {current.status}; it cannot become {to} from there.")
+    StatusEvent.objects.create(example=example, user=user, from_status=example.status, to_status=to, comment=comment)
+    return Example.objects.get(pk=example.pk)
+
+
+def example_submit(*, example: Example, user) -> Example:
+    """`user` is done with the example. It becomes `submitted` once all its annotators are done."""
+    with transaction.atomic():
+        example = Example.objects.select_for_update().get(pk=example.pk)
+        if example.status not in (Example.Status.DRAFT, Example.Status.REJECTED):
+            raise TransitionError(f"Example {example.pk} is {example.status}; only drafts and rejected examples can be submitted.")
+        Assignment.objects.filter(example=example, user=user, done=False).update(done=True, done_at=timezone.now())
+        if Assignment.objects.filter(example=example, done=False).exists():
+            return example  # waiting for the other annotators (overlap > 1)
+        return _set_status(example, to=Example.Status.SUBMITTED, user=user, allowed_from=(Example.Status.DRAFT, Example.Status.REJECTED))
+
+
+def editor_save(
+    *, example: Example, user, based_on: int, changes: dict, label_values: dict | None, submit: bool,
+) -> Example:
+    """The editor's one action: text (conditional), labels, and optionally submit. All or nothing."""
+    if not example_can_edit(user=user, example=example):
+        raise PermissionDenied("You may not edit this example.")
+    with transaction.atomic():
+        example = example_save(example=example, user=user, based_on=based_on, changes=changes, note="submit" if submit else "save")
+        if label_values is not None:
+            label_save(example=example, user=user, values=label_values)
+        if submit:
+            example = example_submit(example=example, user=user)
+    return example
+
+
+def example_review(*, example: Example, user, decision: str, comment: str = "") -> Example:
+    """Approve, or reject with a comment (the example goes back to its annotators' queues)."""
+    if not can(user, "curation.review"):
+        raise PermissionDenied("Only reviewers approve or reject.")
+    comment = comment.strip()
+    with transaction.atomic():
+        if decision == "approve":
+            return _set_status(
+                example, to=Example.Status.APPROVED, user=user, comment=comment, allowed_from=(Example.Status.SUBMITTED,),
+                extra={"reviewed_by": user, "reviewed_at": timezone.now(), "review_comment": comment},
+            )
+        if decision == "reject":
+            if not comment:
+                raise ValidationError("Say why you reject it: the comment goes back to the annotator.")
+            example = _set_status(
+                example, to=Example.Status.REJECTED, user=user, comment=comment, allowed_from=(Example.Status.SUBMITTED,),
+                extra={"reviewed_by": user, "reviewed_at": timezone.now(), "review_comment": comment},
+            )
+            Assignment.objects.filter(example=example).update(done=False, done_at=None)
+            return example
+    raise ValidationError(f"Unknown decision {decision!r}.")
+
+
+def examples_bulk_approve(*, examples, user, comment: str = "") -> int:
+    """Approve every *submitted* example of `examples` (a filtered queryset); returns how many."""
+    if not can(user, "curation.review"):
+        raise PermissionDenied("Only reviewers approve.")
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(examples.filter(status=Example.Status.SUBMITTED).values_list("id", flat=True))
+        approved = 0
+        for start in range(0, len(ids), BULK_BATCH):
+            chunk = ids[start:start + BULK_BATCH]
+            # Conditional again: one that changed status meanwhile is not touched.
+            locked = list(Example.objects.filter(id__in=chunk, status=Example.Status.SUBMITTED).select_for_update().values_list("id", flat=True))
+            Example.objects.filter(id__in=locked).update(
+                status=Example.Status.APPROVED, reviewed_by=user, reviewed_at=now, review_comment=comment, updated_at=now,
+            )
+            StatusEvent.objects.bulk_create([
+                StatusEvent(example_id=i, user=user, from_status=Example.Status.SUBMITTED, to_status=Example.Status.APPROVED, comment=comment or "bulk approve")
+                for i in locked
+            ])
+            approved += len(locked)
+    return approved
+
+
+# --- imports -------------------------------------------------------------------------------------
+def _imports_dir() -> Path:
+    path = Path(settings.R1LAB_DATA_DIR) / "imports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def import_job_create(*, project: CurationProject, user, filename: str, data: bytes) -> ImportJob:
+    """Parse and validate the whole file now (nothing imported): the job holds preview and errors."""
+    file_format = formats.format_from_filename(filename)
+    if file_format is None:
+        raise ValidationError("Upload a .jsonl or .csv file.")
+    result = formats.parse_file(data, file_format=file_format)
+    path = _imports_dir() / f"{uuid.uuid4().hex}.{file_format}"
+    if result.ok:
+        path.write_bytes(data)
+    message = ""
+    if result.ignored_columns:
+        message = f"Ignored column(s): {', '.join(result.ignored_columns)}."
+    return ImportJob.objects.create(
+        project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path) if result.ok else "",
+        status=ImportJob.Status.READY if result.ok else ImportJob.Status.INVALID,
+        total_rows=len(result.rows) + result.error_count,
+        errors=result.errors + ([{"line": None, "message": f"… and {result.error_count - len(result.errors)} more"}]
+                                if result.error_count > len(result.errors) else []),
+        preview=[r.preview() for r in result.rows[:10]], message=message,
+    )
+
+
+def import_job_start(*, job: ImportJob) -> ImportJob:
+    """Queue the import (Celery, queue `default`) once the job is marked running."""
+    from r1lab.curation.tasks import import_job_run_task
+
+    updated = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.READY).update(status=ImportJob.Status.RUNNING, phase="queued")
+    if not updated:
+        raise TransitionError("This import is not waiting for confirmation (already started, finished or invalid).")
+    transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+    job.refresh_from_db()
+    return job
+
+
+def _progress(job_id: int, **fields) -> None:
+    # Outside the import's transaction (called before it opens), so the page sees it at once.
+    ImportJob.objects.filter(pk=job_id).update(**fields)
+
+
+def import_job_run(*, job_id: int, progress_every: int = 500) -> ImportJob:
+    """Check every row (progress saved as it goes), then write all of them in one transaction."""
+    job = ImportJob.objects.select_related("project", "created_by").get(pk=job_id)
+    if job.status != ImportJob.Status.RUNNING:
+        return job
+    project, user = job.project, job.created_by
+    try:
+        data = Path(job.path).read_bytes()
+    except OSError as exc:
+        _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
+        return ImportJob.objects.get(pk=job.pk)
+    result = formats.parse_file(data, file_format=job.file_format)
+    if not result.ok:  # the file changed on disk under us; say so and import nothing
+        _progress(job.pk, status=ImportJob.Status.FAILED, errors=result.errors, message="The file no longer validates.", finished_at=timezone.now())
+        return ImportJob.objects.get(pk=job.pk)
+    rows = result.rows
+    _progress(job.pk, phase="checking", done_rows=0, total_rows=len(rows))
+    checked = []
+    for i, row in enumerate(rows, start=1):
+        values = {"prompt": row.prompt, "reasoning": row.reasoning, "summary": row.summary, "gold_answer": row.gold_answer, "language": row.language}
+        checked.append((row, values, _checked_fields(values)))
+        if i % progress_every == 0:
+            _progress(job.pk, done_rows=i)
+    _progress(job.pk, phase="writing", done_rows=len(rows))
+    with transaction.atomic():
+        created = Example.objects.bulk_create(
+            [Example(project=project, source=row.source, source_ref=row.source_ref, tags=row.tags, updated_by=user, **values, **checks)
+             for row, values, checks in checked],
+            batch_size=BULK_BATCH,
+        )
+        Revision.objects.bulk_create(
+            [Revision(example_id=ex.pk, number=1, author=user, note=f"imported from {job.filename} line {row.line}"[:200],
+                      changed_fields=list(TEXT_FIELDS), **values)
+             for ex, (row, values, _) in zip(created, checked)],
+            batch_size=BULK_BATCH,
+        )
+        assigned = assignments_fill(project=project, example_ids=[ex.pk for ex in created])
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(),
+            message=(job.message + " " if job.message else "") + f"Imported {len(created)} examples; {assigned} assignments made.",
+        )
+    try:
+        os.unlink(job.path)
+    except OSError:
+        pass
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def import_job_fail(*, job_id: int, message: str) -> None:
+    _progress(job_id, status=ImportJob.Status.FAILED, message=message[:2000], finished_at=timezone.now())
+
+
+# --- dataset versions -------------------------------------------------------------------------
+def _row_hash(*, prompt: str, completion: str, gold_answer: str, language: str) -> str:
+    canonical = json.dumps([prompt, completion, gold_answer, language], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def content_hash(row_hashes: list[str]) -> str:
+    """The version's hash: of its rows' hashes, sorted (the same content gives the same hash)."""
+    digest = hashlib.sha256()
+    for h in sorted(row_hashes):
+        digest.update(h.encode("ascii"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FreezeResult:
+    version: DatasetVersion
+    created: bool
+
+
+def dataset_version_freeze(*, project: CurationProject, user, note: str = "") -> FreezeResult:
+    """Freeze the project's approved examples into a new immutable version.
+
+    When nothing changed since the latest version (same content hash), no version is made and
+    the latest one is returned with created=False.
+    """
+    with transaction.atomic():
+        # One freeze at a time per project: the version numbers and changelogs stay a chain.
+        CurationProject.objects.select_for_update().get(pk=project.pk)
+        rows = []
+        for ex in Example.objects.filter(project=project, status=Example.Status.APPROVED).order_by("id").iterator(chunk_size=2000):
+            completion = assemble_completion(ex.reasoning, ex.summary)
+            rows.append(DatasetVersionItem(
+                example_id=ex.pk, example_ref=ex.pk, prompt=ex.prompt, completion=completion, gold_answer=ex.gold_answer,
+                language=ex.language, source=ex.source,
+                row_hash=_row_hash(prompt=ex.prompt, completion=completion, gold_answer=ex.gold_answer, language=ex.language),
+            ))
+        if not rows:
+            raise ValidationError("There are no approved examples to freeze.")
+        digest = content_hash([r.row_hash for r in rows])
+        previous = DatasetVersion.objects.filter(project=project).order_by("-number").first()
+        if previous is not None and previous.content_hash == digest:
+            return FreezeResult(version=previous, created=False)
+        changelog = {"previous": None, "added": [r.example_ref for r in rows], "removed": [], "changed": []}
+        if previous is not None:
+            before = dict(previous.items.values_list("example_ref", "row_hash"))
+            now = {r.example_ref: r.row_hash for r in rows}
+            changelog = {
+                "previous": previous.number,
+                "added": sorted(set(now) - set(before)),
+                "removed": sorted(set(before) - set(now)),
+                "changed": sorted(k for k in set(now) & set(before) if now[k] != before[k]),
+            }
+        version = DatasetVersion.objects.create(
+            project=project, number=(previous.number + 1 if previous else 1), content_hash=digest,
+            example_count=len(rows), changelog=changelog, note=note[:300], created_by=user,
+        )
+        for r in rows:
+            r.version = version
+        DatasetVersionItem.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    return FreezeResult(version=version, created=True)
+
+
+def dataset_version_export_path(*, version: DatasetVersion) -> Path:
+    """The version as chat-format JSONL under R1LAB_DATA_DIR/datasets/, written once (atomically).
+
+    The file name holds the content hash, so an existing file is the same content: it is reused.
+    """
+    directory = Path(settings.R1LAB_DATA_DIR) / "datasets"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{version.project.slug}-v{version.number}-{version.content_hash[:16]}.jsonl"
+    if path.exists():
+        return path
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for item in version.items.order_by("example_ref").iterator(chunk_size=2000):
+            record = formats.export_record(
+                item_id=item.example_ref, prompt=item.prompt, completion=item.completion,
+                gold_answer=item.gold_answer, language=item.language, source=item.source,
+            )
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return path
+
+
+def dataset_version_record_use(*, version: DatasetVersion, consumer: str, checkpoint: str = "") -> DatasetVersionUse:
+    """Lineage: the SFT stage records that it trained on `version` (and what it produced)."""
+    return DatasetVersionUse.objects.create(version=version, consumer=consumer[:300], checkpoint=checkpoint[:500])

@@ -1,0 +1,71 @@
+"""The word diff and the agreement figures, on cases computed by hand."""
+import pytest
+
+from r1lab.curation.agreement import cohen_kappa, disagreement, krippendorff_alpha
+from r1lab.curation.diff import diff_stats, word_diff
+
+
+def _join(segments, ops):
+    return "".join(s.text for s in segments if s.op in ops)
+
+
+def test_word_diff_marks_words_and_rebuilds_both_texts():
+    old = "The answer is 5, so we are done."
+    new = "The answer is 4, so we are done. Really."
+    segments = word_diff(old, new)
+    assert _join(segments, {"equal", "delete"}) == old
+    assert _join(segments, {"equal", "insert"}) == new
+    assert [s.text for s in segments if s.op == "delete"][0] == "5,"
+    assert [s.text for s in segments if s.op == "insert"][0] == "4,"
+    assert diff_stats(segments) == {"inserted": 2, "deleted": 1}  # "4," and "Really."; "5,"
+
+
+def test_word_diff_identical_and_empty():
+    assert [s.op for s in word_diff("a b", "a b")] == ["equal"]
+    assert [(s.op, s.text) for s in word_diff("", "new text")] == [("insert", "new text")]
+
+
+def test_cohen_kappa_textbook_case():
+    # 50 items: both yes 20, A yes/B no 5, A no/B yes 10, both no 15.
+    # p_o = 35/50 = 0.7; p_e = 0.5*0.6 + 0.5*0.4 = 0.5; κ = 0.2/0.5 = 0.4
+    pairs = [("y", "y")] * 20 + [("y", "n")] * 5 + [("n", "y")] * 10 + [("n", "n")] * 15
+    assert cohen_kappa(pairs) == pytest.approx(0.4)
+
+
+def test_cohen_kappa_perfect_and_undefined():
+    assert cohen_kappa([(1, 1), (2, 2), (3, 3)]) == pytest.approx(1.0)
+    assert cohen_kappa([(1, 1), (1, 1)]) is None  # p_e = 1: undefined
+    assert cohen_kappa([]) is None
+
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the 4-coder, 12-unit example
+# with missing values: nominal α = 0.743, interval α = 0.849.
+A = [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None]
+B = [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3]
+C = [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None]
+D = [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]
+UNITS = {u: {"A": A[u], "B": B[u], "C": C[u], "D": D[u]} for u in range(12)}
+
+
+def test_krippendorff_alpha_published_example():
+    assert krippendorff_alpha(UNITS, "nominal") == pytest.approx(0.743, abs=5e-4)
+    assert krippendorff_alpha(UNITS, "interval") == pytest.approx(0.849, abs=5e-4)
+
+
+def test_krippendorff_alpha_small_hand_case():
+    # Two units, two coders: (1,1) and (1,2), nominal.
+    # Coincidences: o11 = 2 (unit 1) ; o12 = o21 = 1 (unit 2); n1 = 3, n2 = 1, n = 4.
+    # D_o = (o12 + o21)/n = 2/4 = 0.5; D_e = (n1*n2 + n2*n1)/(n(n-1)) = 6/12 = 0.5; α = 1 - 1 = 0.
+    assert krippendorff_alpha({1: {"a": 1, "b": 1}, 2: {"a": 1, "b": 2}}) == pytest.approx(0.0)
+
+
+def test_alpha_undefined_without_pairs_or_variation():
+    assert krippendorff_alpha({1: {"a": 1}}) is None
+    assert krippendorff_alpha({1: {"a": 1, "b": 1}, 2: {"a": 1, "b": 1}}) is None
+
+
+def test_disagreement_spread():
+    assert disagreement([1, 5], "scale") == 1.0
+    assert disagreement([3, 4], "scale") == 0.25
+    assert disagreement([True, True, False], "bool") == pytest.approx(1 / 3)
+    assert disagreement([2], "scale") == 0.0

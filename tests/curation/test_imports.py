@@ -1,0 +1,90 @@
+"""Import: bad rows are named with their line numbers and nothing is imported; good files import all."""
+import json
+
+import pytest
+
+from r1lab.curation import services
+from r1lab.curation.formats import parse_file
+from r1lab.curation.models import Assignment, Example, ImportJob, Revision
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _jsonl(rows):
+    return ("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n").encode()
+
+
+GOOD = {"prompt": "1+1?", "reasoning": "One and one make two.", "summary": "2", "gold_answer": "2"}
+
+
+def test_jsonl_errors_name_their_lines_and_nothing_is_imported(project, lead, data_dir):
+    data = _jsonl([
+        GOOD,
+        "{not json",
+        {"reasoning": "no prompt"},
+        "",  # blank lines are skipped but counted
+        {"prompt": "p", "reasoning": "r", "source": "scraped"},
+        {"prompt": "p", "completion": "no tags at all"},
+        GOOD,
+    ])
+    job = services.import_job_create(project=project, user=lead, filename="bad.jsonl", data=data)
+    assert job.status == ImportJob.Status.INVALID
+    lines = {e["line"]: e["message"] for e in job.errors}
+    assert set(lines) == {2, 3, 5, 6}
+    assert "not valid JSON" in lines[2]
+    assert "prompt" in lines[3]
+    assert "source" in lines[5]
+    assert "<think>" in lines[6]
+    with pytest.raises(services.TransitionError):
+        services.import_job_start(job=job)
+    assert Example.objects.count() == 0
+
+
+def test_csv_errors_use_file_line_numbers(project, lead, data_dir):
+    data = (
+        'prompt,reasoning,summary,tags\n'
+        '"multi\nline prompt",thinking,ans,"a,b"\n'  # lines 2-3
+        ',missing prompt,x,\n'  # line 4
+        'ok,fine,x,\n'
+    ).encode()
+    result = parse_file(data, file_format="csv")
+    assert [e["line"] for e in result.errors] == [4]
+    assert result.rows[0].line == 2 and result.rows[0].tags == ["a", "b"]
+    assert result.rows[1].line == 5
+
+
+def test_good_import_writes_everything_with_revisions_and_assignments(project, lead, data_dir, django_capture_on_commit_callbacks):
+    annotator = UserFactory(role="annotator")
+    services.project_set_annotators(project=project, users=[annotator])
+    rows = [dict(GOOD, prompt=f"{i}+1?", gold_answer=str(i + 1), summary=str(i + 1)) for i in range(30)]
+    rows.append({"prompt": "chat row", "completion": "<think>hmm</think><answer>7</answer>", "source": "rejection_sampling",
+                 "source_ref": {"run": 3}, "score": 0.9})
+    job = services.import_job_create(project=project, user=lead, filename="good.jsonl", data=_jsonl(rows))
+    assert job.status == ImportJob.Status.READY and job.total_rows == 31
+    assert len(job.preview) == 10
+    assert "score" in job.message  # ignored columns are named in the preview
+    job = services.import_job_start(job=job)
+    assert job.status == ImportJob.Status.RUNNING
+    job = services.import_job_run(job_id=job.pk, progress_every=7)
+    assert job.status == ImportJob.Status.SUCCEEDED, job.message
+    assert Example.objects.filter(project=project).count() == 31
+    assert Revision.objects.filter(example__project=project).count() == 31
+    assert Assignment.objects.filter(project=project, user=annotator).count() == 31
+    chat = Example.objects.get(prompt="chat row")
+    assert (chat.reasoning, chat.summary, chat.source, chat.source_ref) == ("hmm", "7", "rejection_sampling", {"run": 3})
+    assert Example.objects.get(prompt="3+1?").accuracy == 1.0
+    assert job.done_rows == 31
+
+
+def test_upload_of_other_type_is_refused(project, lead, data_dir):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        services.import_job_create(project=project, user=lead, filename="x.xlsx", data=b"PK")
+
+
+def test_non_utf8_file_is_one_clear_error(project, lead, data_dir):
+    job = services.import_job_create(project=project, user=lead, filename="x.csv", data="prompt\nCafé".encode("latin-1"))
+    assert job.status == ImportJob.Status.INVALID
+    assert "UTF-8" in job.errors[0]["message"]

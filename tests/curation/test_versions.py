@@ -1,0 +1,87 @@
+"""Dataset versions: content hashing, changelog, immutability of frozen text, export round-trip."""
+import json
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from r1lab.curation import selectors, services
+from tests.curation.conftest import make_example
+
+pytestmark = pytest.mark.django_db
+
+
+def _approve(ex, lead):
+    services.example_submit(example=ex, user=lead)
+    return services.example_review(example=ex, user=lead, decision="approve")
+
+
+def test_freeze_hash_changelog_and_idempotence(project, lead, data_dir):
+    with pytest.raises(ValidationError):
+        services.dataset_version_freeze(project=project, user=lead)
+    a = _approve(make_example(project, lead, prompt="A?"), lead)
+    b = _approve(make_example(project, lead, prompt="B?"), lead)
+    v1 = services.dataset_version_freeze(project=project, user=lead).version
+    assert (v1.number, v1.example_count, v1.changelog["added"]) == (1, 2, [a.pk, b.pk])
+    again = services.dataset_version_freeze(project=project, user=lead)
+    assert again.created is False and again.version == v1
+
+    # Same content in another project: the same hash.
+    other = services.project_create(name="Copy", user=lead)
+    _approve(make_example(other, lead, prompt="B?"), lead)
+    _approve(make_example(other, lead, prompt="A?"), lead)
+    assert services.dataset_version_freeze(project=other, user=lead).version.content_hash == v1.content_hash
+
+    # Edit one, add one: v2 says so, and v1 keeps its frozen text.
+    services.example_save(example=a, user=lead, based_on=a.version, changes={"reasoning": "Rewritten."})
+    c = _approve(make_example(project, lead, prompt="C?"), lead)
+    v2 = services.dataset_version_freeze(project=project, user=lead).version
+    assert v2.number == 2 and v2.content_hash != v1.content_hash
+    assert v2.changelog == {"previous": 1, "added": [c.pk], "removed": [], "changed": [a.pk]}
+    assert "Rewritten." not in v1.items.get(example_ref=a.pk).completion
+    picker = list(selectors.dataset_versions_for_picker())
+    assert picker[0] == v2 and picker.index(v2) < picker.index(v1) and len(picker) == 3
+
+
+def test_export_path_is_written_once_in_chat_format(project, lead, data_dir):
+    ex = _approve(make_example(project, lead, prompt="What is <b>2+2</b>?", reasoning="Äh, 2+2=4 — 四.", summary="4"), lead)
+    version = services.dataset_version_freeze(project=project, user=lead).version
+    path = services.dataset_version_export_path(version=version)
+    assert path.parent == data_dir / "datasets"
+    mtime = path.stat().st_mtime_ns
+    assert services.dataset_version_export_path(version=version) == path
+    assert path.stat().st_mtime_ns == mtime  # not rewritten
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert records == [{
+        "messages": [
+            {"role": "user", "content": "What is <b>2+2</b>?"},
+            {"role": "assistant", "content": "<think>Äh, 2+2=4 — 四.</think><answer>4</answer>"},
+        ],
+        "id": ex.pk, "gold_answer": "4", "language": "en", "source": "manual",
+    }]
+
+
+def test_export_round_trips_through_datasets(project, lead, data_dir):
+    datasets = pytest.importorskip("datasets")
+    for i in range(3):
+        _approve(make_example(project, lead, prompt=f"Q{i}"), lead)
+    version = services.dataset_version_freeze(project=project, user=lead).version
+    ds = datasets.load_dataset("json", data_files=str(services.dataset_version_export_path(version=version)), split="train")
+    assert ds.num_rows == 3
+    assert ds[0]["messages"][0] == {"role": "user", "content": "Q0"}
+
+
+def test_export_then_reimport_round_trip(project, lead, data_dir):
+    _approve(make_example(project, lead, prompt="Round?", reasoning="trip", summary="yes"), lead)
+    version = services.dataset_version_freeze(project=project, user=lead).version
+    data = services.dataset_version_export_path(version=version).read_bytes()
+    target = services.project_create(name="Reimport", user=lead)
+    job = services.import_job_create(project=target, user=lead, filename="v1.jsonl", data=data)
+    assert job.status == "ready", job.errors
+    assert job.preview[0]["prompt"] == "Round?" and job.preview[0]["reasoning"] == "trip"
+
+
+def test_record_use_for_lineage(project, lead, data_dir):
+    _approve(make_example(project, lead), lead)
+    version = services.dataset_version_freeze(project=project, user=lead).version
+    services.dataset_version_record_use(version=version, consumer="run 7 · sft", checkpoint="/data/ckpt/7")
+    assert version.uses.get().checkpoint == "/data/ckpt/7"
