@@ -171,7 +171,10 @@ def score(completions: list[str], rows: list[dict], lengths: list[int], cfg: GRP
     from training_backend.rewards import REWARD_FUNCS, combine_rewards
 
     columns = {"answer": [r.get("answer") for r in rows], "tests": [r.get("tests") for r in rows],
-               "target_lang": [r.get("target_lang") for r in rows], "completion_lengths": lengths}
+               "target_lang": [r.get("target_lang") for r in rows], "completion_lengths": lengths,
+               "prompts": [r["prompt"] for r in rows], "type": [r.get("type") for r in rows]}
+    if "reward_model" in cfg.reward_funcs:  # the preference reward's settings (training_backend.reward_model)
+        columns.update(reward_model_path=cfg.reward_model_path, reward_model_types=cfg.reward_model_types)
     per_fn = {name: list(REWARD_FUNCS[name](completions, **columns)) for name in cfg.reward_funcs}
     weights = dict(zip(cfg.reward_funcs, cfg.reward_weights or [1.0] * len(cfg.reward_funcs)))
     combined = torch.tensor(combine_rewards(per_fn, weights), dtype=torch.float32)
@@ -377,7 +380,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                                             clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
                     backend.backward(loss)
                     grad_norms.append(backend.step())
-                    losses.append(float(loss))
+                    losses.append(loss.item())
                     mb_stats.append(stats)
                     m = comp_mask[sl].float()
                     entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
