@@ -1,0 +1,17 @@
+"""`{% tracking_panels tracked_run %}`: the live chart panels of a tracked run, for any page
+(the run page here, the pipeline run page there). It loads its own CSS/JS."""
+from django import template
+from django.conf import settings
+
+from r1lab.tracking import selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("tracking/_panels_inner.html", takes_context=True)
+def tracking_panels(context, tracked_run, max_points: int = selectors.DEFAULT_MAX_POINTS):
+    data = selectors.run_page_data(run=tracked_run, max_points=max_points)
+    data["stale_after_s"] = settings.R1LAB_STALE_AFTER_S
+    data["mode"] = "run"
+    return {"tracked_run": tracked_run, "chart": data, "dom_id": f"run-charts-{tracked_run.pk}", "dom_id_data": f"run-charts-{tracked_run.pk}-data",
+            "request": context.get("request")}

@@ -1,0 +1,110 @@
+"""The run page in a real browser: charts draw, gain points live, back-fill after a lost socket,
+open a step's rollouts on click, and reopen exactly from a permalink."""
+import json
+import urllib.request
+
+import pytest
+
+from r1lab.tracking.models import Comment
+from r1lab.tracking.services import tracked_run_create
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+REWARD_PLOT = "[data-panel=reward] .chart-plot"
+
+
+def post_log(base, run, token, body):
+    req = urllib.request.Request(f"{base}/api/v1/runs/{run.pk}/log", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def metrics(steps, key="reward", f=lambda s: s / 10):
+    return {"metrics": [{"step": s, "key": key, "value": f(s)} for s in steps]}
+
+
+def reward_points(page):
+    # the raw reward trace: x values plotly holds, and the drawn SVG path
+    return page.evaluate(f"""() => {{
+        const gd = document.querySelector('{REWARD_PLOT}');
+        const i = gd.data.findIndex(t => t.name && t.name.startsWith('reward'));
+        const path = gd.querySelectorAll('.scatterlayer .trace path.js-line')[i >= 0 ? 0 : 0];
+        return {{x: gd.data[i].x.slice(), d: path ? path.getAttribute('d') : null}};
+    }}""")
+
+
+def open_run(page, base, run, query=""):
+    page.goto(f"{base}/metrics/runs/{run.pk}/{query}")
+    page.wait_for_selector("[data-r1-charts][data-ready='1']")
+    page.wait_for_selector("[data-live]:has-text('live')")
+
+
+def test_chart_visibly_gains_a_point_when_one_is_posted(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="live-run")
+    post_log(live_asgi, run, token, metrics(range(10)))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    before = reward_points(page)
+    assert before["x"] == list(range(10))
+    assert page.locator("[data-panel=reward] .chart-info").inner_text() == "10 points"
+    post_log(live_asgi, run, token, metrics([10], f=lambda s: 5.0))
+    page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 11)")
+    after = reward_points(page)
+    assert after["x"] == list(range(11))
+    assert after["d"] != before["d"]  # the drawn line changed
+    assert page.locator("[data-panel=reward] .chart-info").inner_text() == "11 points"
+
+
+def test_lost_socket_backfills_what_it_missed(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="flaky-net")
+    post_log(live_asgi, run, token, metrics(range(5)))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    # drop the socket without the automatic reconnect, post while deaf, then reconnect
+    page.evaluate(f"""() => {{ const c = document.querySelector('[data-r1-charts]').__charts;
+        const ws = c.sockets[{run.pk}]; ws.onclose = null; ws.close(); }}""")
+    post_log(live_asgi, run, token, metrics([5, 6, 7]))
+    page.evaluate(f"() => document.querySelector('[data-r1-charts]').__charts.connect({run.pk}, false)")
+    page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 8)")
+    assert reward_points(page)["x"] == list(range(8))
+
+
+def test_new_metric_key_appears_live_in_its_panel(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="fresh")
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    post_log(live_asgi, run, token, {"metrics": [{"step": 0, "key": "kl", "value": 0.1}, {"step": 0, "key": "my/custom", "value": 3}]})
+    page.wait_for_function("document.querySelector('[data-panel=kl] .chart-plot').data.length >= 1")
+    page.wait_for_selector("[data-panel='k-my/custom']")
+
+
+def test_click_opens_that_steps_rollouts(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="clicky")
+    post_log(live_asgi, run, token, metrics(range(3), f=lambda s: 1.0))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    page.evaluate(f"""() => {{ const gd = document.querySelector('{REWARD_PLOT}');
+        gd.emit('plotly_click', {{points: [{{curveNumber: gd.data.findIndex(t => t.name === 'reward (mean ± std)'), pointIndex: 2}}]}}); }}""")
+    page.wait_for_url(f"**/rollouts/runs/{run.pk}/steps/2/")
+
+
+def test_permalink_reopens_the_same_view_and_comments_mark_the_chart(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="shared")
+    post_log(live_asgi, run, token, metrics(range(20)))
+    user = login_as("reviewer")
+    Comment.objects.create(run=run, step=7, body="<b>look</b> here", author=user)
+    open_run(page, live_asgi, run, "?smooth=0.6&logy=1&range=2,12")
+    assert page.locator("[data-smooth-value]").inner_text() == "0.60"
+    layout = page.evaluate(f"() => document.querySelector('{REWARD_PLOT}').layout")
+    assert layout["yaxis"]["type"] == "log"
+    assert layout["xaxis"]["range"] == [2, 12]
+    assert any(s["x0"] == 7 for s in layout["shapes"])
+    assert any("&lt;b&gt;look" in (a.get("hovertext") or "") for a in layout["annotations"])
+    assert page.locator("[data-comment-list] .comment-body").inner_text() == "<b>look</b> here"
+    # a comment added from the form shows up
+    page.fill("#id_step", "15")
+    page.fill("#id_body", "kl spike")
+    page.click("text=Pin comment")
+    page.wait_for_selector("text=Comment pinned to step 15.")
+    assert Comment.objects.filter(run=run, step=15, body="kl spike", author=user).exists()
