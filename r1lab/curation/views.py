@@ -1,18 +1,384 @@
-from django.shortcuts import render
+"""Curation pages. Thin: forms validate, services write, selectors read."""
+from __future__ import annotations
 
-from r1lab.accounts.permissions import require_action
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from r1lab.accounts.permissions import can, require_action
+from r1lab.curation import forms, selectors, services
+from r1lab.curation.checks import live_checks
+from r1lab.curation.diff import diff_stats, word_diff
+from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Label, Revision
+
+PAGE_SIZE = 50
+
+
+def _errors(exc: ValidationError) -> list[str]:
+    return list(exc.messages)
+
+
+# --- projects ----------------------------------------------------------------------------------
+@require_action("curation.view")
+def index(request):
+    projects = CurationProject.objects.all()
+    return render(request, "curation/index.html", {
+        "projects": projects,
+        "my_queue": selectors.queue_projects(user=request.user) if can(request.user, "curation.annotate") else [],
+    })
+
+
+@require_action("curation.manage")
+def project_new(request):
+    form = forms.ProjectForm(request.POST or None, initial={"label_schema": forms.schema_as_text(services.default_label_schema())})
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Project {project.name} created.")
+            return redirect("curation:project", slug=project.slug)
+    return render(request, "curation/project_form.html", {"form": form, "title": "New curation project"})
 
 
 @require_action("curation.view")
-def index(request):
-    return render(request, "curation/index.html", {})
+def project_detail(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    from django.contrib.auth import get_user_model
+
+    candidates = get_user_model().objects.filter(groups__name__in=["annotator", "reviewer"], is_active=True).distinct().order_by("username")
+    return render(request, "curation/project_detail.html", {
+        "project": project, "counts": selectors.project_status_counts(project=project),
+        "annotators": project.annotators.order_by("username"), "candidates": candidates,
+        "versions": project.versions.all()[:10], "imports": project.imports.order_by("-created_at")[:5],
+        "my_counts": selectors.queue_counts(user=request.user, project=project),
+    })
 
 
-@require_action("curation.annotate")
-def queue(request):
-    return render(request, "curation/queue.html", {})
+@require_action("curation.manage")
+def project_settings(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    initial = {"description": project.description, "target_language": project.target_language, "overlap": project.overlap,
+               "label_schema": forms.schema_as_text(project.label_schema)}
+    form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.project_update(project=project, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("curation:project", slug=project.slug)
+    return render(request, "curation/project_form.html", {"form": form, "title": f"Settings · {project.name}", "project": project})
+
+
+@require_action("curation.manage")
+@require_POST
+def project_annotators(request, slug: str):
+    from django.contrib.auth import get_user_model
+
+    project = get_object_or_404(CurationProject, slug=slug)
+    ids = [int(i) for i in request.POST.getlist("annotators") if i.isdigit()]
+    users = get_user_model().objects.filter(pk__in=ids, groups__name__in=["annotator", "reviewer"]).distinct()
+    created = services.project_set_annotators(project=project, users=users)
+    messages.success(request, f"{users.count()} annotator(s); {created} new assignment(s) made (overlap {project.overlap}).")
+    return redirect("curation:project", slug=project.slug)
+
+
+# --- import ---------------------------------------------------------------------------------------
+@require_action("curation.manage")
+def import_new(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    form = forms.ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            job = services.import_job_create(project=project, user=request.user, filename=upload.name, data=upload.read())
+        except ValidationError as exc:
+            form.add_error("file", exc)
+        else:
+            return redirect("curation:import", job_id=job.pk)
+    return render(request, "curation/import_new.html", {"project": project, "form": form})
+
+
+@require_action("curation.manage")
+def import_detail(request, job_id: int):
+    job = get_object_or_404(ImportJob.objects.select_related("project"), pk=job_id)
+    if request.method == "POST":
+        try:
+            services.import_job_start(job=job)
+        except ValidationError as exc:
+            messages.error(request, " ".join(_errors(exc)))
+        return redirect("curation:import", job_id=job.pk)
+    return render(request, "curation/import_detail.html", {"job": job, "project": job.project})
+
+
+@require_action("curation.manage")
+def import_progress(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    return JsonResponse({"status": job.status, "phase": job.phase, "done": job.done_rows, "total": job.total_rows, "message": job.message})
+
+
+# --- browse, search, bulk approve --------------------------------------------------------------------
+@require_action("curation.view")
+def example_list(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    f = selectors.ExampleFilter.from_params(request.GET)
+    qs = selectors.examples_filtered(project=project, f=f).order_by("id").only(
+        "id", "prompt", "status", "language", "source", "length", "accuracy", "format_score", "language_score", "reflection_count",
+    )
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "curation/example_list.html", {
+        "project": project, "f": f, "page": page, "querystring": f.querystring_items(),
+        "status_choices": forms.STATUS_CHOICES, "source_choices": forms.SOURCE_CHOICES,
+        "label_keys": [q for q in project.label_schema if q["type"] != "text"],
+        "full_text": selectors.full_text_supported(),
+    })
 
 
 @require_action("curation.review")
+@require_POST
+def example_bulk_approve(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    f = selectors.ExampleFilter.from_params(request.POST)
+    n = services.examples_bulk_approve(examples=selectors.examples_filtered(project=project, f=f), user=request.user)
+    messages.success(request, f"Approved {n} submitted example(s) of this selection.")
+    query = "&".join(f"{k}={v}" for k, v in f.querystring_items())
+    return redirect(reverse("curation:examples", kwargs={"slug": slug}) + (f"?{query}" if query else ""))
+
+
+@require_action("curation.view")
+def agreement(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    return render(request, "curation/agreement.html", {"project": project, "agreement": selectors.project_agreement(project=project)})
+
+
+# --- versions -----------------------------------------------------------------------------------------
+@require_action("curation.view")
+def version_list(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    return render(request, "curation/version_list.html", {
+        "project": project, "versions": project.versions.select_related("created_by"),
+        "approved": Example.objects.filter(project=project, status=Example.Status.APPROVED).count(),
+    })
+
+
+@require_action("curation.manage")
+@require_POST
+def version_freeze(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    try:
+        result = services.dataset_version_freeze(project=project, user=request.user, note=request.POST.get("note", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(_errors(exc)))
+        return redirect("curation:versions", slug=slug)
+    if result.created:
+        messages.success(request, f"Version {result.version.number} frozen ({result.version.example_count} examples).")
+    else:
+        messages.info(request, f"Nothing changed since version {result.version.number}: no new version.")
+    return redirect("curation:version", pk=result.version.pk)
+
+
+@require_action("curation.view")
+def version_detail(request, pk: int):
+    version = get_object_or_404(DatasetVersion.objects.select_related("project", "created_by"), pk=pk)
+    return render(request, "curation/version_detail.html", {
+        "version": version, "project": version.project, "uses": version.uses.all(),
+        "items": version.items.only("example_ref", "prompt", "row_hash")[:50],
+        "changelog": {k: version.changelog.get(k, []) for k in ("added", "removed", "changed")},
+    })
+
+
+@require_action("curation.view")
+def version_download(request, pk: int):
+    version = get_object_or_404(DatasetVersion.objects.select_related("project"), pk=pk)
+    path = services.dataset_version_export_path(version=version)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/jsonl")
+
+
+# --- the annotator's queue and editor ---------------------------------------------------------------------
+@require_action("curation.annotate")
+def queue(request):
+    return render(request, "curation/queue.html", {"rows": selectors.queue_projects(user=request.user)})
+
+
+@require_action("curation.annotate")
+def queue_next(request, slug: str):
+    project = get_object_or_404(CurationProject, slug=slug)
+    example = selectors.queue_next(user=request.user, project=project)
+    if example is None:
+        messages.success(request, f"Your queue in {project.name} is empty: nothing left to do.")
+        return redirect("curation:queue")
+    return redirect("curation:editor", pk=example.pk)
+
+
+@require_action("curation.annotate")
+def neighbour(request, pk: int, direction: str):
+    example = get_object_or_404(Example, pk=pk)
+    target = selectors.queue_neighbour(user=request.user, example=example, direction=1 if direction == "next" else -1)
+    if target is None:
+        messages.info(request, "No more examples in that direction in your queue.")
+        target = example.pk
+    return redirect("curation:editor", pk=target)
+
+
+def _label_values(request, schema) -> dict:
+    return {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in schema}
+
+
+@require_action("curation.view")
+def editor(request, pk: int):
+    example = get_object_or_404(Example.objects.select_related("project", "reviewed_by", "updated_by"), pk=pk)
+    project = example.project
+    can_edit = services.example_can_edit(user=request.user, example=example)
+    form_errors: list[str] = []
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("You may not edit this example.")
+        form = forms.EditorForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            submit = data["action"] == "submit"
+            try:
+                saved = services.editor_save(
+                    example=example, user=request.user, based_on=data["based_on"],
+                    changes={"reasoning": data["reasoning"], "summary": data["summary"]},
+                    label_values=_label_values(request, project.label_schema), submit=submit,
+                )
+            except services.EditConflict as conflict:
+                return _conflict(request, conflict)
+            except ValidationError as exc:
+                form_errors = _errors(exc)
+            else:
+                if submit:
+                    messages.success(request, f"Example {saved.pk} submitted ({saved.status}).")
+                    return redirect("curation:queue_next", slug=project.slug)
+                messages.success(request, f"Saved: version {saved.version}.")
+                return redirect("curation:editor", pk=saved.pk)
+        else:
+            form_errors = [f"{k}: {' '.join(v)}" for k, v in form.errors.items()]
+    label = Label.objects.filter(example=example, annotator=request.user).first()
+    values = label.values if label else {}
+    if request.method == "POST":  # keep what the annotator typed/chose on an error
+        values = {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in project.label_schema}
+    questions = [{**q, "value": values.get(q["key"], ""), "steps": list(range(q["min"], q["max"] + 1)) if q["type"] == "scale" else []}
+                 for q in project.label_schema]
+    return render(request, "curation/editor.html", {
+        "example": example, "project": project, "can_edit": can_edit, "questions": questions,
+        "reasoning": request.POST.get("reasoning", example.reasoning) if form_errors else example.reasoning,
+        "summary": request.POST.get("summary", example.summary) if form_errors else example.summary,
+        "based_on": example.version, "form_errors": form_errors,
+        "counts": selectors.queue_counts(user=request.user, project=project),
+        "revision_count": example.version,
+        "events": example.status_events.select_related("user").order_by("-created_at")[:5],
+        "can_review": can(request.user, "curation.review") and example.status == Example.Status.SUBMITTED,
+    }, status=400 if form_errors else 200)
+
+
+def _conflict(request, conflict: services.EditConflict):
+    current = conflict.example
+    fields = []
+    for name in ("reasoning", "summary"):
+        mine = conflict.mine.get(name, getattr(current, name))
+        theirs = getattr(current, name)
+        fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": word_diff(theirs, mine), "same": mine == theirs})
+    revisions = Revision.objects.filter(example=current, number__gt=conflict.based_on).select_related("author").order_by("number")
+    return render(request, "curation/conflict.html", {
+        "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
+        "revisions": revisions, "action": request.POST.get("action", "save"),
+        "label_values": {k: v for k, v in request.POST.items() if k.startswith("label_")},
+    }, status=409)
+
+
+@require_action("curation.annotate")
+def checks(request, pk: int):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    example = get_object_or_404(Example.objects.select_related("project"), pk=pk)
+    form = forms.ChecksForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"errors": form.errors}, status=400)
+    return JsonResponse(live_checks(
+        reasoning=form.cleaned_data["reasoning"], summary=form.cleaned_data["summary"],
+        gold_answer=example.gold_answer, language=example.language or example.project.target_language,
+    ))
+
+
+@require_action("curation.view")
+def history(request, pk: int):
+    example = get_object_or_404(Example.objects.select_related("project"), pk=pk)
+    revisions = list(example.revisions.select_related("author").order_by("-number"))
+    if not revisions:
+        raise Http404("no revisions")
+    numbers = [r.number for r in revisions]
+
+    def pick(name, default):
+        try:
+            value = int(request.GET.get(name, default))
+        except ValueError:
+            value = default
+        return value if value in numbers else default
+
+    b = pick("b", numbers[0])
+    a = pick("a", numbers[1] if len(numbers) > 1 else numbers[0])
+    by_number = {r.number: r for r in revisions}
+    diffs = []
+    for name in ("prompt", "reasoning", "summary", "gold_answer", "language"):
+        segs = word_diff(getattr(by_number[a], name), getattr(by_number[b], name))
+        diffs.append({"name": name, "segments": segs, "stats": diff_stats(segs), "changed": any(s.op != "equal" for s in segs)})
+    return render(request, "curation/history.html", {
+        "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
+        "can_edit": services.example_can_edit(user=request.user, example=example),
+    })
+
+
+@require_action("curation.annotate")
+@require_POST
+def restore(request, pk: int):
+    example = get_object_or_404(Example, pk=pk)
+    if not services.example_can_edit(user=request.user, example=example):
+        raise PermissionDenied("You may not edit this example.")
+    try:
+        number, based_on = int(request.POST["number"]), int(request.POST["based_on"])
+        restored = services.revision_restore(example=example, number=number, user=request.user, based_on=based_on)
+    except (KeyError, ValueError, Revision.DoesNotExist):
+        messages.error(request, "Pick a revision to restore.")
+        return redirect("curation:history", pk=pk)
+    except services.EditConflict as conflict:
+        return _conflict(request, conflict)
+    messages.success(request, f"Restored revision {number} as version {restored.version}.")
+    return redirect("curation:editor", pk=pk)
+
+
+# --- review -------------------------------------------------------------------------------------------
+@require_action("curation.review")
 def review_queue(request):
-    return render(request, "curation/review.html", {})
+    projects = CurationProject.objects.all()
+    slug = request.GET.get("project", "")
+    project = next((p for p in projects if p.slug == slug), None)
+    qs = selectors.review_queue(project=project).only("id", "prompt", "status", "length", "accuracy", "language_score", "project__name", "project__slug", "updated_at")
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "curation/review.html", {"page": page, "projects": projects, "project": project})
+
+
+@require_action("curation.review")
+@require_POST
+def review(request, pk: int):
+    example = get_object_or_404(Example, pk=pk)
+    form = forms.ReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose approve or reject.")
+        return redirect("curation:editor", pk=pk)
+    try:
+        example = services.example_review(example=example, user=request.user, **form.cleaned_data)
+    except ValidationError as exc:
+        messages.error(request, " ".join(_errors(exc)))
+        return redirect("curation:editor", pk=pk)
+    messages.success(request, f"Example {example.pk} {example.status}.")
+    following = selectors.review_queue(project=example.project).values_list("id", flat=True).first()
+    return redirect("curation:editor", pk=following) if following else redirect("curation:review")

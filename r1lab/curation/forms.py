@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from r1lab.curation import labels
+from r1lab.curation.models import Example
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    target_language = forms.CharField(max_length=16, initial="en", help_text="ISO 639-1 code: en, zh, ja, ru, …")
+    overlap = forms.IntegerField(min_value=1, max_value=10, initial=1, help_text="annotators per example")
+    label_schema = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}), required=False,
+        help_text='JSON list of questions: {"key", "question", "type": scale|bool|choice|text, "min"/"max" or "choices"}',
+    )
+
+    def clean_label_schema(self):
+        raw = self.cleaned_data["label_schema"].strip()
+        if not raw:
+            return None
+        return labels.schema_validate(raw)
+
+
+class ProjectSettingsForm(ProjectForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["name"]
+        self.fields["label_schema"].required = True
+
+    def clean_label_schema(self):
+        return labels.schema_validate(self.cleaned_data["label_schema"])
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text=".jsonl or .csv, UTF-8 (columns: docs/datasets.md)")
+
+
+class EditorForm(forms.Form):
+    based_on = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    reasoning = forms.CharField(widget=forms.Textarea, required=False, strip=False, max_length=200_000)
+    summary = forms.CharField(widget=forms.Textarea, required=False, strip=False, max_length=200_000)
+    action = forms.ChoiceField(choices=[("save", "save"), ("submit", "submit")], initial="save")
+
+
+class ReviewForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000)
+
+
+class ChecksForm(forms.Form):
+    reasoning = forms.CharField(required=False, strip=False, max_length=200_000)
+    summary = forms.CharField(required=False, strip=False, max_length=200_000)
+
+
+def schema_as_text(schema) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False)
+
+
+STATUS_CHOICES = [("", "any status")] + [(s, s) for s in Example.Status.values]
+SOURCE_CHOICES = [("", "any source")] + [(s, s) for s in Example.Source.values]
