@@ -1,0 +1,141 @@
+"""Run pages, data, CSV, comments and notes, compare, heartbeats, samples selectors, live socket."""
+import datetime as dt
+
+import orjson
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from r1lab.asgi import application
+from r1lab.tracking import selectors
+from r1lab.tracking.ingest import parse_log_body
+from r1lab.tracking.models import Comment, Run
+from r1lab.tracking.services import tracked_run_create, tracked_run_log, tracked_run_set_status
+
+pytestmark = pytest.mark.django_db
+
+
+def log(run, body):
+    return tracked_run_log(run_id=run.pk, parsed=parse_log_body(orjson.dumps(body)))
+
+
+@pytest.fixture
+def run():
+    r, _ = tracked_run_create(name="<i>r</i>", config={"lr": 1e-6, "opt": {"beta": 0.9}})
+    log(r, {"metrics": [{"step": s, "key": k, "value": s * 0.1} for s in range(30) for k in ("reward", "kl")]})
+    return r
+
+
+def test_run_page_renders_panels_for_every_role(client_as, run):
+    client = client_as("viewer")
+    r = client.get(f"/metrics/runs/{run.pk}/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "&lt;i&gt;r&lt;/i&gt;" in html and "<i>r</i>" not in html.split("</title>")[1].split("json")[0]
+    assert "live_chart.js" in html and "plotly.min.js" in html
+    assert client.get("/metrics/runs/999999/").status_code == 404
+    assert b"&lt;i&gt;r&lt;/i&gt;" in client.get("/metrics/").content
+
+
+def test_page_data_has_panels_series_and_alarms(run):
+    data = selectors.run_page_data(run=run)
+    assert [p["id"] for p in data["panels"]][:3] == ["reward", "accuracy", "format"]
+    assert data["series"]["kl"]["x"] == list(range(30))
+    assert data["run"]["status"] == "running"
+
+
+def test_data_json_and_csv(client_as, run):
+    client = client_as("viewer")
+    d = client.get(f"/metrics/runs/{run.pk}/data.json?keys=kl&min_step=5&max_step=7").json()
+    assert d["series"]["kl"]["x"] == [5, 6, 7]
+    assert client.get(f"/metrics/runs/{run.pk}/data.json?min_step=x").status_code == 400
+    csv = b"".join(client.get(f"/metrics/runs/{run.pk}/points.csv?keys=kl&max_step=1").streaming_content).decode()
+    assert csv.splitlines() == ["run,key,step,value,wall_time", *[f"{run.pk},kl,{s},{s * 0.1!r},{l.split(',')[-1]}" for s, l in zip((0, 1), csv.splitlines()[1:])]]
+
+
+def test_comment_needs_the_comment_action_and_valid_input(client_as, run):
+    viewer = client_as("viewer")
+    assert viewer.post(f"/metrics/runs/{run.pk}/comments/", {"step": 3, "body": "x"}).status_code == 403
+    reviewer = client_as("reviewer")
+    r = reviewer.post(f"/metrics/runs/{run.pk}/comments/", {"step": -1, "body": "x"}, follow=True)
+    assert b"Comment not saved" in r.content and not Comment.objects.exists()
+    reviewer.post(f"/metrics/runs/{run.pk}/comments/", {"step": 3, "body": "spike <here>"})
+    c = Comment.objects.get()
+    assert (c.step, c.body, c.author) == (3, "spike <here>", reviewer.user)
+    assert b"spike &lt;here&gt;" in reviewer.get(f"/metrics/runs/{run.pk}/").content
+    reviewer.post(f"/metrics/runs/{run.pk}/notes/", {"notes": "lr too high?"})
+    run.refresh_from_db()
+    assert run.notes == "lr too high?"
+
+
+def test_compare_overlays_runs_and_highlights_config_differences(client_as, run):
+    other, _ = tracked_run_create(name="b", config={"lr": 3e-6, "opt": {"beta": 0.9}})
+    log(other, {"metrics": [{"step": 0, "key": "reward", "value": 1.0}]})
+    r = client_as("viewer").get(f"/metrics/compare/?runs={run.pk},{other.pk}&metrics=reward")
+    assert r.status_code == 200
+    chart = r.context["chart"]
+    assert [x["id"] for x in chart["runs"]] == [run.pk, other.pk]
+    assert chart["runs"][0]["color"] != chart["runs"][1]["color"]
+    rows = {row["key"]: row for row in r.context["config_rows"]}
+    assert rows["lr"]["differs"] and not rows["opt.beta"]["differs"]
+
+
+def test_stale_then_crashed(run):
+    run.last_seen_at = timezone.now() - dt.timedelta(hours=1)
+    run.save()
+    assert run.display_status == "stale"
+    run.last_seen_at = timezone.now()
+    assert run.display_status == "running"
+    tracked_run_set_status(run=run, status="crashed")
+    run.refresh_from_db()
+    assert run.display_status == "crashed" and run.finished_at is not None
+
+
+def test_samples_selectors_serve_the_rollout_browser():
+    r, _ = tracked_run_create(name="rollouts")
+    samples = []
+    for g in range(3):
+        for i in range(4):
+            acc = 1.0 if (g == 0 or i == 0) and g != 2 else 0.0
+            samples.append({"step": 5, "group": g, "index": i, "prompt": f"p{g}", "completion": "<think>wait</think>" if i == 1 else "x" * (10 * i),
+                            "rewards": {"accuracy": acc}, "advantage": 0.1 * i, "truncated": i == 3, "language_consistency": 0.5 if i == 2 else 1.0})
+    log(r, {"samples": samples})
+    step = selectors.samples_for_step(run=r, step=5)
+    assert [(s.group, s.index) for s in step] == [(g, i) for g in range(3) for i in range(4)]
+    assert {s.group for s in selectors.samples_filter(run=r, zero_std=True)} == {0, 2}
+    assert selectors.samples_filter(run=r, correct=True).count() == 5
+    assert selectors.samples_filter(run=r, truncated=True).count() == 3
+    assert selectors.samples_filter(run=r, language_mixed=True).count() == 3
+    assert selectors.samples_filter(run=r, has_reflection=True).count() == 3
+    assert [s.advantage for s in selectors.samples_filter(run=r, step=5, order="-advantage")][:3] == [0.30000000000000004] * 3
+    assert selectors.sample_steps(run=r) == [5]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_socket_gets_points_after_commit_and_refuses_anonymous():
+    from tests.factories import UserFactory
+    from tests.pipelines.test_consumers import _communicator
+
+    user = await database_sync_to_async(UserFactory)(role="viewer")
+    run, _ = await database_sync_to_async(tracked_run_create)(name="ws")
+
+    def comm_for(u):
+        return _communicator(u, run.pk)
+
+    comm = await comm_for(user)
+    comm.path = f"/ws/metrics/runs/{run.pk}/"
+    comm.scope["path"] = comm.path
+    connected, _ = await comm.connect()
+    assert connected
+    hello = await comm.receive_json_from(timeout=5)
+    assert hello["type"] == "run.status" and hello["run"]["status"] == "running"
+    await database_sync_to_async(log)(run, {"metrics": [{"step": 1, "key": "reward", "value": 0.5, "ts": 10.0}]})
+    msg = await comm.receive_json_from(timeout=5)
+    assert msg["type"] == "metrics.points" and msg["points"] == {"reward": [[1, 0.5, 10.0]]}
+    await comm.disconnect()
+    anon = await comm_for(None)
+    anon.scope["path"] = f"/ws/metrics/runs/{run.pk}/"
+    connected, code = await anon.connect()
+    assert not connected and code == 4403
