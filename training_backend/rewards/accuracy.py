@@ -329,6 +329,19 @@ class _WorkerPool:
         self.release(worker)
         return answer
 
+    def clear_parse_caches(self) -> None:
+        """Empty the idle workers' parse caches; busy ones keep theirs (a benchmark clears idle)."""
+        self._forget_if_forked()
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            try:
+                worker.request("clear", _WORKER_STARTUP_S)
+            except _WorkerGone:
+                self._discard()
+                continue
+            self.release(worker)
+
     def shutdown(self) -> None:
         self._forget_if_forked()
         with self._cond:
@@ -351,14 +364,16 @@ def set_math_workers(n: int) -> None:
 
 
 def warm_up() -> None:
-    """Start one sympy worker now (its ~1-2 s import) instead of on the first hard answer."""
-    _pool.release(_pool.acquire())
+    """Start every sympy worker now (each a ~1-2 s import) instead of on the first hard answers."""
+    workers = [_pool.acquire() for _ in range(_pool.size)]
+    for worker in workers:
+        _pool.release(worker)
 
 
 def clear_caches() -> None:
-    """Forget every verdict and every parse (the benchmark's cold start; tests)."""
+    """Forget every verdict and every parse, keeping the started workers (benchmarks; tests)."""
     _cache.clear()
-    _pool.shutdown()
+    _pool.clear_parse_caches()
 
 
 def _sympy_verdict(gold: str, answer: str, timeout_s: float) -> bool:
