@@ -8,8 +8,9 @@ from training_backend.rewards import REWARD_FUNCS, UnknownRewardError, combine_r
 NAMES = ["accuracy", "format", "tag_count", "language_consistency", "code", "overlong", "cosine", "repetition"]
 
 
-def test_registry_names():
-    assert sorted(REWARD_FUNCS) == sorted(NAMES)
+def test_registry_has_the_rule_rewards():
+    # Others may register more (e.g. a reward model); these eight are the rule rewards.
+    assert set(NAMES) <= set(REWARD_FUNCS)
 
 
 def test_unknown_names_raise_listing_the_known_ones():
