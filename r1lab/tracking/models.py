@@ -86,7 +86,7 @@ class Point(models.Model):
     id, so a row is 4 columns and a bulk insert maintains one index."""
 
     pk = models.CompositePrimaryKey("series", "step")
-    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
     step = models.BigIntegerField()
     value = models.FloatField()
     ts = models.FloatField(help_text="wall time, seconds since the epoch")
@@ -98,7 +98,7 @@ class Rollup(models.Model):
     Extremes keep their step and wall time: a one-step spike survives at every level."""
 
     pk = models.CompositePrimaryKey("series", "level", "bucket")
-    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
     n = models.IntegerField()
