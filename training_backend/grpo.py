@@ -207,8 +207,8 @@ def save_checkpoint(path: Path, backend, tokenizer, ref_model, step: int, cfg: G
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with backend.gathered():
-        backend.module.save_pretrained(tmp, state_dict=backend.state_dict_for_save() if hasattr(backend, "engine") else None)
+    with backend.gathered():  # ZeRO-3: full parameters while saving
+        backend.module.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     backend.save_state(tmp)
     if ref_model is not None and cfg.ref_sync_steps:
