@@ -67,10 +67,19 @@ def trainer_command(start: services.AttemptStart, spec_path: Path, *, report_url
     return [python, "-m", "training_backend", *args]
 
 
+def _absolute(path: str | None) -> str | None:
+    """Registered paths may be relative to the project; SPEC.json resolves against its own folder."""
+    if not path:
+        return None
+    p = Path(path)
+    return str(p if p.is_absolute() else Path(settings.BASE_DIR) / p)
+
+
 def write_spec(start: services.AttemptStart) -> Path:
     spec = {
-        "kind": start.kind, "model_path": start.model_path, "output_dir": start.output_dir,
-        "train_data": start.train_data, "eval_data": start.eval_data, "seed": int(start.config.get("seed", 0) or 0),
+        "kind": start.kind, "model_path": _absolute(start.model_path), "output_dir": _absolute(start.output_dir),
+        "train_data": _absolute(start.train_data), "eval_data": _absolute(start.eval_data),
+        "seed": int(start.config.get("seed", 0) or 0),
         "config": {k: v for k, v in start.config.items() if k != "seed"},
     }
     path = Path(start.attempt_dir) / "SPEC.json"

@@ -302,7 +302,7 @@ def _ensure_tracked_run(stage: Stage, user, *, fresh: bool) -> None:
 
 def stage_enqueue(*, stage: Stage, user=None, resume: bool = False, fresh_output: bool = False) -> Stage:
     """pending/failed/cancelled → queued: a new attempt, sent to the gpu queue after commit."""
-    from r1lab.pipelines.tasks import run_stage
+    from r1lab.pipelines.tasks import GPU_QUEUE, run_stage
 
     with transaction.atomic():
         stage = Stage.objects.select_for_update(of=("self",)).select_related("run", "tracked_run").get(pk=stage.pk)
@@ -325,7 +325,7 @@ def stage_enqueue(*, stage: Stage, user=None, resume: bool = False, fresh_output
                                     queued_by=user if getattr(user, "is_authenticated", False) else None)
         pipeline_run_refresh_status(run=stage.run)
         args, task_id = [stage.pk, stage.attempt], stage.task_id
-        transaction.on_commit(lambda: run_stage.apply_async(args=args, task_id=task_id, queue="gpu"))
+        transaction.on_commit(lambda: run_stage.apply_async(args=args, task_id=task_id, queue=GPU_QUEUE))
     return stage
 
 

@@ -25,13 +25,18 @@ def _pool_process_dies_with_worker(**kwargs):
         pass
 
 
-@shared_task(name="pipelines.run_stage", queue="gpu", acks_late=True, reject_on_worker_lost=True,
+# Queues are named where each task is sent (apply_async(queue=...) and the beat schedule's
+# options): Celery 5.7 deprecates the `queue` task attribute.
+GPU_QUEUE, DEFAULT_QUEUE = "gpu", "default"
+
+
+@shared_task(name="pipelines.run_stage", acks_late=True, reject_on_worker_lost=True,
              time_limit=None, soft_time_limit=None, max_retries=0)
 def run_stage(stage_id: int, attempt: int) -> str:
     return runner.stage_execute(stage_id=stage_id, attempt=attempt)
 
 
-@shared_task(name="pipelines.mark_lost_workers", queue="default", ignore_result=True, time_limit=60,
+@shared_task(name="pipelines.mark_lost_workers", ignore_result=True, time_limit=60,
              expires=30)
 def mark_lost_workers() -> list[int]:
     return services.stages_mark_lost()
