@@ -9,7 +9,7 @@
     demo --steps N --metrics-out FILE [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
         Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards.
 
-Exit codes: 0 done; 2 bad spec (one line per field on stderr, nothing trained);
+Exit codes: 0 done; 2 bad spec or bad dataset (one line per field / bad row on stderr, nothing trained);
 75 stopped by SIGTERM after writing a checkpoint (resume with --resume); 1 crash.
 """
 
@@ -45,9 +45,18 @@ def _reporter(args, output_dir: Path):
     return JsonlReporter(path), str(path)
 
 
-def _train(spec, args, template: str | None = None) -> int:
-    from training_backend.grpo import train
+# Stage kind -> the module whose `train(spec, reporter, *, resume, template, progress, metrics_path)` runs it.
+STAGE_MODULES = {"grpo": "training_backend.grpo", "sft": "training_backend.sft",
+                 "rejection_sampling": "training_backend.rejection", "reward_model": "training_backend.reward_model",
+                 "eval": "training_backend.evaluate"}
 
+
+def _train(spec, args, template: str | None = None) -> int:
+    import importlib
+
+    from training_backend.data import DatasetError
+
+    train = importlib.import_module(STAGE_MODULES[spec.kind]).train
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     reporter, metrics_path = _reporter(args, out)
@@ -57,6 +66,10 @@ def _train(spec, args, template: str | None = None) -> int:
                        metrics_path=metrics_path)
         status = "cancelled" if result.stopped else "succeeded"
         return EXIT_STOPPED if result.stopped else EXIT_OK
+    except DatasetError as exc:  # raised before anything is trained: every bad row, then exit 2
+        for line in exc.lines():
+            print(f"data error: {line}", file=sys.stderr)
+        return EXIT_BAD_SPEC
     finally:
         reporter.finish(status)
 
@@ -66,7 +79,7 @@ def cmd_run(args) -> int:
 
     try:
         spec = load_spec(args.spec)
-        if args.engine:
+        if args.engine and hasattr(spec.config, "engine"):  # sampling-only kinds (eval, rejection) have no engine
             spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, engine=args.engine))
     except ConfigError as exc:
         for field, msg in exc.errors.items():

@@ -103,6 +103,8 @@ class GRPOConfig(StageConfig):
     # --- rewards
     reward_funcs: tuple[str, ...] = _field(("accuracy", "format"), "Reward functions (names from training_backend.rewards.REWARD_FUNCS).", r1=["accuracy", "format"], trl=None)
     reward_weights: tuple[float, ...] | None = _field(None, "One weight per reward function; None = all 1.", r1=None, trl=None)
+    reward_model_path: str | None = _field(None, "Reward-model folder (a `reward_model` stage's final_model) scoring the `reward_model` reward.", r1=None, trl=None)
+    reward_model_types: tuple[str, ...] = _field(("general",), "Prompt types (the prompt rows' `type`) the reward model scores; other rows get None from it (R1: general prompts).", r1=["general"], trl=None)
     # --- generation
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     max_completion_length: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=512)
@@ -155,10 +157,202 @@ class GRPOConfig(StageConfig):
                 e["reward_funcs"] = f"unknown reward {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             e["reward_weights"] = f"{len(self.reward_weights)} weights for {len(self.reward_funcs)} reward functions"
+        if "reward_model" in self.reward_funcs and not self.reward_model_path:
+            e["reward_model_path"] = "required when reward_funcs has 'reward_model'"
         return e
 
 
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {"grpo": GRPOConfig}
+@dataclass(frozen=True)
+class _SupervisedConfig(StageConfig):
+    """Fields shared by the stages that fit a fixed dataset (SFT, reward model)."""
+
+    # --- steps and batch
+    num_epochs: float = _field(2.0, "Passes over the training set (used when max_steps is 0).", r1=2, trl=3)
+    max_steps: int = _field(0, "Optimizer steps; 0 = derived from num_epochs.", r1=None, trl=-1)
+    batch_size: int = _field(8, "Rows per optimizer step.", r1=None, trl=8)
+    max_seq_length: int = _field(512, "Rows are cut to this many tokens (the prompt is kept, the response is cut).", r1=None, trl=1024)
+    # --- optimisation
+    learning_rate: float = _field(2e-5, "Peak AdamW learning rate.", r1=None, trl=2e-5)
+    lr_scheduler: str = _field("cosine", "Learning-rate schedule after warm-up.", r1=None, trl="linear", choices=("constant", "linear", "cosine"))
+    warmup_steps: int = _field(0, "Linear warm-up steps.", r1=None, trl=0)
+    adam_beta1: float = _field(0.9, "AdamW β1.", r1=None, trl=0.9)
+    adam_beta2: float = _field(0.999, "AdamW β2.", r1=None, trl=0.999)
+    weight_decay: float = _field(0.0, "AdamW weight decay.", r1=None, trl=0.0)
+    max_grad_norm: float = _field(1.0, "Clip the gradient norm to this (0 = no clipping).", r1=None, trl=1.0)
+    # --- engine
+    engine: str = _field("deepspeed", "Training engine: DeepSpeed or the plain torch loop.", r1=None, trl=None, choices=("deepspeed", "torch"))
+    zero_stage: int = _field(2, "DeepSpeed ZeRO stage.", r1=None, trl=None, choices=(0, 1, 2, 3))
+    torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
+    # --- checkpoints, logging, held-out
+    save_steps: int = _field(50, "Checkpoint every this many steps (and always at the end).", r1=None, trl=500)
+    save_total_limit: int = _field(2, "Keep at most this many step checkpoints (0 = all).", r1=None, trl=None)
+    eval_steps: int = _field(0, "Held-out metrics on eval_data every this many steps (0 = only at the end, if eval_data).", r1=None, trl=None)
+    eval_max_rows: int = _field(256, "At most this many held-out rows.", r1=None, trl=None)
+
+    def validate(self) -> dict[str, str]:
+        e: dict[str, str] = {}
+        for name in ("batch_size", "max_seq_length"):
+            if getattr(self, name) < 1:
+                e[name] = "must be at least 1"
+        for name in ("max_steps", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "torch_threads",
+                     "save_total_limit", "eval_steps", "eval_max_rows"):
+            if getattr(self, name) < 0:
+                e[name] = f"must not be negative (got {getattr(self, name)})"
+        if self.max_steps == 0 and self.num_epochs <= 0:
+            e["num_epochs"] = "must be positive when max_steps is 0"
+        if self.save_steps < 1:
+            e["save_steps"] = "must be at least 1"
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            e["adam_beta1" if not 0 <= self.adam_beta1 < 1 else "adam_beta2"] = "must be in [0, 1)"
+        return e
+
+
+@dataclass(frozen=True)
+class SFTConfig(_SupervisedConfig):
+    """Supervised fine-tuning on chat JSONL, loss on assistant tokens only: R1's cold start (stage 1),
+    the SFT on rejection-sampled + general data (stage 3), and distillation (a student's SFT on a
+    teacher's rejection-sampled set). eval_data is chat JSONL too: held-out loss, and pass@1 /
+    cons@k on its prompts (gold = the row's `answer`, else the reference response's answer)."""
+
+    kind: ClassVar[str] = "sft"
+
+    log_samples: int = _field(4, "Held-out generations per eval sent to the reporter (-1 = all).", r1=None, trl=None)
+    eval_num_samples: int = _field(4, "k completions per held-out prompt for eval/pass@1 and eval/cons@k (0 = held-out loss only).", r1=16, trl=None)
+    eval_max_prompts: int = _field(64, "At most this many held-out prompts are generated for.", r1=None, trl=None)
+    eval_temperature: float = _field(0.6, "Sampling temperature of the held-out generations.", r1=0.6, trl=None)
+    eval_top_p: float = _field(0.95, "Nucleus threshold of the held-out generations.", r1=0.95, trl=None)
+    eval_max_new_tokens: int = _field(256, "Maximum new tokens per held-out generation.", r1=32768, trl=None)
+
+    def validate(self) -> dict[str, str]:
+        e = super().validate()
+        if self.eval_num_samples < 0 or self.eval_max_prompts < 0:
+            e["eval_num_samples" if self.eval_num_samples < 0 else "eval_max_prompts"] = "must not be negative"
+        if self.eval_temperature <= 0:
+            e["eval_temperature"] = "must be positive"
+        if not 0 < self.eval_top_p <= 1:
+            e["eval_top_p"] = "must be in (0, 1]"
+        if self.eval_max_new_tokens < 1:
+            e["eval_max_new_tokens"] = "must be at least 1"
+        return e
+
+
+@dataclass(frozen=True)
+class RewardModelConfig(_SupervisedConfig):
+    """A Bradley–Terry reward model (a sequence-classification head on the base) trained on
+    `{"prompt", "chosen", "rejected"}` pairs: the preference reward of R1's all-scenario RL.
+    eval_data is preference JSONL too (held-out loss and pairwise accuracy)."""
+
+    kind: ClassVar[str] = "reward_model"
+
+    learning_rate: float = _field(1e-4, "Peak AdamW learning rate.", r1=None, trl=None)
+    center_rewards_coefficient: float = _field(0.0, "Weight of the (r_chosen + r_rejected)² penalty that keeps scores centred at 0 (0 = off).", r1=None, trl=None)
+
+
+@dataclass(frozen=True)
+class RejectionSamplingConfig(StageConfig):
+    """R1 stage 3's data generation: sample n completions per prompt from a checkpoint, keep those
+    that pass every filter (format → correct → language → readability → reward → near-duplicates
+    → at most keep_per_prompt), write a chat JSONL with provenance plus the funnel."""
+
+    kind: ClassVar[str] = "rejection_sampling"
+
+    num_samples: int = _field(8, "n: completions sampled per prompt.", r1=None, trl=None)
+    temperature: float = _field(1.0, "Sampling temperature.", r1=None, trl=None)
+    top_p: float = _field(0.95, "Nucleus sampling threshold.", r1=None, trl=None)
+    max_new_tokens: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=None)
+    max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
+    prompts_per_batch: int = _field(16, "Prompts per generate call (one progress step).", r1=None, trl=None)
+    max_prompts: int = _field(0, "Sample from at most this many prompts (0 = all).", r1=None, trl=None)
+    # --- filters, in order
+    target_lang: str = _field("en", "CoT language for rows without a target_lang column.", r1="en", trl=None, choices=("en", "zh"))
+    min_language_consistency: float = _field(0.95, "Drop completions whose CoT has a smaller share of target-language words.", r1=None, trl=None)
+    max_paragraph_chars: int = _field(2000, "Drop completions whose CoT has a paragraph longer than this (R1: no long paragraphs).", r1=None, trl=None)
+    allow_code_in_cot: bool = _field(False, "Keep CoTs that contain ``` code blocks (R1 dropped them).", r1=False, trl=None)
+    reward_funcs: tuple[str, ...] = _field(("accuracy", "format", "language_consistency"), "Rewards summed into the total that min_reward thresholds (and recorded per row).", r1=None, trl=None)
+    reward_weights: tuple[float, ...] | None = _field(None, "One weight per reward function; None = all 1.", r1=None, trl=None)
+    min_reward: float = _field(0.0, "Drop completions whose total reward is below this.", r1=None, trl=None)
+    keep_per_prompt: int = _field(2, "At most this many completions kept per prompt (highest reward, then shortest, first).", r1=None, trl=None)
+    dedupe_threshold: float = _field(0.9, "Drop a completion whose CoT word-n-gram Jaccard similarity to one already kept for its prompt is at least this (1.0 = exact duplicates only).", r1=None, trl=None)
+    dedupe_ngram: int = _field(3, "n of the word n-grams compared for near-duplicates.", r1=None, trl=None)
+    # --- general data
+    general_data: str | None = _field(None, "Chat JSONL of general (non-reasoning) data mixed in; a relative path resolves against the working directory.", r1=None, trl=None)
+    general_ratio: float = _field(0.0, "General rows added per kept reasoning row (R1: ≈200k / 600k ≈ 0.33); capped by the file's size.", r1=0.33, trl=None)
+    torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
+    log_samples: int = _field(8, "Kept rows sent to the reporter as samples (-1 = all).", r1=None, trl=None)
+
+    def validate(self) -> dict[str, str]:
+        e: dict[str, str] = {}
+        for name in ("num_samples", "max_new_tokens", "max_prompt_length", "prompts_per_batch", "keep_per_prompt", "dedupe_ngram",
+                     "max_paragraph_chars"):
+            if getattr(self, name) < 1:
+                e[name] = "must be at least 1"
+        for name in ("max_prompts", "general_ratio", "torch_threads"):
+            if getattr(self, name) < 0:
+                e[name] = "must not be negative"
+        if self.temperature <= 0:
+            e["temperature"] = "must be positive"
+        if not 0 < self.top_p <= 1:
+            e["top_p"] = "must be in (0, 1]"
+        for name in ("min_language_consistency", "dedupe_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                e[name] = "must be in [0, 1]"
+        if self.general_ratio > 0 and not self.general_data:
+            e["general_data"] = "required when general_ratio > 0"
+        e.update(_check_rewards(self.reward_funcs, self.reward_weights))
+        if "reward_model" in self.reward_funcs:
+            e["reward_funcs"] = "'reward_model' is for all-scenario GRPO; rejection sampling uses rule rewards"
+        return e
+
+
+@dataclass(frozen=True)
+class EvalConfig(StageConfig):
+    """pass@1 as the mean correctness over k samples per prompt, cons@k majority vote (equivalent
+    answers counted together), mean response length, reflection rate: R1's evaluation protocol."""
+
+    kind: ClassVar[str] = "eval"
+
+    num_samples: int = _field(16, "k: completions sampled per prompt.", r1=64, trl=None)
+    temperature: float = _field(0.6, "Sampling temperature.", r1=0.6, trl=None)
+    top_p: float = _field(0.95, "Nucleus sampling threshold.", r1=0.95, trl=None)
+    max_new_tokens: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=None)
+    max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
+    prompts_per_batch: int = _field(16, "Prompts per generate call (one progress step).", r1=None, trl=None)
+    max_prompts: int = _field(0, "Evaluate at most this many prompts (0 = all).", r1=None, trl=None)
+    torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
+    log_samples: int = _field(16, "Completions sent to the reporter as samples (-1 = all).", r1=None, trl=None)
+
+    def validate(self) -> dict[str, str]:
+        e: dict[str, str] = {}
+        for name in ("num_samples", "max_new_tokens", "max_prompt_length", "prompts_per_batch"):
+            if getattr(self, name) < 1:
+                e[name] = "must be at least 1"
+        for name in ("max_prompts", "torch_threads"):
+            if getattr(self, name) < 0:
+                e[name] = "must not be negative"
+        if self.temperature <= 0:
+            e["temperature"] = "must be positive"
+        if not 0 < self.top_p <= 1:
+            e["top_p"] = "must be in (0, 1]"
+        return e
+
+
+def _check_rewards(funcs: tuple[str, ...], weights: tuple[float, ...] | None) -> dict[str, str]:
+    e: dict[str, str] = {}
+    known = _reward_names()
+    unknown = [n for n in funcs if known is not None and n not in known]
+    if not funcs:
+        e["reward_funcs"] = "at least one reward function is needed"
+    elif unknown:
+        e["reward_funcs"] = f"unknown reward {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
+    if weights is not None and len(weights) != len(funcs):
+        e["reward_weights"] = f"{len(weights)} weights for {len(funcs)} reward functions"
+    return e
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    "grpo": GRPOConfig, "sft": SFTConfig, "rejection_sampling": RejectionSamplingConfig,
+    "reward_model": RewardModelConfig, "eval": EvalConfig,
+}
 
 
 @dataclass(frozen=True)
