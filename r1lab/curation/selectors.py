@@ -16,7 +16,6 @@ from r1lab.curation.models import (
     DatasetVersion,
     Example,
     Label,
-    search_vector,
 )
 
 SEARCH_FIELDS = ("prompt", "reasoning")
@@ -105,8 +104,8 @@ def examples_filtered(*, project: CurationProject, f: ExampleFilter) -> QuerySet
     qs = Example.objects.filter(project=project)
     if f.q:
         if full_text_supported():
-            # Same expression as the index (models.search_vector), so the planner uses it.
-            qs = qs.annotate(_search=search_vector()).filter(_search=SearchQuery(f.q, config=SEARCH_CONFIG, search_type="websearch"))
+            # The stored, trigger-maintained tsvector with its GIN index (see models.Example.search).
+            qs = qs.filter(search=SearchQuery(f.q, config=SEARCH_CONFIG, search_type="websearch"))
         else:  # SQLite (the embedded demo): a plain substring match
             qs = qs.filter(Q(prompt__icontains=f.q) | Q(reasoning__icontains=f.q))
     if f.status in Example.Status.values:

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
@@ -16,6 +17,20 @@ from r1lab.curation.diff import diff_stats, word_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Label, Revision
 
 PAGE_SIZE = 50
+COUNT_CAP = 1000
+
+
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows: "1,000+ matches" instead of counting 90k (full-text search
+    for a common word would spend most of its time counting). Pages past the cap are not offered."""
+
+    capped = False
+
+    @cached_property
+    def count(self) -> int:
+        n = self.object_list[: COUNT_CAP + 1].count()
+        self.capped = n > COUNT_CAP
+        return min(n, COUNT_CAP)
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -132,7 +147,7 @@ def example_list(request, slug: str):
     qs = selectors.examples_filtered(project=project, f=f).order_by("id").only(
         "id", "prompt", "status", "language", "source", "length", "accuracy", "format_score", "language_score", "reflection_count",
     )
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "curation/example_list.html", {
         "project": project, "f": f, "page": page, "querystring": f.querystring_items(),
         "status_choices": forms.STATUS_CHOICES, "source_choices": forms.SOURCE_CHOICES,

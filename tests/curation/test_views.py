@@ -175,3 +175,13 @@ def test_freeze_and_download(client, project, lead, data_dir):
     version = project.versions.get()
     body = b"".join(client.get(reverse("curation:version_download", kwargs={"pk": version.pk})).streaming_content)
     assert json.loads(body.splitlines()[0])["messages"][1]["content"].startswith("<think>")
+
+
+def test_search_follows_edits(client, project, lead):
+    ex = make_example(project, lead, prompt="Count the apples", reasoning="There are apples.")
+    services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "There are oranges now."})
+    client.force_login(lead)
+    url = reverse("curation:examples", kwargs={"slug": project.slug})
+    assert "Count the apples" in client.get(url, {"q": "oranges"}).content.decode()
+    assert "Count the apples" in client.get(url, {"q": "apple"}).content.decode()  # still in the prompt
+    assert "No example matches" in client.get(url, {"q": "bananas"}).content.decode()

@@ -1,0 +1,255 @@
+"""Curation at scale: queue, editor and search pages over 100,000 examples, and a 10,000-row import.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h7 .venv/bin/python benchmarks/curation.py
+
+Needs PostgreSQL (a database of your own: it adds a 100k-example project, kept for reruns).
+"Server time" is the time Django takes to answer the request in-process (test Client: URL
+resolution, middleware, session auth, view, queries, template), measured with perf_counter
+around each request; the network and the ASGI server are not in it. Each page is warmed up,
+then requested N times; medians and p95 are reported. Goals (issue 7): queue and editor p95
+≤ 100 ms, full-text search p95 ≤ 200 ms. The import is timed end to end through the services
+the page and the Celery task call (parse + validate, checks with training_backend's rewards,
+one-transaction write), and reports rows/s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+N_EXAMPLES = int(os.environ.get("BENCH_CURATION_EXAMPLES", "100000"))
+N_IMPORT = int(os.environ.get("BENCH_CURATION_IMPORT_ROWS", "10000"))
+REQUESTS = int(os.environ.get("BENCH_CURATION_REQUESTS", "200"))
+WARMUP = 20
+PROJECT_SLUG = f"bench-{N_EXAMPLES}"
+
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+
+def setup_django() -> None:
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        print("needs DATABASE_URL=postgres://… (a database of your own); skipping")
+        sys.exit(0)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1lab.settings")
+    os.environ.setdefault("R1LAB_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# A Zipf-like synthetic vocabulary: word rank r appears with weight 1/r, like real text; the
+# search queries pick common, middling and rare words, and a two-word query.
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qui", "dor", "len", "mat", "rix", "gon"]
+
+
+def vocabulary(n: int = 5000) -> list[str]:
+    rng = random.Random(7)
+    words, seen = [], set()
+    while len(words) < n:
+        w = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def make_text(rng: random.Random, vocab: list[str], weights: list[float], n_words: int) -> str:
+    return " ".join(rng.choices(vocab, weights=weights, k=n_words))
+
+
+def ensure_data(vocab: list[str]) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection, transaction
+
+    from r1lab.curation import services
+    from r1lab.curation.models import Assignment, CurationProject, Example, Label, Revision
+
+    User = get_user_model()
+    users = {}
+    for name, role in (("bench-annotator", "annotator"), ("bench-annotator-2", "annotator"), ("bench-reviewer", "reviewer")):
+        user, _ = User.objects.get_or_create(username=name)
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+        users[name] = user
+    project = CurationProject.objects.filter(slug=PROJECT_SLUG).first()
+    if project is not None and Example.objects.filter(project=project).count() == N_EXAMPLES:
+        return {"project": project, "users": users, "seeded_s": None}
+    if project is not None:
+        project.delete()
+    started = time.perf_counter()
+    project = services.project_create(name=f"Benchmark {N_EXAMPLES}", slug=PROJECT_SLUG, user=users["bench-reviewer"], overlap=2)
+    project.annotators.set([users["bench-annotator"], users["bench-annotator-2"]])
+    rng = random.Random(11)
+    weights = [1.0 / (r + 1) for r in range(len(vocab))]
+    statuses = ["draft"] * 6 + ["submitted"] * 2 + ["approved", "rejected"]
+    sources = ["imported"] * 7 + ["rollout", "rejection_sampling", "manual"]
+    batch = 5000
+    for start in range(0, N_EXAMPLES, batch):
+        with transaction.atomic():
+            rows = []
+            for i in range(start, min(start + batch, N_EXAMPLES)):
+                reasoning = make_text(rng, vocab, weights, rng.randint(60, 250))
+                prompt = make_text(rng, vocab, weights, rng.randint(8, 30)) + "?"
+                rows.append(Example(
+                    project=project, prompt=prompt, reasoning=reasoning, summary=str(i % 97), gold_answer=str(i % 97),
+                    language="en" if i % 10 else "zh", source=rng.choice(sources), status=rng.choice(statuses),
+                    format_score=1.0, accuracy=float(i % 3 != 0), language_score=1.0 if i % 10 else 0.7,
+                    length=len(reasoning) + 30, reflection_count=i % 4,
+                ))
+            created = Example.objects.bulk_create(rows, batch_size=batch)
+            Revision.objects.bulk_create([
+                Revision(example_id=e.pk, number=1, author=users["bench-reviewer"], note="bench", changed_fields=["prompt"],
+                         prompt=e.prompt, reasoning=e.reasoning, summary=e.summary, gold_answer=e.gold_answer, language=e.language)
+                for e in created
+            ], batch_size=batch)
+            Assignment.objects.bulk_create([
+                Assignment(example_id=e.pk, user=u, project=project, done=e.status != "draft")
+                for e in created for u in (users["bench-annotator"], users["bench-annotator-2"])
+            ], batch_size=batch)
+            Label.objects.bulk_create([
+                Label(example_id=e.pk, annotator=u, values={"quality": rng.randint(1, 5), "correct": rng.random() < 0.8})
+                for e in created if e.status != "draft" for u in (users["bench-annotator"], users["bench-annotator-2"])
+            ], batch_size=batch)
+        print(f"  seeded {min(start + batch, N_EXAMPLES):,} / {N_EXAMPLES:,}", flush=True)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE curation_example; ANALYZE curation_assignment; ANALYZE curation_label; ANALYZE curation_revision;")
+    return {"project": project, "users": users, "seeded_s": time.perf_counter() - started}
+
+
+def time_pages(client, urls: list[str], expect: int = 200) -> dict:
+    for url in urls[:WARMUP]:
+        client.get(url)
+    times = []
+    for url in urls:
+        t0 = time.perf_counter()
+        resp = client.get(url)
+        times.append((time.perf_counter() - t0) * 1000)
+        if resp.status_code != expect:
+            raise RuntimeError(f"{url}: HTTP {resp.status_code}")
+    return {"n": len(times), "median_ms": round(statistics.median(times), 1), "p95_ms": round(pct(times, 0.95), 1), "max_ms": round(max(times), 1)}
+
+
+def bench_import(users: dict, vocab: list[str]) -> dict:
+    from r1lab.curation import services
+    from r1lab.curation.models import CurationProject, ImportJob
+
+    CurationProject.objects.filter(slug="bench-import").delete()
+    project = services.project_create(name="Benchmark import", slug="bench-import", user=users["bench-reviewer"])
+    project.annotators.set([users["bench-annotator"]])
+    rng = random.Random(5)
+    weights = [1.0 / (r + 1) for r in range(len(vocab))]
+    lines = []
+    for i in range(N_IMPORT):
+        a, b = rng.randint(2, 999), rng.randint(2, 999)
+        lines.append(json.dumps({
+            "prompt": f"What is {a} + {b}? " + make_text(rng, vocab, weights, 10),
+            "reasoning": make_text(rng, vocab, weights, 120) + (" Wait, let me check." if i % 3 == 0 else ""),
+            "summary": f"\\boxed{{{a + b if i % 5 else a + b + 1}}}", "gold_answer": str(a + b), "tags": ["bench"],
+        }))
+    data = ("\n".join(lines) + "\n").encode()
+    t0 = time.perf_counter()
+    job = services.import_job_create(project=project, user=users["bench-reviewer"], filename="bench.jsonl", data=data)
+    t_parse = time.perf_counter() - t0
+    assert job.status == ImportJob.Status.READY, job.errors[:3]
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)  # what import_job_start does, minus Celery
+    t1 = time.perf_counter()
+    job = services.import_job_run(job_id=job.pk)
+    t_run = time.perf_counter() - t1
+    assert job.status == ImportJob.Status.SUCCEEDED, job.message
+    total = t_parse + t_run
+    result = {
+        "rows": N_IMPORT, "bytes": len(data), "parse_validate_s": round(t_parse, 2), "checks_and_write_s": round(t_run, 2),
+        "total_s": round(total, 2), "rows_per_s": round(N_IMPORT / total),
+    }
+    project.delete()
+    return result
+
+
+def main() -> None:
+    setup_django()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()  # lets the test Client run against this (non-test) database
+    settings.ALLOWED_HOSTS = ["testserver", *settings.ALLOWED_HOSTS]
+    vocab = vocabulary()
+    print(f"curation benchmark: {N_EXAMPLES:,} examples in {connection.settings_dict['NAME']} (PostgreSQL {connection.cursor().connection.info.server_version})")
+    data = ensure_data(vocab)
+    project, users = data["project"], data["users"]
+    from r1lab.curation.models import Assignment, Example
+
+    rng = random.Random(3)
+    annotator = users["bench-annotator"]
+    client = Client()
+    client.force_login(annotator)
+    assigned = list(Assignment.objects.filter(user=annotator, project=project).values_list("example_id", flat=True)[:50_000])
+    pages = {
+        "queue page (/curation/queue/)": ["/curation/queue/"] * REQUESTS,
+        "editor page (/curation/e/<id>/)": [f"/curation/e/{rng.choice(assigned)}/" for _ in range(REQUESTS)],
+    }
+    rows = {}
+    for name, urls in pages.items():
+        rows[name] = time_pages(client, urls)
+    next_url = f"/curation/queue/{project.slug}/next/"
+    rows["queue next (redirect to the next example)"] = time_pages(client, [next_url] * REQUESTS, expect=302)
+
+    reviewer = Client()
+    reviewer.force_login(users["bench-reviewer"])
+    ranks = [0, 5, 50, 500, 3000, 4900]
+    queries = []
+    for i in range(REQUESTS):
+        r = ranks[i % len(ranks)]
+        q = vocab[r] if i % 4 else f"{vocab[r]} {vocab[(r * 7 + 13) % len(vocab)]}"
+        extra = "&status=submitted" if i % 3 == 0 else ""
+        queries.append(f"/curation/p/{project.slug}/examples/?q={q}{extra}")
+    rows["full-text search (examples page)"] = time_pages(reviewer, queries)
+    rows["examples page, filters only (status+language+length)"] = time_pages(
+        reviewer, [f"/curation/p/{project.slug}/examples/?status=approved&language=zh&min_length={200 + i}" for i in range(REQUESTS)])
+    rows["review queue page"] = time_pages(reviewer, ["/curation/review/"] * REQUESTS)
+
+    print("\n| page | n | median ms | p95 ms | max ms | goal p95 |\n|---|---|---|---|---|---|")
+    goals = {"queue page (/curation/queue/)": 100, "editor page (/curation/e/<id>/)": 100, "full-text search (examples page)": 200}
+    for name, r in rows.items():
+        goal = goals.get(name)
+        print(f"| {name} | {r['n']} | {r['median_ms']} | {r['p95_ms']} | {r['max_ms']} | {f'≤ {goal}' if goal else '–'} |")
+    imp = bench_import(users, vocab)
+    print(f"\nimport of {imp['rows']:,} JSONL rows ({imp['bytes'] / 1e6:.1f} MB): parse+validate {imp['parse_validate_s']} s, "
+          f"checks+write {imp['checks_and_write_s']} s, total {imp['total_s']} s = {imp['rows_per_s']:,} rows/s")
+    out = {
+        "benchmark": "curation", "examples": Example.objects.filter(project=project).count(), "requests_per_page": REQUESTS,
+        "measure": "in-process Django test Client, perf_counter per request (server time; no network), after warm-up",
+        "pages": rows, "goals_p95_ms": goals,
+        "meets_goals": {name: rows[name]["p95_ms"] <= goal for name, goal in goals.items()},
+        "import": imp, "seeded_s": data["seeded_s"],
+        "env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                "db": connection.vendor, "note": "shared 2-core machine, other engineers' jobs running"},
+        "command": "DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h7 .venv/bin/python benchmarks/curation.py",
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "curation.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {RESULTS / 'curation.json'}")
+
+
+if __name__ == "__main__":
+    main()
