@@ -1,0 +1,260 @@
+"""Reads of the rollout browser and the rejection-sampling workbench.
+
+Rollouts are tracking.Sample rows; every query here is scoped to one run (the user's access to
+the run is checked by the view through tracking.selectors.runs_visible) and served by the
+Sample indexes (run, step, group, index), (run, prompt_id, step) and the partial filter indexes.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Avg, Case, Count, FloatField, Q, QuerySet, Value, When
+
+from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
+from r1lab.rollouts.stats import Proportion, wilson_interval
+from r1lab.rollouts.text import segments
+from r1lab.tracking.models import Run, Sample
+from r1lab.tracking.selectors import samples_filter
+
+# Characters above which a completion is shown collapsed with a "show all" button.
+COLLAPSE_CHARS = 1200
+# What the pages never need of a Sample row (think/answer are re-derived as display segments).
+_DEFERRED = ("think", "answer", "dedupe", "created_at", "extra")
+
+
+def adv_sign(advantage: float | None) -> str:
+    if advantage is None:
+        return "none"
+    if advantage > 1e-9:
+        return "pos"
+    if advantage < -1e-9:
+        return "neg"
+    return "zero"
+
+
+@dataclass
+class CompletionView:
+    """One completion as a card shows it (model text only as escaped segments)."""
+
+    obj: object  # the Sample or RSRow
+    components: list[tuple[str, float | None]]
+    segments: list
+    long: bool
+    matched: bool = True
+
+    @property
+    def adv_sign(self) -> str:
+        return adv_sign(getattr(self.obj, "advantage", None))
+
+
+def completion_view(obj, component_names: list[str], matched: bool = True) -> CompletionView:
+    rewards = obj.rewards or {}
+    return CompletionView(obj=obj, components=[(n, rewards.get(n)) for n in component_names],
+                          segments=segments(obj.completion), long=len(obj.completion) > COLLAPSE_CHARS, matched=matched)
+
+
+def component_names(rows) -> list[str]:
+    """Every reward component seen in `rows`, sorted (jsonb keeps no insertion order)."""
+    names: set[str] = set()
+    for r in rows:
+        names.update(r.rewards or ())
+    return sorted(names)
+
+
+@dataclass
+class GroupView:
+    group: int
+    prompt: str
+    prompt_id: str
+    completions: list[CompletionView] = field(default_factory=list)
+    size: int = 0
+    reward_mean: float = 0.0
+    reward_std: float = 0.0
+    correct: int = 0
+    graded: int = 0
+    zero_std: bool | None = None
+    matched: int = 0
+
+
+def run_sample_steps(*, run: Run) -> list[int]:
+    """The run's distinct sample steps by a loose index scan (one index probe per step) rather than
+    a DISTINCT over every row: 1,000 steps of a million rollouts read 1,000 index entries."""
+    table = Sample._meta.db_table
+    sql = (f"WITH RECURSIVE s(step) AS (SELECT MIN(step) FROM {table} WHERE run_id = %s "
+           f"UNION ALL SELECT (SELECT MIN(t.step) FROM {table} t WHERE t.run_id = %s AND t.step > s.step) "
+           f"FROM s WHERE s.step IS NOT NULL) SELECT step FROM s WHERE step IS NOT NULL")
+    with connection.cursor() as cur:
+        cur.execute(sql, [run.pk, run.pk])
+        return [r[0] for r in cur.fetchall()]
+
+
+def step_neighbours(*, run: Run, step: int) -> tuple[int | None, int | None]:
+    prev = Sample.objects.filter(run=run, step__lt=step).order_by("-step").values_list("step", flat=True).first()
+    nxt = Sample.objects.filter(run=run, step__gt=step).order_by("step").values_list("step", flat=True).first()
+    return prev, nxt
+
+
+_SORT_KEYS = {
+    "advantage": lambda c: (c.obj.advantage is None, c.obj.advantage or 0.0),
+    "-advantage": lambda c: (c.obj.advantage is None, -(c.obj.advantage or 0.0)),
+    "length": lambda c: c.obj.length,
+    "-length": lambda c: -c.obj.length,
+}
+
+
+def step_groups(*, run: Run, step: int, filters: dict | None = None, order: str | None = None) -> dict:
+    """The groups of one step. With filters, the groups holding at least one matching completion,
+    each whole (its G completions give the advantages their meaning), the others dimmed.
+    `order` sorts the completions inside each group and the groups by their best / longest."""
+    filters = {k: v for k, v in (filters or {}).items() if v is not None}
+    matched_ids: set[int] | None = None
+    rows_qs = Sample.objects.filter(run=run, step=step).defer(*_DEFERRED).order_by("group", "index", "id")
+    if filters:
+        hits = list(samples_filter(run=run, step=step, **filters).values_list("id", "group"))
+        matched_ids = {i for i, _ in hits}
+        rows_qs = rows_qs.filter(group__in=sorted({g for _, g in hits}))
+    rows = list(rows_qs)
+    names = component_names(rows)
+    groups: dict[int, GroupView] = {}
+    for s in rows:
+        g = groups.get(s.group)
+        if g is None:
+            g = groups[s.group] = GroupView(group=s.group, prompt=s.prompt, prompt_id=s.prompt_id)
+        matched = matched_ids is None or s.pk in matched_ids
+        g.completions.append(completion_view(s, names, matched))
+        g.matched += matched
+    for g in groups.values():
+        rewards = [c.obj.reward for c in g.completions]
+        g.size = len(rewards)
+        g.reward_mean = statistics.fmean(rewards)
+        g.reward_std = statistics.pstdev(rewards) if len(rewards) > 1 else 0.0
+        graded = [c.obj.correct for c in g.completions if c.obj.correct is not None]
+        g.graded, g.correct = len(graded), sum(graded)
+        g.zero_std = g.completions[0].obj.zero_std_group
+        if order in _SORT_KEYS:
+            g.completions.sort(key=_SORT_KEYS[order])
+    out = list(groups.values())
+    if order in _SORT_KEYS:
+        out.sort(key=lambda g: _SORT_KEYS[order](g.completions[0]))
+    return {"groups": out, "components": names, "samples": len(rows),
+            "matched": len(matched_ids) if matched_ids is not None else len(rows)}
+
+
+def run_search(*, run: Run, filters: dict, order: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[CompletionView], bool]:
+    """One page of matching completions over the whole run, and whether there is a next page.
+    No total count: counting a million rows would cost more than the page."""
+    qs = samples_filter(run=run, order=order, **{k: v for k, v in filters.items() if v is not None}).defer(*_DEFERRED)
+    rows = list(qs[offset:offset + limit + 1])
+    names = component_names(rows)
+    return [completion_view(s, names) for s in rows[:limit]], len(rows) > limit
+
+
+def prompt_history(*, run: Run, prompt_id: str, offset: int = 0, limit: int = 10) -> dict:
+    """The same prompt across steps: a per-step summary over all its steps (the chart) and one page
+    of steps with their completions, newest-last."""
+    base = Sample.objects.filter(run=run, prompt_id=prompt_id)
+    summary = list(
+        base.values("step").order_by("step").annotate(
+            n=Count("id"), reward=Avg("reward"), length=Avg("length"),
+            accuracy=Avg(Case(When(correct=True, then=Value(1.0)), When(correct=False, then=Value(0.0)), output_field=FloatField())),
+            reflection=Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField())),
+        )
+    )
+    steps = [r["step"] for r in summary][offset:offset + limit]
+    rows = list(base.filter(step__in=steps).defer(*_DEFERRED).order_by("step", "group", "index", "id"))
+    names = component_names(rows)
+    by_step: dict[int, list[CompletionView]] = {}
+    for s in rows:
+        by_step.setdefault(s.step, []).append(completion_view(s, names))
+    stats = {r["step"]: r for r in summary}
+    return {"summary": summary, "prompt": rows[0].prompt if rows else "", "components": names,
+            "steps": [{"step": st, "stats": stats[st], "completions": by_step.get(st, [])} for st in steps],
+            "total_steps": len(summary)}
+
+
+def aha_prompts(*, run: Run, step: int, limit: int = 20) -> list[dict]:
+    """The prompts of `step` whose reflection rate moved most against their own earlier steps:
+    share of completions with a reflection marker at this step vs before it (same prompt_id)."""
+    now = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, step=step).exclude(prompt_id="").values("prompt_id").annotate(
+        n=Count("id"), frac=Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField())))}
+    if not now:
+        return []
+    before = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, prompt_id__in=list(now), step__lt=step).values("prompt_id").annotate(
+        n=Count("id"), frac=Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField())))}
+    out = []
+    for pid, r in now.items():
+        b = before.get(pid)
+        if b is None:
+            continue
+        out.append({"prompt_id": pid, "before": b["frac"], "after": r["frac"], "delta": r["frac"] - b["frac"], "n_before": b["n"], "n_after": r["n"]})
+    out.sort(key=lambda d: -abs(d["delta"]))
+    return out[:limit]
+
+
+# --- rejection-sampling workbench -----------------------------------------------------------------
+
+
+def rs_rows(*, dataset: RSDataset, kept: bool, reason: str | None = None, filters: dict | None = None,
+            order: str | None = None) -> QuerySet[RSRow]:
+    qs = RSRow.objects.filter(dataset=dataset, kept=kept)
+    if reason:
+        qs = qs.filter(reason=reason)
+    f = {k: v for k, v in (filters or {}).items() if v is not None}
+    simple = {"correct": "correct", "truncated": "truncated", "language_mixed": "language_mixed"}
+    for key, col in simple.items():
+        if key in f:
+            qs = qs.filter(**{col: f[key]})
+    if "has_reflection" in f:
+        qs = qs.filter(reflection_count__gt=0) if f["has_reflection"] else qs.filter(reflection_count=0)
+    for key, lookup in (("length_min", "length__gte"), ("length_max", "length__lte"), ("reward_min", "reward__gte"), ("reward_max", "reward__lte")):
+        if key in f:
+            qs = qs.filter(**{lookup: f[key]})
+    if f.get("text"):
+        qs = qs.filter(Q(completion__icontains=f["text"]) | Q(prompt__icontains=f["text"]))
+    if order in ("length", "-length"):
+        return qs.order_by(order, "id")
+    return qs.order_by("prompt_id", "sample", "id")
+
+
+def rs_reason_counts(*, dataset: RSDataset) -> dict[str, int]:
+    return dict(RSRow.objects.filter(dataset=dataset, kept=False).values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
+
+
+def funnel_chart(*, dataset: RSDataset) -> dict:
+    """The funnel as plotly wants it: stage names and how many candidates remain after each."""
+    f = dataset.funnel or {}
+    names, values = ["sampled"], [f.get("sampled", dataset.kept_count + dataset.removed_count)]
+    for name in f.get("filters") or list((f.get("remaining") or {}).keys()):
+        if name in (f.get("remaining") or {}):
+            names.append(name)
+            values.append(f["remaining"][name])
+    removed = f.get("removed") or {}
+    return {"names": names, "values": values, "removed": [removed.get(n, 0) for n in names]}
+
+
+def spot_check_summary(*, spot_check: SpotCheck | None) -> dict | None:
+    if spot_check is None:
+        return None
+    counts = dict(SpotCheckItem.objects.filter(spot_check=spot_check).values_list("verdict").annotate(n=Count("id")).values_list("verdict", "n"))
+    good, bad, todo = counts.get("good", 0), counts.get("bad", 0), counts.get("", 0)
+    est: Proportion = wilson_interval(bad, good + bad)
+    return {"spot_check": spot_check, "good": good, "bad": bad, "todo": todo, "judged": good + bad,
+            "size": good + bad + todo, "complete": todo == 0 and good + bad > 0, "error": est}
+
+
+def latest_spot_check(*, dataset: RSDataset) -> SpotCheck | None:
+    return SpotCheck.objects.filter(dataset=dataset).order_by("-created_at", "-id").first()
+
+
+def spot_check_items(*, spot_check: SpotCheck) -> list[tuple[SpotCheckItem, CompletionView]]:
+    items = list(SpotCheckItem.objects.filter(spot_check=spot_check).select_related("row", "judged_by").order_by("position"))
+    names = component_names([i.row for i in items])
+    return [(i, completion_view(i.row, names)) for i in items]
+
+
+def rs_bad_row_ids(*, dataset: RSDataset) -> set[int]:
+    """Kept rows a human marked bad in any spot-check of the dataset (the freeze leaves them out)."""
+    return set(SpotCheckItem.objects.filter(spot_check__dataset=dataset, verdict=SpotCheckItem.Verdict.BAD).values_list("row_id", flat=True))
+
