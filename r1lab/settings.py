@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "r1lab.tracking",
     "r1lab.pipelines",
     "r1lab.curation",
+    "r1lab.rollouts",
 ]
 
 MIDDLEWARE = [

@@ -14,5 +14,6 @@ urlpatterns = [
     path("metrics/", include("r1lab.tracking.urls")),
     path("api/v1/", include("r1lab.tracking.api_urls")),
     path("curation/", include("r1lab.curation.urls")),
+    path("rollouts/", include("r1lab.rollouts.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -32,6 +32,10 @@ MATRIX: dict[str, frozenset[str]] = {
     "curation.annotate": frozenset({ANNOTATOR, REVIEWER}),
     "curation.review": frozenset({REVIEWER}),
     "curation.manage": frozenset({REVIEWER, RESEARCHER}),  # projects, imports, versions, exports
+    # rollouts (the rollout browser and the rejection-sampling workbench; reading is runs.view)
+    "rollouts.send": frozenset({RESEARCHER, ANNOTATOR, REVIEWER}),  # a completion → curation draft
+    "rollouts.spotcheck": frozenset({RESEARCHER, ANNOTATOR, REVIEWER}),  # load an RS stage, spot-check rows
+    "rollouts.freeze": frozenset({REVIEWER}),  # kept set → dataset version (approves: a reviewer signs off)
     # API
     "api.token": ALL,
 }
