@@ -63,10 +63,9 @@ def run_series_data(*, run: Run, keys: list[str] | None = None, min_step: int | 
     qs = Series.objects.filter(run=run)
     if keys is not None:
         qs = qs.filter(key__in=keys)
-    series = {}
-    for sid, key in qs.values_list("id", "key"):
-        series[key] = store.series_window(sid=sid, min_step=min_step, max_step=max_step, max_points=max_points)
-    return {"run": run.pk, "series": series}
+    names = dict(qs.values_list("id", "key"))
+    windows = store.series_windows(sids=list(names), min_step=min_step, max_step=max_step, max_points=max_points)
+    return {"run": run.pk, "series": {names[sid]: w for sid, w in sorted(windows.items(), key=lambda kv: names[kv[0]])}}
 
 
 def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:

@@ -145,11 +145,6 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _bounds(cur, sid: int) -> tuple[int | None, int | None]:
-    cur.execute("SELECT min(step), max(step) FROM tracking_point WHERE series_id = %s", [sid])
-    return cur.fetchone()
-
-
 def _ensure_rollups(sid: int) -> int:
     """Build the rollups of every complete bucket not built yet; returns the series' rollup_upto.
 
@@ -203,109 +198,121 @@ def _ensure_rollups(sid: int) -> int:
         return new
 
 
-def _m4(rows, width: int) -> tuple[list, list, list, int]:
-    """Raw (step, value, ts) rows in step order → the min and max point of each bucket of `width`
-    steps (aligned to multiples of width), in step order. Returns x, y, t, points read."""
-    x: list = []
-    y: list = []
-    t: list = []
-    cur_b = None
-    lo = hi = None
-    n = 0
-
-    def flush():
-        first, second = (lo, hi) if (lo[0], 0) <= (hi[0], 1) else (hi, lo)
-        for p in (first, second) if first[0] != second[0] else (first,):
-            x.append(p[0]); y.append(p[1]); t.append(p[2])  # noqa: E702
-
-    for row in rows:
-        n += 1
-        b = row[0] // width
-        if b != cur_b:
-            if cur_b is not None:
-                flush()
-            cur_b, lo, hi = b, row, row
-        else:
-            if row[1] < lo[1]:
-                lo = row
-            if row[1] > hi[1]:
-                hi = row
-    if cur_b is not None:
-        flush()
-    return x, y, t, n
-
-
 def series_window(*, sid: int, min_step: int | None = None, max_step: int | None = None, max_points: int = 2000) -> dict:
     """At most `max_points` points of a series over [min_step, max_step]: every point when they fit,
     else the min and the max point of each bucket (M4-style), so spikes survive and nothing is
     silently dropped: `total` says how many points the range holds."""
+    return series_windows(sids=[sid], min_step=min_step, max_step=max_step, max_points=max_points)[sid]
+
+
+def _empty(lo, hi) -> dict:
+    return {"x": [], "y": [], "t": [], "total": 0, "downsampled": False, "range": [lo, hi]}
+
+
+def series_windows(*, sids: list[int], min_step: int | None = None, max_step: int | None = None,
+                   max_points: int = 2000) -> dict[int, dict]:
+    """`series_window` for several series in two round-trips (bounds, then every window's rows in
+    one UNION ALL): a run page asks for ~20 series at once."""
     max_points = max(4, int(max_points))
+    out: dict[int, dict] = {}
+    if not sids:
+        return out
+    marks = ",".join(["%s"] * len(sids))
     with connection.cursor() as cur:
-        smin, smax = _bounds(cur, sid)
+        cur.execute(
+            f"SELECT s.id, s.rollup_upto, (SELECT min(step) FROM tracking_point p WHERE p.series_id = s.id), "
+            f"(SELECT max(step) FROM tracking_point p WHERE p.series_id = s.id) FROM tracking_series s WHERE s.id IN ({marks})",
+            list(sids),
+        )
+        bounds = {row[0]: row[1:] for row in cur.fetchall()}
+    parts, params, plans = [], [], {}
+    for sid in sids:
+        upto, smin, smax = bounds.get(sid, (-1, None, None))
         if smin is None:
-            return {"x": [], "y": [], "t": [], "total": 0, "downsampled": False, "range": [min_step, max_step]}
+            out[sid] = _empty(min_step, max_step)
+            continue
         lo = smin if min_step is None else max(smin, int(min_step))
         hi = smax if max_step is None else min(smax, int(max_step))
         if hi < lo:
-            return {"x": [], "y": [], "t": [], "total": 0, "downsampled": False, "range": [lo, hi]}
+            out[sid] = _empty(lo, hi)
+            continue
         span = hi - lo + 1
+        raw_sql = ("SELECT %s, step, 1, value, step, ts, value, step, ts FROM tracking_point "
+                   "WHERE series_id = %s AND step BETWEEN %s AND %s")
         if span <= max_points:  # steps are unique per series: the range cannot hold more
-            cur.execute(
-                "SELECT step, value, ts FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s ORDER BY step",
-                [sid, lo, hi],
-            )
-            rows = cur.fetchall()
-            return {"x": [r[0] for r in rows], "y": [r[1] for r in rows], "t": [r[2] for r in rows],
-                    "total": len(rows), "downsampled": False, "range": [lo, hi]}
-        buckets = max(1, (max_points - 2) // 2)
-        width = math.ceil(span / buckets)
+            plans[sid] = ("raw", lo, hi, 1)
+            parts.append(raw_sql)
+            params += [sid, sid, lo, hi]
+            continue
+        width = math.ceil(span / max(1, (max_points - 2) // 2))
         level = 0
         while level < ROLLUP_LEVELS and (1 << (_BASE_BITS * (level + 1))) <= width:
             level += 1
         if level == 0 or not is_postgres():
-            cur.execute(
-                "SELECT step, value, ts FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s ORDER BY step",
-                [sid, lo, hi],
-            )
-            x, y, t, n = _m4(cur.fetchall(), width)
-            return {"x": x, "y": y, "t": t, "total": n, "downsampled": n > len(x), "range": [lo, hi]}
-    upto = _ensure_rollups(sid)
-    lw = 1 << (_BASE_BITS * level)
-    width = math.ceil(width / lw) * lw  # final buckets are whole rollup buckets
-    b_lo = -(-lo // lw)
-    b_hi = min((hi + 1) // lw - 1, (upto + 1) // lw - 1)
-    if b_hi < b_lo:
-        c_lo, c_hi = hi + 1, hi  # nothing rolled up in range: all raw
-    else:
-        c_lo, c_hi = b_lo * lw, (b_hi + 1) * lw - 1
+            plans[sid] = ("m4", lo, hi, width)
+            parts.append(raw_sql)
+            params += [sid, sid, lo, hi]
+            continue
+        if ((smax >> _BASE_BITS) << _BASE_BITS) - 1 > upto:  # complete buckets not rolled up yet
+            upto = _ensure_rollups(sid)
+        lw = 1 << (_BASE_BITS * level)
+        width = math.ceil(width / lw) * lw  # final buckets are whole rollup buckets
+        b_lo = -(-lo // lw)
+        b_hi = min((hi + 1) // lw - 1, (upto + 1) // lw - 1)
+        c_lo, c_hi = (hi + 1, hi) if b_hi < b_lo else (b_lo * lw, (b_hi + 1) * lw - 1)
+        plans[sid] = ("m4", lo, hi, width)
+        # Rollup rows of the covered buckets plus the raw points at the edges, merged into the
+        # final buckets in Python: index range scans of a few thousand rows, no sort per bucket.
+        parts.append("SELECT %s, bucket * %s, n, min_v, min_step, min_ts, max_v, max_step, max_ts FROM tracking_rollup "
+                     "WHERE series_id = %s AND level = %s AND bucket BETWEEN %s AND %s")
+        params += [sid, lw, sid, level, b_lo, b_hi]
+        parts.append(raw_sql + " AND (step < %s OR step > %s)")
+        params += [sid, sid, lo, hi, c_lo, c_hi]
+    if not parts:
+        return out
+    rows_by: dict[int, list] = {sid: [] for sid in plans}
     with connection.cursor() as cur:
-        cur.execute(
-            """
-            WITH r AS (
-                SELECT n, total, min_v, min_step, min_ts, max_v, max_step, max_ts, bucket * %(lw)s AS s0
-                FROM tracking_rollup
-                WHERE series_id = %(sid)s AND level = %(level)s AND bucket BETWEEN %(b_lo)s AND %(b_hi)s
-                UNION ALL
-                SELECT 1, value, value, step, ts, value, step, ts, step
-                FROM tracking_point
-                WHERE series_id = %(sid)s AND step BETWEEN %(lo)s AND %(hi)s AND (step < %(c_lo)s OR step > %(c_hi)s)
-            )
-            SELECT sum(n),
-                   (array_agg(min_step ORDER BY min_v, min_step))[1], min(min_v), (array_agg(min_ts ORDER BY min_v, min_step))[1],
-                   (array_agg(max_step ORDER BY max_v DESC, max_step))[1], max(max_v), (array_agg(max_ts ORDER BY max_v DESC, max_step))[1]
-            FROM r GROUP BY s0 / %(width)s ORDER BY s0 / %(width)s
-            """,
-            {"lw": lw, "sid": sid, "level": level, "b_lo": b_lo, "b_hi": b_hi, "lo": lo, "hi": hi,
-             "c_lo": c_lo, "c_hi": c_hi, "width": width},
-        )
-        rows = cur.fetchall()
+        cur.execute(" UNION ALL ".join(parts), params)
+        for row in cur.fetchall():
+            rows_by[row[0]].append(row[1:])
+    for sid, (kind, lo, hi, width) in plans.items():
+        rows = rows_by[sid]
+        rows.sort()
+        if kind == "raw":
+            out[sid] = {"x": [r[0] for r in rows], "y": [r[2] for r in rows], "t": [r[4] for r in rows],
+                        "total": len(rows), "downsampled": False, "range": [lo, hi]}
+        else:
+            out[sid] = _merge(rows, width, lo, hi)
+    return out
+
+
+def _merge(rows, width: int, lo: int, hi: int) -> dict:
+    """(start, n, min_v, min_step, min_ts, max_v, max_step, max_ts) rows in order → the min and
+    the max point of each bucket of `width` steps, in step order."""
     x: list = []
     y: list = []
     t: list = []
     total = 0
-    for n, s_min, v_min, t_min, s_max, v_max, t_max in rows:
-        total += n
-        pts = ((s_min, v_min, t_min), (s_max, v_max, t_max)) if s_min <= s_max else ((s_max, v_max, t_max), (s_min, v_min, t_min))
-        for p in pts if s_min != s_max else pts[:1]:
+    cur_b = None
+    mn = mx = None
+
+    def flush():
+        pts = (mn, mx) if mn[0] <= mx[0] else (mx, mn)
+        for p in pts if mn[0] != mx[0] else pts[:1]:
             x.append(p[0]); y.append(p[1]); t.append(p[2])  # noqa: E702
+
+    for s0, n, v_min, s_min, t_min, v_max, s_max, t_max in rows:
+        total += n
+        b = s0 // width
+        if b != cur_b:
+            if cur_b is not None:
+                flush()
+            cur_b, mn, mx = b, (s_min, v_min, t_min), (s_max, v_max, t_max)
+        else:
+            if v_min < mn[1] or (v_min == mn[1] and s_min < mn[0]):
+                mn = (s_min, v_min, t_min)
+            if v_max > mx[1] or (v_max == mx[1] and s_max < mx[0]):
+                mx = (s_max, v_max, t_max)
+    if cur_b is not None:
+        flush()
     return {"x": x, "y": y, "t": t, "total": total, "downsampled": total > len(x), "range": [lo, hi]}
