@@ -13,6 +13,7 @@ one-transaction write), and reports rows/s.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -72,8 +73,12 @@ def vocabulary(n: int = 5000) -> list[str]:
     return words
 
 
-def make_text(rng: random.Random, vocab: list[str], weights: list[float], n_words: int) -> str:
-    return " ".join(rng.choices(vocab, weights=weights, k=n_words))
+def make_text(rng: random.Random, vocab: list[str], cum_weights: list[float], n_words: int) -> str:
+    return " ".join(rng.choices(vocab, cum_weights=cum_weights, k=n_words))
+
+
+def zipf_cum_weights(n: int) -> list[float]:
+    return list(itertools.accumulate(1.0 / (r + 1) for r in range(n)))
 
 
 def ensure_data(vocab: list[str]) -> dict:
@@ -99,7 +104,7 @@ def ensure_data(vocab: list[str]) -> dict:
     project = services.project_create(name=f"Benchmark {N_EXAMPLES}", slug=PROJECT_SLUG, user=users["bench-reviewer"], overlap=2)
     project.annotators.set([users["bench-annotator"], users["bench-annotator-2"]])
     rng = random.Random(11)
-    weights = [1.0 / (r + 1) for r in range(len(vocab))]
+    weights = zipf_cum_weights(len(vocab))
     statuses = ["draft"] * 6 + ["submitted"] * 2 + ["approved", "rejected"]
     sources = ["imported"] * 7 + ["rollout", "rejection_sampling", "manual"]
     batch = 5000
@@ -156,7 +161,7 @@ def bench_import(users: dict, vocab: list[str]) -> dict:
     project = services.project_create(name="Benchmark import", slug="bench-import", user=users["bench-reviewer"])
     project.annotators.set([users["bench-annotator"]])
     rng = random.Random(5)
-    weights = [1.0 / (r + 1) for r in range(len(vocab))]
+    weights = zipf_cum_weights(len(vocab))
     lines = []
     for i in range(N_IMPORT):
         a, b = rng.randint(2, 999), rng.randint(2, 999)
