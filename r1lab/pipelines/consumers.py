@@ -8,8 +8,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
 from r1lab.accounts.permissions import can
+from r1lab.pipelines import selectors
 from r1lab.pipelines.models import PipelineRun
-from r1lab.pipelines.services import run_group_name
+from r1lab.pipelines.services import RUNS_GROUP, run_group_name
 
 # With the in-memory layer (embedded mode) the Celery worker, a separate process, cannot reach
 # this one: poll the database for what it wrote instead. With Redis, events arrive pushed.
@@ -17,6 +18,8 @@ POLL_INTERVAL_S = 1.0
 
 
 class RunStatusConsumer(AsyncJsonWebsocketConsumer):
+    """ws/runs/<id>/: the run's status and each stage's status and progress."""
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not await database_sync_to_async(can)(user, "runs.view"):
@@ -57,3 +60,40 @@ class RunStatusConsumer(AsyncJsonWebsocketConsumer):
             payload = await self._payload()
             if payload and payload != self._last:
                 await self.run_status({"run": payload})
+
+
+class RunListConsumer(AsyncJsonWebsocketConsumer):
+    """ws/runs/: every run's status changes, for the runs list."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not await database_sync_to_async(can)(user, "runs.view"):
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
+        await self.accept()
+        self._last: dict[int, dict] = {}
+        self._poller = None
+        if isinstance(self.channel_layer, InMemoryChannelLayer):
+            self._last = await self._snapshot()
+            self._poller = asyncio.ensure_future(self._poll())
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
+        if getattr(self, "_poller", None):
+            self._poller.cancel()
+
+    async def run_status(self, event):
+        self._last[event["run"]["id"]] = event["run"]
+        await self.send_json({"type": "run.status", "run": event["run"]})
+
+    @database_sync_to_async
+    def _snapshot(self) -> dict[int, dict]:
+        return {r.pk: r.status_payload() for r in selectors.runs_for_list(user=self.scope["user"], limit=100)}
+
+    async def _poll(self):
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            for run_id, payload in (await self._snapshot()).items():
+                if self._last.get(run_id) != payload:
+                    await self.run_status({"run": payload})

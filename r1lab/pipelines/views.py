@@ -1,21 +1,205 @@
-from django.shortcuts import get_object_or_404, render
+"""Pipelines pages: thin views. Forms validate, services write, selectors read."""
+from __future__ import annotations
 
-from r1lab.accounts.permissions import require_action
-from r1lab.pipelines.models import PipelineRun
+import json
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.views.decorators.http import require_POST
+
+from r1lab.accounts.permissions import can, require_action
+from r1lab.pipelines import selectors, services
+from r1lab.pipelines.forms import BaseModelForm, LaunchForm, PromptImportForm, RunFilterForm
+from r1lab.pipelines.models import PipelineRun, Stage
+from r1lab.pipelines.prompt_import import parse_prompt_file
+from r1lab.pipelines.stage_templates import TEMPLATES, get_template as get_pipeline_template, known_kinds
 
 
 @require_action("runs.view")
 def run_list(request):
-    runs = PipelineRun.objects.select_related("created_by")[:200]
-    return render(request, "pipelines/run_list.html", {"runs": runs})
+    filters = RunFilterForm(request.GET or None)
+    status = q = ""
+    if filters.is_valid():
+        status, q = filters.cleaned_data["status"], filters.cleaned_data["q"]
+    runs = list(selectors.runs_for_list(user=request.user, status=status, q=q))
+    rows = [{"run": r, "stage": selectors.run_current_stage(r), "metrics": selectors.run_key_metrics(r)} for r in runs]
+    return render(request, "pipelines/run_list.html", {"rows": rows, "filters": filters,
+                                                        "can_launch": can(request.user, "runs.launch")})
+
+
+def _has_panels() -> bool:
+    try:
+        get_template("tracking/_panels.html")
+    except TemplateDoesNotExist:
+        return False
+    return True
 
 
 @require_action("runs.view")
 def run_detail(request, run_id: int):
+    try:
+        run = selectors.run_detail(run_id=run_id)
+    except PipelineRun.DoesNotExist:
+        raise Http404("no such run") from None
+    stages = list(run.stages.all())
+    nodes, edges = selectors.run_lineage(run)
+    chart_stage = selectors.run_current_stage(run)
+    if chart_stage is not None and not chart_stage.tracked_run_id:
+        chart_stage = next((s for s in reversed(stages) if s.tracked_run_id), None)
+    return render(request, "pipelines/run_detail.html", {
+        "run": run, "stages": stages, "nodes": nodes, "edges": edges,
+        "log_tails": {s.pk: selectors.log_tail(s.log_path) for s in stages},
+        "configs": {s.pk: json.dumps(s.config, indent=2, sort_keys=True) for s in stages},
+        "outputs": {s.pk: json.dumps(s.outputs, indent=2, sort_keys=True) if s.outputs else "" for s in stages},
+        "can_launch": can(request.user, "runs.launch"),
+        "chart_stage": chart_stage, "has_panels": _has_panels(),
+    })
+
+
+@require_action("runs.view")
+def stage_log(request, run_id: int, stage_id: int):
+    """The tail of a stage's log as plain text (the page puts it in with textContent)."""
+    stage = get_object_or_404(Stage, pk=stage_id, run_id=run_id)
+    return HttpResponse(selectors.log_tail(stage.log_path), content_type="text/plain; charset=utf-8")
+
+
+@require_action("runs.view")
+def run_status_json(request, run_id: int):
     run = get_object_or_404(PipelineRun, pk=run_id)
-    return render(request, "pipelines/run_detail.html", {"run": run})
+    return JsonResponse(run.status_payload())
 
 
 @require_action("runs.launch")
 def run_new(request):
-    return render(request, "pipelines/run_new.html", {})
+    key = request.GET.get("template") or request.POST.get("template") or "r1_zero"
+    kinds = [k.strip() for k in (request.GET.get("kinds") or request.POST.get("kinds") or "grpo").split(",") if k.strip()]
+    if key != "custom" and key not in TEMPLATES:
+        key = "r1_zero"
+    template = get_pipeline_template(key, custom_kinds=kinds)
+    if request.method == "POST":
+        form = LaunchForm(request.POST, template=template)
+        if form.is_valid():
+            run = services.pipeline_run_create(
+                name=form.cleaned_data["name"], template_key=key, plans=form.plans, user=request.user,
+                base_model=form.cleaned_data["base_model"], prompt_set=form.cleaned_data.get("prompt_set"))
+            services.pipeline_run_launch(run=run, user=request.user)
+            messages.success(request, f"Launched {run.name}: its first stage is queued on the gpu queue.")
+            return redirect("pipelines:detail", run_id=run.pk)
+    else:
+        form = LaunchForm(template=template, initial={"name": f"{template.label} {uuid.uuid4().hex[:4]}"})
+    return render(request, "pipelines/run_new.html", {
+        "form": form, "template": template, "templates": list(TEMPLATES.values()), "custom_kinds": ",".join(kinds),
+        "known_kinds": sorted(known_kinds() - {"make_base"}),
+    })
+
+
+def _stage_action(request, run_id: int, stage_id: int, action):
+    stage = get_object_or_404(Stage.objects.select_related("run"), pk=stage_id, run_id=run_id)
+    try:
+        action(stage=stage, user=request.user)
+    except services.StageTransitionError as exc:
+        messages.error(request, str(exc))
+    return redirect("pipelines:detail", run_id=run_id)
+
+
+@require_action("runs.launch")
+@require_POST
+def stage_cancel(request, run_id: int, stage_id: int):
+    return _stage_action(request, run_id, stage_id, services.stage_cancel)
+
+
+@require_action("runs.launch")
+@require_POST
+def stage_resume(request, run_id: int, stage_id: int):
+    return _stage_action(request, run_id, stage_id, services.stage_resume)
+
+
+@require_action("runs.launch")
+@require_POST
+def stage_retry(request, run_id: int, stage_id: int):
+    return _stage_action(request, run_id, stage_id, services.stage_retry)
+
+
+@require_action("runs.launch")
+@require_POST
+def run_cancel(request, run_id: int):
+    run = get_object_or_404(PipelineRun, pk=run_id)
+    try:
+        services.pipeline_run_cancel(run=run, user=request.user)
+    except services.StageTransitionError as exc:
+        messages.error(request, str(exc))
+    return redirect("pipelines:detail", run_id=run_id)
+
+
+@require_action("workers.view")
+def workers(request):
+    infos, error = selectors.workers_overview()
+    running = Stage.objects.select_related("run").filter(status__in=[Stage.Status.RUNNING, Stage.Status.QUEUED])
+    return render(request, "pipelines/workers.html", {"workers": infos, "error": error, "running": running,
+                                                      "heartbeat_timeout": settings.R1LAB_HEARTBEAT_TIMEOUT_S})
+
+
+@require_action("runs.view")
+def models_page(request):
+    form = None
+    if can(request.user, "models.manage"):
+        form = BaseModelForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            services.base_model_register(**form.cleaned_data)
+            messages.success(request, f"Registered {form.cleaned_data['name']}.")
+            return redirect("pipelines:models")
+    elif request.method == "POST":
+        from django.core.exceptions import PermissionDenied
+
+        raise PermissionDenied("your role may not models.manage")
+    return render(request, "pipelines/models.html", {
+        "base_models": selectors.base_models_for_picker(), "prompt_sets": selectors.prompt_sets_for_picker(),
+        "form": form})
+
+
+def _upload_dir() -> Path:
+    d = Path(settings.R1LAB_DATA_DIR) / "uploads"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@require_action("models.manage")
+def prompt_set_import(request):
+    """Upload → preview (first rows, counts) or row-level errors → confirm → stored. All or nothing."""
+    preview = errors = None
+    token = request.POST.get("token", "")
+    if request.method == "POST" and token:  # the confirm step: rows parsed and kept at upload
+        path = _upload_dir() / f"{token}.json"
+        if not token.isalnum() or not path.exists():
+            messages.error(request, "that upload expired; upload the file again")
+            return redirect("pipelines:prompt_import")
+        pending = json.loads(path.read_text())
+        try:
+            ps = services.prompt_set_import(name=pending["name"], kind=pending["kind"], rows=pending["rows"],
+                                            eval_fraction=pending["eval_fraction"], user=request.user,
+                                            source_name=pending["source_name"])
+        except services.PipelineValidationError as exc:
+            messages.error(request, "; ".join(exc.errors.values()))
+            return redirect("pipelines:prompt_import")
+        path.unlink(missing_ok=True)
+        messages.success(request, f"Imported {ps.name}: {ps.train_count} train and {ps.eval_count} eval prompts.")
+        return redirect("pipelines:models")
+    form = PromptImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        rows, errors = parse_prompt_file(data=upload.read(), filename=upload.name, kind=form.cleaned_data["kind"])
+        if not errors:
+            token = uuid.uuid4().hex
+            (_upload_dir() / f"{token}.json").write_text(json.dumps({
+                "name": form.cleaned_data["name"], "kind": form.cleaned_data["kind"], "rows": rows,
+                "eval_fraction": form.cleaned_data["eval_fraction"], "source_name": upload.name}))
+            n_eval = int(round(len(rows) * form.cleaned_data["eval_fraction"]))
+            preview = {"token": token, "rows": rows[:10], "count": len(rows), "n_eval": n_eval,
+                       "n_train": len(rows) - n_eval, "name": form.cleaned_data["name"]}
+    return render(request, "pipelines/prompt_import.html", {"form": form, "preview": preview, "errors": errors})
