@@ -6,7 +6,8 @@ Every kind writes the keys the GRPO stage writes (grpo._finish):
      "latest_checkpoint": path|null, "metrics": metrics.jsonl path|null, "summary": {...}}
 
 and adds its own: `rejection_sampling` → "dataset" (the chat JSONL), "funnel" (the summary JSON),
-"num_rows"; `eval` → "results" (per-prompt JSONL) and the metrics in "summary" too.
+"candidates" (every scored sample), "removed" (the filter that removed each), "num_rows";
+`eval` → "model" (what was evaluated), "results" (per-prompt JSONL); its metrics are in "summary".
 `final_model` of `sft` / `reward_model` is a loadable HF folder (model + tokenizer +
 r1lab_template.txt when the stage had a template); `rejection_sampling` and `eval` have none.
 """

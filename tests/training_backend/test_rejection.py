@@ -51,8 +51,12 @@ def crafted_candidates() -> list[Candidate]:
 
 
 def test_each_filter_removes_its_own_crafted_completion_in_order():
-    kept, funnel = filter_candidates(crafted_candidates(), parse_config("rejection_sampling", CFG))
+    reasons = {}
+    kept, funnel = filter_candidates(crafted_candidates(), parse_config("rejection_sampling", CFG), reasons)
     names = list(CRAFTED)
+    assert {names[j]: f for (_, j), f in reasons.items()} == {
+        "bad_format": "format", "wrong": "correct", "mixed_language": "language", "code_in_cot": "readability",
+        "long_paragraph": "readability", "low_reward": "reward", "dup_a": "dedupe", "dup_b": "cap"}
     assert funnel["removed"] == {"format": 1, "correct": 1, "language": 1, "readability": 2, "reward": 1, "dedupe": 1, "cap": 1}
     assert funnel["remaining"] == {"format": 9, "correct": 8, "language": 7, "readability": 5, "reward": 4, "dedupe": 3, "cap": 2}
     assert funnel["sampled"] == 10 and funnel["kept"] == 2 and funnel["prompts_with_kept"] == 1
@@ -117,6 +121,8 @@ def test_the_stage_writes_dataset_funnel_and_resumes(tmp_path, capsys):
     assert funnel["sampled"] == 8 and set(funnel["removed"]) == set(FILTERS)
     assert out["num_rows"] == funnel["kept"] + funnel["general_rows"]  # a random model keeps ~nothing
     assert len(open(out["candidates"]).read().splitlines()) == 8
+    removed = [json.loads(x) for x in open(out["removed"]).read().splitlines()]
+    assert len(removed) == 8 - funnel["kept"] and {r["filter"] for r in removed} <= set(FILTERS)
 
     def stop_after_first(line):
         if json.loads(line.removeprefix("R1LAB_PROGRESS "))["step"] == 1:

@@ -16,6 +16,7 @@ Two forms of each reward:
 | overlong             | completion_lengths (tokens; chars if absent)      | [-1, 0]      |
 | cosine               | correct, else the gold columns; completion_lengths| [-1, 1]      |
 | repetition           | -                                                 | [-1, 0]      |
+| reward_model         | prompts, type; reward_model_path (a setting)      | model score  |
 
 `combine_rewards` sums them with the stage config's weights; None counts as 0 in that sum
 (TRL's nansum) and is left out of that function's mean (`reward_means`).
@@ -62,6 +63,13 @@ class UnknownRewardError(KeyError):
         return self.args[0]
 
 
+def _reward_model_rewards(completions, **columns):
+    """A trained reward model's scores (training_backend.reward_model; torch is imported on first use)."""
+    from training_backend.reward_model import reward_model_rewards
+
+    return reward_model_rewards(completions, **columns)
+
+
 class _Registry(dict):
     def __missing__(self, name: str) -> BatchRewardFn:
         raise UnknownRewardError([name])
@@ -76,6 +84,7 @@ REWARD_FUNCS: dict[str, BatchRewardFn] = _Registry(
     overlong=overlong_penalties,
     cosine=cosine_length_rewards,
     repetition=repetition_penalty_rewards,
+    reward_model=_reward_model_rewards,
 )
 
 
