@@ -102,6 +102,12 @@ class Backend:
         with self.gathered():
             return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
+    def named_full_parameters(self):
+        """(name, full parameter) one at a time, for pushing weights to a rollout engine (vLLM).
+        Use each tensor before asking for the next: under ZeRO-3 it is gathered only meanwhile."""
+        for name, p in self.module.named_parameters():
+            yield name, p.detach()
+
 
 class TorchBackend(Backend):
     def __init__(self, model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
@@ -174,6 +180,18 @@ class DeepSpeedBackend(Backend):
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+    def named_full_parameters(self):
+        if self.zero_stage != 3:
+            yield from super().named_full_parameters()
+            return
+        import deepspeed
+
+        # One parameter gathered at a time: peak extra memory is the largest parameter, where
+        # gathered() would materialise the whole model on every rank.
+        for name, p in self.module.named_parameters():
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                yield name, p.detach()
 
     def save_state(self, path: Path) -> None:
         self.engine.save_checkpoint(str(Path(path) / "deepspeed"), tag="state", save_latest=False)

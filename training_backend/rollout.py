@@ -3,8 +3,9 @@
 `RolloutEngine` is the interface the GRPO loop uses (`generate`, `update_weights`); it is kept
 apart from the trainer (verl's split) so that a faster engine can replace it without touching the
 loop. Only `HFGenerateEngine` (transformers `generate` on the policy itself, CPU or one GPU) is
-here. The vLLM engine for GPU workers is a later issue and does not exist yet; when it comes, it
-lives in this module and is this project's only vllm importer.
+here. The vLLM engine for GPU workers (`VLLMEngine`) lives in rollout_vllm.py, the project's only
+vllm importer, and is loaded from here on first use (`from training_backend.rollout import
+VLLMEngine`), so that importing this module never touches vllm.
 
 What the HF engine does to waste less (measured in benchmarks/grpo_step.py):
 - prompts are tokenised and left-padded once per step (G copies made by `generate`);
@@ -30,6 +31,7 @@ class Rollout:
     completion_ids: torch.Tensor  # (N, C) right-padded sampled tokens, EOS included when emitted
     completion_mask: torch.Tensor  # (N, C) 1 on sampled tokens up to and including EOS
     truncated: torch.Tensor  # (N,) bool: hit max_new_tokens without EOS
+    sampling_logprobs: torch.Tensor | None = None  # (N, C) log-probs the engine sampled with (vLLM); None = HF
 
     @property
     def lengths(self) -> torch.Tensor:  # (N,)
@@ -96,3 +98,12 @@ class HFGenerateEngine:
             completion_ids=comp[:, :C].masked_fill(comp_mask[:, :C] == 0, self.pad_token_id),
             completion_mask=comp_mask[:, :C], truncated=truncated,
         )
+
+
+def __getattr__(name: str):
+    # The vLLM engine is imported on first use only: vllm is a GPU-worker dependency.
+    if name == "VLLMEngine":
+        from training_backend.rollout_vllm import VLLMEngine
+
+        return VLLMEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
