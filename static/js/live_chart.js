@@ -378,7 +378,14 @@
       fresh[line.id] = add;
     }
     if (newKeys && this.cfg.mode === "run") this.ensurePanelsFor(runId);
-    // Phase 2: extend every panel that shows a changed line.
+    // Phase 2, once per animation frame: messages that arrive faster than the browser draws are
+    // merged into one extendTraces per panel instead of queueing a redraw each.
+    const pending = (this._fresh = this._fresh || {});
+    for (const [id, add] of Object.entries(fresh)) (pending[id] = pending[id] || []).push(...add);
+    if (!this._frame) this._frame = requestAnimationFrame(() => { this._frame = null; const f = this._fresh; this._fresh = {}; this.draw(f); });
+  };
+
+  Charts.prototype.draw = function (fresh) {
     const drawnAt = [];
     for (const panel of this.panels) {
       const touched = panel.traceMeta.some((m) => fresh[m.line.id] || (m.band && fresh[m.band.id]));
@@ -404,7 +411,7 @@
       if (idx.length) drawnAt.push(Plotly.extendTraces(panel.plot, upd, idx));
       this.updateInfo(panel);
     }
-    Promise.all(drawnAt).then(() => {
+    return Promise.all(drawnAt).then(() => {
       const at = Date.now();
       for (const [id, add] of Object.entries(fresh)) {
         for (const p of add) window.__r1lab_drawn.push({ line: id, step: p[0], value: p[1], at });

@@ -1,0 +1,146 @@
+"""Live latency: `POST …/log` sent → the point drawn by Plotly.extendTraces in a browser, with 50
+run pages open on the run (BENCH_BROWSERS Chromium pages + the rest as raw WebSocket clients).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<your db> REDIS_URL=redis://127.0.0.1:6379/<n> \
+        .venv/bin/python benchmarks/live_latency.py
+
+A trainer-like poster sends one step (18 metrics) every 250 ms for BENCH_POSTS steps; the browser
+pages record when each `reward` point was drawn (window.__r1lab_drawn, after extendTraces
+resolves), the socket clients when the message arrived. Same machine, same clock. Goal (issue 6):
+p95 POST → drawn ≤ 250 ms with 50 open pages.
+"""
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import random
+import threading
+import time
+
+from _tracking_common import RESULTS, Server, machine, median, pct, setup_django
+
+setup_django()
+
+import orjson  # noqa: E402
+import websockets  # noqa: E402
+from _tracking_browser import ARGS, CHROMIUM, fill_run, session_cookie  # noqa: E402
+from _tracking_synth import step_metrics  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from r1lab.tracking.models import Run  # noqa: E402
+from r1lab.tracking.services import tracked_run_create, tracked_run_delete  # noqa: E402
+
+PAGES = int(os.environ.get("BENCH_PAGES", 50))
+BROWSERS = int(os.environ.get("BENCH_BROWSERS", 5))
+POSTS = int(os.environ.get("BENCH_POSTS", 80))
+PRELOAD = 500
+
+
+def main() -> None:
+    run, token = tracked_run_create(name="bench-live", project="bench")
+    fill_run(run, PRELOAD)
+    user, session = session_cookie()
+    server = Server()
+    sent: dict[int, float] = {}
+    ws_recv: list[float] = []
+    dropped: list[int] = []
+    stop = threading.Event()
+    connected = threading.Event()
+    n_ws = PAGES - BROWSERS
+
+    async def ws_clients():
+        url = f"ws://127.0.0.1:{server.port}/ws/metrics/runs/{run.pk}/"
+        headers = {"Cookie": f"sessionid={session}", "Origin": server.base}
+        socks = [await websockets.connect(url, additional_headers=headers, max_size=None) for _ in range(n_ws)]
+        for s in socks:
+            await s.recv()  # hello
+        connected.set()
+
+        async def reader(s):
+            while not stop.is_set():
+                try:
+                    msg = await asyncio.wait_for(s.recv(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                except websockets.ConnectionClosed:
+                    dropped.append(1)
+                    return
+                at = time.time()
+                data = json.loads(msg)
+                for step, _v, _t in data.get("points", {}).get("reward", []):
+                    if step in sent:
+                        ws_recv.append((at - sent[step]) * 1000)
+
+        await asyncio.gather(*(reader(s) for s in socks))
+        for s in socks:
+            await s.close()
+
+    ws_thread = threading.Thread(target=lambda: asyncio.run(ws_clients()), daemon=True)
+    drawn: list[float] = []
+    try:
+        ws_thread.start()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
+            pages = []
+            for _ in range(BROWSERS):
+                p = ctx.new_page()
+                p.goto(f"{server.base}/metrics/runs/{run.pk}/")
+                p.wait_for_selector("[data-r1-charts][data-ready='1']", timeout=60_000)
+                p.wait_for_selector("[data-live]:has-text('live')", timeout=60_000)
+                pages.append(p)
+            assert connected.wait(60)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            rng = random.Random(9)
+            for i in range(POSTS):
+                step = PRELOAD + i
+                body = orjson.dumps({"metrics": [{"step": step, "key": k, "value": v} for k, v in step_metrics(step, PRELOAD + POSTS, rng).items()]})
+                sent[step] = time.time()
+                conn.request("POST", f"/api/v1/runs/{run.pk}/log", body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200
+                # let the browsers' event loops run (Playwright's sync API pumps on calls)
+                deadline = time.monotonic() + 0.25
+                while time.monotonic() < deadline:
+                    pages[i % len(pages)].wait_for_timeout(25)
+            time.sleep(1.0)
+            for p in pages:
+                entries = p.evaluate("window.__r1lab_drawn.filter(e => e.line.endsWith('|reward'))")
+                for e in entries:
+                    if e["step"] in sent:
+                        drawn.append(e["at"] - sent[e["step"]] * 1000)
+            browser.close()
+    finally:
+        stop.set()
+        ws_thread.join(10)
+        server.stop()
+        tracked_run_delete(run=Run.objects.get(pk=run.pk))
+    expected_drawn = POSTS * BROWSERS
+    ok = bool(drawn) and pct(drawn, 95) <= 250 and len(drawn) == expected_drawn
+    print(f"\n{PAGES} open run pages ({BROWSERS} Chromium + {n_ws} WebSocket clients), {POSTS} posts of 18 metrics, one every 250 ms\n")
+    print("| measure | n | median ms | p95 ms | max ms |\n|---|---|---|---|---|")
+    print(f"| POST sent → drawn in Chromium | {len(drawn)}/{expected_drawn} | {median(drawn):.0f} | {pct(drawn, 95):.0f} | {max(drawn):.0f} |")
+    if ws_recv:
+        print(f"| POST sent → received by socket client | {len(ws_recv)}/{POSTS * n_ws} | {median(ws_recv):.0f} | {pct(ws_recv, 95):.0f} | {max(ws_recv):.0f} |")
+    print(f"socket clients dropped by the server: {len(dropped)}")
+    print(f"\ngoal p95 ≤ 250 ms (drawn): {'met' if ok else 'NOT met'}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "live_latency.json").write_text(json.dumps({
+        "benchmark": "live_latency", "command": "DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python benchmarks/live_latency.py",
+        "pages": PAGES, "browsers": BROWSERS, "socket_clients": n_ws, "posts": POSTS,
+        "drawn_ms": {"n": len(drawn), "expected": expected_drawn, "median": median(drawn), "p95": pct(drawn, 95), "max": max(drawn)},
+        "socket_ms": {"n": len(ws_recv), "expected": POSTS * n_ws, "median": median(ws_recv) if ws_recv else None,
+                      "p95": pct(ws_recv, 95) if ws_recv else None, "max": max(ws_recv) if ws_recv else None},
+        "socket_clients_dropped": len(dropped), "load_average_at_end": os.getloadavg(),
+        "channel_layer": "redis" if os.environ.get("REDIS_URL") else "in-memory",
+        "goal": {"p95_ms": 250}, "goal_met": ok, "machine": machine(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
