@@ -43,6 +43,21 @@ def heartbeat_interval_s() -> float:
     return max(0.5, min(5.0, settings.R1LAB_HEARTBEAT_TIMEOUT_S / 6))
 
 
+# Set in each prefork pool process (tasks._pool_process_dies_with_worker): its index 0..c-1.
+POOL_INDEX: int | None = None
+
+
+def trainer_env(start: services.AttemptStart) -> dict:
+    """The trainer's environment. A worker started with `-c <gpus>` runs one stage per pool
+    process; a single-GPU stage in pool process i sees only GPU i, unless the operator set
+    CUDA_VISIBLE_DEVICES for the worker (then it is left alone). Multi-GPU stages see every GPU
+    (run them on a `-c 1` worker; see docs/gpu-workers.md)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if "CUDA_VISIBLE_DEVICES" not in os.environ and start.num_gpus == 1 and POOL_INDEX is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(POOL_INDEX)
+    return env
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -155,7 +170,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
     metrics_out = attempt_dir / "metrics.jsonl"
     cmd = trainer_command(start, spec_path, report_url=report_url, token=token, metrics_out=metrics_out)
     log_path = attempt_dir / "trainer.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = trainer_env(start)
     with log_path.open("ab") as log_file:
         shown = [("<token>" if i and cmd[i - 1] == "--token" else c) for i, c in enumerate(cmd)]
         log_file.write(f"$ {' '.join(shown)}\n".encode())

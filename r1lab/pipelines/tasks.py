@@ -23,6 +23,10 @@ def _pool_process_dies_with_worker(**kwargs):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(runner.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except OSError:  # not Linux: the trainer's own PDEATHSIG is gone too; the sweep still works
         pass
+    from billiard.process import current_process
+
+    # `-c <gpus>`: pool process i runs its single-GPU stages on GPU i (see runner.trainer_env).
+    runner.POOL_INDEX = getattr(current_process(), "index", None)
 
 
 # Queues are named where each task is sent (apply_async(queue=...) and the beat schedule's

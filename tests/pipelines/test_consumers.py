@@ -56,3 +56,22 @@ async def test_foreign_origin_is_refused():
     comm.scope["headers"] = [h for h in comm.scope["headers"] if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
     connected, _ = await comm.connect()
     assert not connected
+
+
+async def test_runs_list_socket_receives_every_runs_changes():
+    user = await database_sync_to_async(UserFactory)(role="viewer")
+    run = await database_sync_to_async(PipelineRunFactory)()
+    comm = WebsocketCommunicator(application, "/ws/runs/", headers=[(b"origin", b"http://localhost")])
+    comm.scope["headers"] = (await _communicator(user, run.pk)).scope["headers"]
+    connected, _ = await comm.connect()
+    assert connected
+    await database_sync_to_async(pipeline_run_set_status)(run=run, status="queued")
+    update = await comm.receive_json_from(timeout=5)
+    assert update["type"] == "run.status" and update["run"]["id"] == run.pk and update["run"]["status"] == "queued"
+    await comm.disconnect()
+
+
+async def test_anonymous_list_socket_is_refused():
+    comm = WebsocketCommunicator(application, "/ws/runs/", headers=[(b"origin", b"http://localhost")])
+    connected, code = await comm.connect()
+    assert not connected and code == 4403
