@@ -25,10 +25,10 @@ from pathlib import Path
 EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
 
 DEMO_CONFIG = dict(
-    num_generations=8, batch_size=64, learning_rate=2e-3, beta=0.0, lr_scheduler="constant",
+    num_generations=8, batch_size=64, learning_rate=1e-3, beta=0.0, lr_scheduler="constant",
     max_completion_length=128, max_prompt_length=32, temperature=1.0, loss_type="dapo",
     reward_funcs=["accuracy", "format"], adam_beta2=0.99, max_grad_norm=1.0,
-    save_steps=50, save_total_limit=1, log_samples=16, eval_steps=0, eval_max_prompts=128,
+    save_steps=50, save_total_limit=1, log_samples=16, eval_steps=0, eval_max_prompts=64,
 )
 
 
@@ -65,6 +65,10 @@ def _train(spec, args, template: str | None = None) -> int:
         result = train(spec, reporter, resume=args.resume, template=template, progress=_progress,
                        metrics_path=metrics_path)
         status = "cancelled" if result.stopped else "succeeded"
+        if template is not None and result.final_model:  # hand the prompt template on to the next stage
+            meta = Path(result.final_model) / "r1lab_template.txt"
+            if not meta.exists():
+                meta.write_text(template)
         return EXIT_STOPPED if result.stopped else EXIT_OK
     except DatasetError as exc:  # raised before anything is trained: every bad row, then exit 2
         for line in exc.lines():

@@ -322,6 +322,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                 shutil.rmtree(saved.pop(0), ignore_errors=True)
 
     step = start_step
+    if eval_rows and start_step == 0:
+        eval_metrics = evaluate(0)  # the base model's held-out score, for comparison at the end
     t_run = time.perf_counter()
     try:
         for step in range(start_step + 1, cfg.max_steps + 1):

@@ -207,7 +207,8 @@ def write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
 
 
 def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 1500, batch_size: int = 48, lr: float = 3e-3,
-                  seed: int = 0, holdout: set[tuple[int, int]] | None = None, log=print) -> Path:
+                  seed: int = 0, holdout: set[tuple[int, int]] | None = None, buckets_of: int = 16,
+                  log=print) -> Path:
     """Pretrain the tiny model on the synthetic corpus and save it (model + tokenizer) to out_dir.
 
     Problems in `holdout` never appear in the corpus (the demo's RL prompts and eval split).
@@ -224,17 +225,26 @@ def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 1500, batch_size: 
             if holdout and (a, b) in holdout:
                 continue
             texts.append(TEMPLATE.format(prompt=f"{a}+{b}") + completion_for(a, b, rng))
-        ids = [tok.encode_fast(t) + [tok.eos_token_id] for t in texts]
-        T = max(map(len, ids))
-        x = torch.zeros(len(ids), T, dtype=torch.long)  # (B, T), right-padded with <pad>=0
-        for i, r in enumerate(ids):
-            x[i, : len(r)] = torch.tensor(r)
-        labels = x.masked_fill(x == tok.pad_token_id, -100)
+        # Direct answers are ~30 tokens, rechecked traces ~130: sorted into length buckets, each
+        # padded to its own longest, the batch costs about half of one padded block.
+        ids = sorted((tok.encode_fast(t) + [tok.eos_token_id] for t in texts), key=len)
+        n_tokens = sum(len(r) - 1 for r in ids)
         for g in opt.param_groups:  # warm-up then cosine to 10%
             g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        loss = model(input_ids=x, attention_mask=(x != 0).long(), labels=labels).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for bucket in (ids[i:i + buckets_of] for i in range(0, len(ids), buckets_of)):
+            T = len(bucket[-1])
+            x = torch.zeros(len(bucket), T, dtype=torch.long)  # (b, T), right-padded with <pad>=0
+            for i, r in enumerate(bucket):
+                x[i, : len(r)] = torch.tensor(r)
+            logits = model(input_ids=x, attention_mask=(x != 0).long()).logits[:, :-1]  # (b, T-1, V)
+            target = x[:, 1:].masked_fill(x[:, 1:] == tok.pad_token_id, -100)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / n_tokens
+            loss.backward()
+            total += loss.item()
+        loss = torch.tensor(total)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 100 == 0 or step == steps - 1:

@@ -72,3 +72,15 @@ def test_sigterm_checkpoints_exits_75_and_resume_finishes(tmp_path):
     result = cli("run", str(spec), "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p["step"] for p in progress(result.stdout)] == [stopped_at + 1]
+
+
+def test_make_base_and_demo_entry_points_run(tmp_path):
+    result = cli("make-base", str(tmp_path / "base"), "--steps", "2", "--threads", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "base" / "r1lab_template.txt").exists()
+    small = json.dumps({"batch_size": 8, "num_generations": 4, "max_completion_length": 8, "eval_max_prompts": 4})
+    result = cli("demo", "--steps", "2", "--base", str(tmp_path / "base"), "--output-dir", str(tmp_path / "demo"),
+                 "--metrics-out", str(tmp_path / "demo.jsonl"), "--threads", "1", "--config", small)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = {json.loads(x).get("key") for x in (tmp_path / "demo.jsonl").read_text().splitlines()}
+    assert {"rewards/accuracy/mean", "rewards/format/mean", "eval/accuracy", "reflection/frac_responses"} <= keys

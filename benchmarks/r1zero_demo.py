@@ -1,0 +1,125 @@
+"""The miniature R1-Zero: run the demo from a fixed seed and plot its three curves.
+
+    .venv/bin/python benchmarks/r1zero_demo.py [--steps 120] [--threads 2] [--fresh-base]
+    .venv/bin/python benchmarks/r1zero_demo.py --plot-only var/demo/metrics.jsonl
+
+Runs `python -m training_backend demo` (which pretrains the tiny base first when var/tiny-base is
+missing), then reads its metrics JSONL and writes
+- benchmarks/results/r1zero_demo.json: wall time, the first-10 vs last-10 step means of accuracy
+  reward, response length and reflection rate, the held-out eval, and every step's values;
+- benchmarks/results/r1zero_demo.html (and .png when kaleido can export): the three curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CURVES = [("rewards/accuracy/mean", "accuracy reward"), ("completions/mean_length", "response length (tokens)"),
+          ("reflection/frac_responses", "share of responses that reflect"),
+          ("reflection/rate_per_1k_tokens", "reflections per 1k tokens")]
+
+
+def read_series(path: Path) -> tuple[dict[str, dict[int, float]], dict]:
+    series: dict[str, dict[int, float]] = {}
+    samples: dict[int, list] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if "key" in row and row["value"] is not None:
+            series.setdefault(row["key"], {})[row["step"]] = row["value"]
+        elif "sample" in row:
+            samples.setdefault(row["step"], []).append(row["sample"])
+    return series, samples
+
+
+def summarise(series: dict[str, dict[int, float]]) -> dict:
+    out = {}
+    for key, _ in CURVES + [("reward", ""), ("rewards/format/mean", ""), ("completions/clipped_ratio", ""),
+                            ("step_time", "")]:
+        pts = [v for _, v in sorted(series.get(key, {}).items())]
+        if len(pts) >= 20:
+            first, last = sum(pts[:10]) / 10, sum(pts[-10:]) / 10
+            out[key] = {"first10": round(first, 4), "last10": round(last, 4), "delta": round(last - first, 4)}
+    return out
+
+
+def plot(series: dict[str, dict[int, float]], html: Path, png: Path) -> str | None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in CURVES[:3]])
+    for i, (key, title) in enumerate(CURVES[:3], start=1):
+        pts = sorted(series.get(key, {}).items())
+        fig.add_trace(go.Scatter(x=[s for s, _ in pts], y=[v for _, v in pts], mode="lines", name=title), row=1, col=i)
+        fig.update_xaxes(title_text="GRPO step", row=1, col=i)
+    fig.update_layout(title="Miniature R1-Zero on the tiny char-level Llama (CPU)", showlegend=False,
+                      width=1200, height=380)
+    fig.write_html(html, include_plotlyjs="cdn")
+    try:
+        fig.write_image(png)
+        return None
+    except Exception as exc:  # kaleido/chromium missing: the HTML is the artefact then
+        return f"PNG export unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh-base", action="store_true", help="delete var/tiny-base first (time the whole thing)")
+    p.add_argument("--plot-only", help="an existing metrics JSONL: only summarise and plot it")
+    p.add_argument("--config", help="JSON GRPOConfig overrides passed to the demo")
+    args = p.parse_args()
+
+    command = None
+    wall = None
+    if args.plot_only:
+        metrics = Path(args.plot_only)
+    else:
+        metrics = ROOT / "var" / "demo" / "metrics.jsonl"
+        if args.fresh_base:
+            shutil.rmtree(ROOT / "var" / "tiny-base", ignore_errors=True)
+        shutil.rmtree(ROOT / "var" / "demo", ignore_errors=True)
+        command = [sys.executable, "-m", "training_backend", "demo", "--steps", str(args.steps), "--metrics-out",
+                   str(metrics), "--threads", str(args.threads), "--seed", str(args.seed)]
+        if args.config:
+            command += ["--config", args.config]
+        t0 = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True)
+        wall = time.perf_counter() - t0
+
+    series, samples = read_series(metrics)
+    summary = summarise(series)
+    evals = {k: v for k, v in ((k, sorted(d.items())) for k, d in series.items()) if k.startswith("eval/")}
+    last_step = max(samples) if samples else None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    png_note = plot(series, RESULTS / "r1zero_demo.html", RESULTS / "r1zero_demo.png")
+    result = {
+        "command": "python benchmarks/r1zero_demo.py " + " ".join(sys.argv[1:]),
+        "demo_command": " ".join(["python", *command[1:]]) if command else None,
+        "wall_s": round(wall, 1) if wall else None,
+        "first10_vs_last10": summary,
+        "eval": evals,
+        "png": png_note or "benchmarks/results/r1zero_demo.png",
+        "example_last_step": samples.get(last_step, [])[:4] if last_step else [],
+        "series": {k: [v for _, v in sorted(series[k].items())] for k, _ in CURVES + [("reward", "")] if k in series},
+    }
+    (RESULTS / "r1zero_demo.json").write_text(json.dumps(result, indent=1))
+    for k, v in summary.items():
+        print(f"{k:34} first10 {v['first10']:8.3f}   last10 {v['last10']:8.3f}   delta {v['delta']:+8.3f}")
+    if wall:
+        print(f"wall time {wall:.0f}s")
+    if png_note:
+        print(png_note)
+
+
+if __name__ == "__main__":
+    main()
