@@ -191,3 +191,64 @@ def test_a_hung_sympy_call_is_cut_off_and_the_pool_recovers():
 )
 def test_never_raises_on_garbage(completion):
     assert accuracy_reward(completion, "1") in (0.0, 1.0)
+
+
+@pytest.mark.skipif(not PEER_CASES.exists(), reason=f"peer cases not found at {PEER_CASES}")
+def test_two_stage_parsing_gives_latex2sympys_own_parse():
+    """The worker parses SLL first (LL on a syntax error); on every peer string the result must
+    be the plain LL parse's, as ANTLR promises."""
+    from math_verify import parser as mv_parser
+
+    from training_backend.rewards._math_worker import install_two_stage_parsing
+
+    texts = sorted({prepare(c[side]) for c in _peer_cases() for side in ("gold", "pred")})
+
+    def parse_all() -> list[str]:
+        mv_parser.parse_latex_cached.cache_clear()
+        mv_parser.parse_expr_cached.cache_clear()
+        return [str(parse(t, parsing_timeout=None)) for t in texts]
+
+    plain = parse_all()
+    undo = install_two_stage_parsing()
+    try:
+        two_stage = parse_all()
+    finally:
+        undo()
+        mv_parser.parse_latex_cached.cache_clear()
+        mv_parser.parse_expr_cached.cache_clear()
+    assert [(t, p, q) for t, p, q in zip(texts, plain, two_stage) if p != q] == []
+
+
+def test_gold_queue_keeps_each_gold_on_one_worker_while_there_is_other_work():
+    from training_backend.rewards.accuracy import _GoldQueue
+
+    pairs = [(g, f"{g}-{i}") for g in ("g1", "g2", "g3") for i in range(3)]
+    assert _GoldQueue(pairs).take(None, {"g3"})[0] == "g3"  # a gold this worker parsed before
+
+    queue = _GoldQueue(pairs)
+    current: dict[int, str | None] = {1: None, 2: None}
+    taken, workers_of = [], {}
+    while True:  # two workers taking turns
+        jobs = [(w, queue.take(current[w], ())) for w in (1, 2)]
+        jobs = [(w, job) for w, job in jobs if job]
+        if not jobs:
+            break
+        for w, job in jobs:
+            current[w] = job[0]
+            taken.append(job)
+            workers_of.setdefault(job[0], set()).add(w)
+    assert sorted(taken) == sorted(pairs)  # each pair handed out exactly once
+    # g1 and g2 parsed by one worker each; only the last gold is shared, by a worker with nothing else
+    assert sorted(len(w) for w in workers_of.values()) == [1, 1, 2]
+
+
+def test_batch_with_many_golds_matches_item_by_item():
+    clear_caches()
+    golds = ["\\sqrt{2}", "\\frac{\\pi}{2}", "x^2+2x+1", "(1, 2)", "[0, 1)"]
+    answers = ["\\sqrt{2}", "\\frac{2}{\\sqrt{2}}", "\\pi/2", "(x+1)^2", "(1,2)", "(0,1]", "1.4142"]
+    completions = [wrap(a) for g in golds for a in answers]
+    gold_col = [g for g in golds for _ in answers]
+    batch = accuracy_rewards(completions, gold=gold_col)
+    clear_caches()
+    assert batch == [accuracy_reward(c, g) for c, g in zip(completions, gold_col)]
+    assert batch == [float(_math_verify(g, a)) for g in golds for a in answers]
