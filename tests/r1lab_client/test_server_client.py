@@ -103,3 +103,34 @@ def test_bad_batch_is_kept_aside_and_the_run_carries_on(server, tmp_path):
     assert run.finish("succeeded")
     assert "longer than 200" in run.rejected_path.read_text()
     assert list(Point.objects.filter(series__run_id=run_id).values_list("step", flat=True)) == [1]
+
+
+def test_trl_callback_reports_a_trainer_to_the_dashboard(server, tmp_path):
+    from collections import deque
+
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from r1lab_client.trl import R1labCallback
+
+    token = api_token_create(user=UserFactory(role="researcher"))[1]
+    # GRPOConfig's fields the callback reads (TrainingArguments itself needs accelerate, not installed here)
+    config = {"run_name": "trl-grpo", "learning_rate": 1e-6, "num_generations": 2, "output_dir": str(tmp_path)}
+    args = SimpleNamespace(**config, to_sanitized_dict=lambda: dict(config))
+    trainer = type("FakeGRPO", (), {})()  # only its `_logs`, shaped as GRPOTrainer keeps them
+    trainer._logs = {"prompt": deque(["1+1?", "1+1?"]), "completion": deque(["<answer>2</answer>", "<answer>3</answer>"]),
+                     "rewards": {"accuracy": deque([1.0, 0.0])}, "advantages": deque([0.7, -0.7])}
+    cb = R1labCallback(base_url=f"http://127.0.0.1:{server.port}", token=token, project="trl", trainer=trainer,
+                       spool_dir=tmp_path / "spool")
+    state, control = TrainerState(), TrainerControl()
+    cb.on_train_begin(args, state, control)
+    for step in (1, 2):
+        state.global_step = step
+        cb.on_log(args, state, control, logs={"reward": 0.5 * step, "rewards/accuracy/mean": 0.5, "kl": float("nan"), "epoch": 0.1})
+    cb.on_train_end(args, state, control)
+    run = Run.objects.get(name="trl-grpo")
+    assert run.status == "succeeded" and run.project == "trl" and run.config["run_name"] == "trl-grpo"
+    assert sorted(run.series.values_list("key", flat=True)) == ["epoch", "reward", "rewards/accuracy/mean"]
+    s = Sample.objects.filter(run=run, step=1).order_by("index")
+    assert [(x.group, x.index, x.correct, x.advantage) for x in s] == [(0, 0, True, 0.7), (0, 1, False, -0.7)]
