@@ -310,7 +310,7 @@ def _conflict(request, conflict: services.EditConflict):
     }, status=409)
 
 
-@require_action("curation.annotate")
+@require_action("curation.view")  # computes, writes nothing: the read-only editor shows highlights too
 def checks(request, pk: int):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])

@@ -61,26 +61,24 @@
     }
     if (seq !== checkSeq) return; // a newer request is on its way
     $("check-length").textContent = String(data.length);
-    $("check-format").textContent = String(data.format_score);
-    $("check-accuracy").textContent = data.accuracy === null ? "no gold" : String(data.accuracy);
+    $("check-format").textContent = data.format_score.toFixed(1);
+    $("check-accuracy").textContent = data.accuracy === null ? "no gold" : data.accuracy.toFixed(1);
     $("check-language").textContent = data.language_score.toFixed(2);
     $("check-reflections").textContent = String(data.reflection_count);
     const off = data.off_language.reasoning.length + data.off_language.summary.length;
     $("check-offlang").textContent = String(off);
     $("checks-state").textContent = "";
     paintHighlights(text, data.off_language.reasoning, data.reflections);
+    $("checks").dataset.checked = String(seq); // for tests and for people: these are the server's figures
   }
   function scheduleChecks() {
     localChecks();
     clearTimeout(checkTimer);
     checkTimer = setTimeout(serverChecks, 350);
   }
-  if (canEdit) {
-    [reasoning, summary].forEach((el) => el.addEventListener("input", () => { dirty = true; scheduleChecks(); }));
-    serverChecks();
-  } else {
-    paintHighlights(reasoning.value, [], []);
-  }
+  paintHighlights(reasoning.value, [], []);
+  if (canEdit) [reasoning, summary].forEach((el) => el.addEventListener("input", () => { dirty = true; scheduleChecks(); }));
+  serverChecks();
 
   // --- saving -----------------------------------------------------------------------------
   function submitWith(action) {

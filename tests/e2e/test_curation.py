@@ -158,7 +158,8 @@ def test_script_and_img_onerror_are_shown_as_text_never_run(page, live_asgi, log
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(live_asgi + f"/curation/e/{ex.pk}/")
-    expect(page.locator("#check-format")).to_have_text("1.0")  # the live checks have run
+    expect(page.locator("#checks[data-checked]")).to_be_attached()  # the live checks have run
+    expect(page.locator("#check-format")).to_have_text("1.0")
     prompt = page.locator("#prompt-rendered")
     expect(prompt).to_contain_text('<script>window.__pwned = "prompt"</script>')
     expect(prompt.locator(".katex")).to_have_count(1)  # LaTeX rendered
