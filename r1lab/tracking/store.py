@@ -26,8 +26,8 @@ def _pg_array(values) -> str:
 ROLLUP_LEVELS = 6  # bucket widths 8, 64, …, 262144 steps
 _BASE_BITS = 3  # 8 = 2**3: bucket of level l = step >> (3*l)
 
-# (run_id, key) -> series id. Series are never renamed; a deleted run's token stops working
-# before its series could be looked up again, so stale entries are harmless.
+# (run_id, key) -> series id, for committed series. Series are never renamed; deleting a run
+# (tracked_run_delete) forgets its entries.
 _SERIES_CACHE: dict[tuple[int, str], int] = {}
 _SERIES_CACHE_MAX = 200_000
 
@@ -64,11 +64,18 @@ def series_ids(*, run_id: int, keys: Sequence[str]) -> dict[str, int]:
             marks = ",".join(["%s"] * len(missing))
             cur.execute(f"SELECT key, id FROM tracking_series WHERE run_id = %s AND key IN ({marks})", [run_id, *missing])
         rows = cur.fetchall()
-    if len(_SERIES_CACHE) > _SERIES_CACHE_MAX:
-        _SERIES_CACHE.clear()
+    found = {(run_id, key): sid for key, sid in rows}
     for key, sid in rows:
-        _SERIES_CACHE[(run_id, key)] = sid
         out[key] = sid
+
+    def remember():
+        if len(_SERIES_CACHE) > _SERIES_CACHE_MAX:
+            _SERIES_CACHE.clear()
+        _SERIES_CACHE.update(found)
+
+    # Cached only once committed: a rolled-back series (and its id, which SQLite may hand out
+    # again) never lingers in the cache.
+    transaction.on_commit(remember)
     return out
 
 

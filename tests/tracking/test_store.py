@@ -3,6 +3,7 @@ import math
 import random
 
 import pytest
+from django.db import connection
 
 from r1lab.tracking import store
 from r1lab.tracking.models import Rollup, Series
@@ -55,7 +56,6 @@ def test_rollups_agree_with_raw_buckets_and_zoom_is_exact():
     values = [rng.random() for _ in range(n)]
     _insert(sid, range(n), values)
     w = store.series_window(sid=sid, max_points=500)
-    assert Rollup.objects.filter(series_id=sid).exists()
     # each emitted point is a real point
     for x, y in zip(w["x"], w["y"]):
         assert values[x] == y
@@ -68,11 +68,13 @@ def test_rollups_agree_with_raw_buckets_and_zoom_is_exact():
     assert max(mid["y"]) == max(values[10_000:60_001]) and min(mid["y"]) == min(values[10_000:60_001])
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="rollups are PostgreSQL's; SQLite reads raw points")
 def test_late_point_invalidates_rollups():
     sid = _series()
     _insert(sid, range(0, 100_000, 1), [1.0] * 100_000)
     store.series_window(sid=sid, max_points=200)
     assert Series.objects.get(pk=sid).rollup_upto > 90_000
+    assert Rollup.objects.filter(series_id=sid).exists()
     # a late point in an already rolled-up range (a gap filled)... steps are unique, so use a new key range:
     sid2 = _series("kl")
     _insert(sid2, [s for s in range(100_000) if s != 5_000], [1.0] * 99_999)
