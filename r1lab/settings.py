@@ -237,6 +237,8 @@ R1LAB_STALE_AFTER_S = _env_int("R1LAB_STALE_AFTER_S", 120)
 R1LAB_HEARTBEAT_TIMEOUT_S = _env_int("R1LAB_HEARTBEAT_TIMEOUT_S", 45)
 # Python interpreter used to start trainers (the worker itself never imports torch).
 R1LAB_TRAINER_PYTHON = os.environ.get("R1LAB_TRAINER_PYTHON", "")
+# Largest body POST /api/v1/runs/{id}/log accepts (413 above it); clients batch below it.
+R1LAB_INGEST_MAX_BYTES = _env_int("R1LAB_INGEST_MAX_BYTES", 16 * 1024 * 1024)
 
 LOGGING = {
     "version": 1,
