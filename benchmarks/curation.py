@@ -210,6 +210,8 @@ def main() -> None:
     client.force_login(annotator)
     assigned = list(Assignment.objects.filter(user=annotator, project=project).values_list("example_id", flat=True)[:50_000])
     pages = {
+        # Calibration: a page with no curation work at all, to read the others against the machine's load.
+        "baseline: /healthz (no curation queries)": ["/healthz"] * REQUESTS,
         "queue page (/curation/queue/)": ["/curation/queue/"] * REQUESTS,
         "editor page (/curation/e/<id>/)": [f"/curation/e/{rng.choice(assigned)}/" for _ in range(REQUESTS)],
     }
@@ -248,6 +250,7 @@ def main() -> None:
         "meets_goals": {name: rows[name]["p95_ms"] <= goal for name, goal in goals.items()},
         "import": imp, "seeded_s": data["seeded_s"],
         "env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
                 "db": connection.vendor, "note": "shared 2-core machine, other engineers' jobs running"},
         "command": "DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h7 .venv/bin/python benchmarks/curation.py",
     }

@@ -377,7 +377,7 @@ def review_queue(request):
     slug = request.GET.get("project", "")
     project = next((p for p in projects if p.slug == slug), None)
     qs = selectors.review_queue(project=project).only("id", "prompt", "status", "length", "accuracy", "language_score", "project__name", "project__slug", "updated_at")
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "curation/review.html", {"page": page, "projects": projects, "project": project})
 
 
