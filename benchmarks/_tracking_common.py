@@ -83,4 +83,5 @@ def median(values) -> float:
 def machine() -> dict:
     import platform
 
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_1_5_15_min": os.getloadavg()}  # the machine is shared: say how busy it was

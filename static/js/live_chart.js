@@ -135,8 +135,20 @@
     const plot = document.createElement("div"); plot.className = "chart-plot";
     card.append(head, plot);
     grid.appendChild(card);
-    const panel = { spec, card, plot, info, csv, zoom: null, traceMeta: [], rendered: false };
+    const panel = { spec, card, plot, info, csv, zoom: null, traceMeta: [], rendered: false, visible: true };
     this.panels.push(panel);
+    if (window.IntersectionObserver) {
+      // Live points are drawn only into panels on screen; a panel scrolled to draws its backlog.
+      this._observer = this._observer || new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const p = this.panels.find((x) => x.card === e.target);
+          if (!p) continue;
+          p.visible = e.isIntersecting;
+          if (p.visible && p.backlog) { const b = p.backlog; p.backlog = null; this.draw(b, [p]); }
+        }
+      });
+      this._observer.observe(card);
+    }
     return panel;
   };
 
@@ -385,12 +397,20 @@
     if (!this._frame) this._frame = requestAnimationFrame(() => { this._frame = null; const f = this._fresh; this._fresh = {}; this.draw(f); });
   };
 
-  Charts.prototype.draw = function (fresh) {
+  Charts.prototype.draw = function (fresh, only) {
     const drawnAt = [];
-    for (const panel of this.panels) {
+    const drawnLines = new Set();
+    for (const panel of only || this.panels) {
       const touched = panel.traceMeta.some((m) => fresh[m.line.id] || (m.band && fresh[m.band.id]));
       const needsFull = !panel.rendered || panel.traceMeta.length !== this.expectedTraceCount(panel);
       if (!touched && !needsFull) continue;
+      if (panel.visible === false) {
+        // Off screen: keep the points and draw them when the panel scrolls into view.
+        const backlog = (panel.backlog = panel.backlog || {});
+        for (const [id, add] of Object.entries(fresh)) (backlog[id] = backlog[id] || []).push(...add);
+        continue;
+      }
+      for (const m of panel.traceMeta) if (fresh[m.line.id]) drawnLines.add(m.line.id);
       if (panel.zoom) { this.updateInfo(panel); continue; } // a zoomed view stays put; autorange brings it back
       if (needsFull) { drawnAt.push(this.renderPanel(panel)); continue; }
       const upd = { x: [], y: [] }, idx = [];
@@ -414,6 +434,7 @@
     return Promise.all(drawnAt).then(() => {
       const at = Date.now();
       for (const [id, add] of Object.entries(fresh)) {
+        if (!drawnLines.has(id)) continue;
         for (const p of add) window.__r1lab_drawn.push({ line: id, step: p[0], value: p[1], at });
       }
       if (window.__r1lab_drawn.length > DRAWN_MAX) window.__r1lab_drawn.splice(0, window.__r1lab_drawn.length - DRAWN_MAX);
