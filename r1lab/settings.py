@@ -186,6 +186,9 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("R1LAB_CELERY_EAGER", False)
 # pipelines: the lost-worker sweep (a running stage with no heartbeat for
 # R1LAB_HEARTBEAT_TIMEOUT_S becomes `failed (worker lost)`); every R1LAB_LOST_SWEEP_S seconds, so a
 # lost stage is found within timeout + interval (45 + 10 s by default, under a minute).
+# Embedded mode sends no beat messages: kombu's filesystem transport can hand a consumer a message
+# file before its writer has written it (JSONDecodeError kills the worker), and a message every
+# 10 s makes that likely; there the beat worker runs the sweep in a thread (pipelines.tasks).
 R1LAB_LOST_SWEEP_S = _env_int("R1LAB_LOST_SWEEP_S", 10)
 CELERY_BEAT_SCHEDULE = {
     "pipelines-mark-lost-workers": {
@@ -193,7 +196,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(R1LAB_LOST_SWEEP_S),
         "options": {"queue": "default", "expires": R1LAB_LOST_SWEEP_S * 3},
     },
-}
+} if REDIS_URL else {}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

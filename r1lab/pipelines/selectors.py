@@ -217,6 +217,7 @@ class WorkerInfo:
     concurrency: int | None
     pid: int | None
     stages: list[Stage]
+    other_tasks: list[dict]
 
 
 def workers_overview(*, timeout_s: float = 1.5) -> tuple[list[WorkerInfo], str | None]:
@@ -243,5 +244,6 @@ def workers_overview(*, timeout_s: float = 1.5) -> tuple[list[WorkerInfo], str |
         out.append(WorkerInfo(
             name=name, queues=sorted(q.get("name", "?") for q in queues.get(name, [])), active=tasks,
             concurrency=(st.get("pool") or {}).get("max-concurrency"), pid=st.get("pid"),
-            stages=[by_task[t["id"]] for t in tasks if t.get("id") in by_task]))
+            stages=[by_task[t["id"]] for t in tasks if t.get("id") in by_task],
+            other_tasks=[t for t in tasks if t.get("id") not in by_task]))
     return out, None

@@ -64,17 +64,23 @@ def _steps(tracked_run_id: int, key: str) -> list[int]:
 
 def test_r1_zero_runs_to_succeeded_on_a_real_worker_with_metrics_and_samples(lab):
     w = lab["worker"](queues="gpu,default")
-    stage = _launch(lab, max_steps=3)
+    stage = _launch(lab, max_steps=6)
+    # the workers page (Celery inspect) shows the worker, its queues and the stage it runs
+    from r1lab.pipelines.selectors import workers_overview
+
+    seen = wait_for(lambda: [i for i in workers_overview()[0] if any(s.pk == stage.pk for s in i.stages)],
+                    timeout_s=120, what="the worker to report the stage as active", logs=[w])
+    assert seen[0].name.startswith(w.name) and seen[0].queues == ["default", "gpu"]
     done = wait_for(lambda: _stage(stage.pk).status in ("succeeded", "failed") and _stage(stage.pk),
                     timeout_s=240, what="the stage to finish", logs=[w])
     assert done.status == "succeeded", (done.status_detail, Path(done.log_path).read_text()[-3000:])
-    assert (done.exit_code, done.progress_step, done.progress_total, done.progress_pct) == (0, 3, 3, 100.0)
+    assert (done.exit_code, done.progress_step, done.progress_total, done.progress_pct) == (0, 6, 6, 100.0)
     assert done.run.status == "succeeded" and done.tracked_run.status == "succeeded"
     assert Path(done.outputs["final_model"]).is_dir()
     assert "R1LAB_PROGRESS" in Path(done.log_path).read_text()
     # stored by the ingest API, through the per-stage token the worker minted
-    assert _steps(done.tracked_run_id, "reward") == [1, 2, 3]
-    assert Sample.objects.filter(run_id=done.tracked_run_id).count() >= 3
+    assert _steps(done.tracked_run_id, "reward") == [1, 2, 3, 4, 5, 6]
+    assert Sample.objects.filter(run_id=done.tracked_run_id).count() >= 6
     attempt = StageAttempt.objects.get(stage=done, number=1)
     assert attempt.outcome == "succeeded" and attempt.worker_host
     # the worker process that ran the stage never loaded torch (the trainer subprocess did)
