@@ -6,7 +6,7 @@ Sample indexes (run, step, group, index), (run, prompt_id, step) and the partial
 """
 from __future__ import annotations
 
-import statistics
+import math
 from dataclasses import dataclass, field
 
 from django.db import connection
@@ -14,7 +14,6 @@ from django.db.models import Avg, Case, Count, FloatField, Q, QuerySet, Value, W
 
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
 from r1lab.rollouts.stats import Proportion, wilson_interval
-from r1lab.rollouts.text import segments
 from r1lab.tracking.models import Run, Sample
 from r1lab.tracking.selectors import samples_filter
 
@@ -36,13 +35,13 @@ def adv_sign(advantage: float | None) -> str:
 
 @dataclass
 class CompletionView:
-    """One completion as a card shows it (model text only as escaped segments)."""
+    """One completion as a card shows it (rollouts.render makes its HTML, text escaped)."""
 
-    obj: object  # the Sample or RSRow
-    components: list[tuple[str, float | None]]
-    segments: list
+    obj: object  # a Sample, an RSRow, or a StepRow
+    components: list[str]  # the reward component names the page shows, in order
     long: bool
     matched: bool = True
+    card: str = ""  # its HTML, set by rollouts.render.attach_cards
 
     @property
     def adv_sign(self) -> str:
@@ -50,9 +49,22 @@ class CompletionView:
 
 
 def completion_view(obj, component_names: list[str], matched: bool = True) -> CompletionView:
-    rewards = obj.rewards or {}
-    return CompletionView(obj=obj, components=[(n, rewards.get(n)) for n in component_names],
-                          segments=segments(obj.completion), long=len(obj.completion) > COLLAPSE_CHARS, matched=matched)
+    return CompletionView(obj=obj, components=component_names, long=len(obj.completion) > COLLAPSE_CHARS, matched=matched)
+
+
+# The columns a step page reads; rows come back as StepRow (a step holds ~1,000: model instances
+# cost twice as much to build and are not needed for display).
+STEP_FIELDS = ("id", "group", "index", "prompt_id", "prompt", "completion", "rewards", "reward", "advantage", "length",
+               "truncated", "correct", "reflection_count", "language_mixed", "zero_std_group", "step")
+
+
+class StepRow:
+    __slots__ = STEP_FIELDS + ("pk",)
+
+    def __init__(self, values: tuple):
+        for name, v in zip(STEP_FIELDS, values):
+            setattr(self, name, v)
+        self.pk = self.id
 
 
 def component_names(rows) -> list[str]:
@@ -110,12 +122,12 @@ def step_groups(*, run: Run, step: int, filters: dict | None = None, order: str 
     `order` sorts the completions inside each group and the groups by their best / longest."""
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     matched_ids: set[int] | None = None
-    rows_qs = Sample.objects.filter(run=run, step=step).defer(*_DEFERRED).order_by("group", "index", "id")
+    rows_qs = Sample.objects.filter(run=run, step=step).order_by("group", "index", "id")
     if filters:
         hits = list(samples_filter(run=run, step=step, **filters).values_list("id", "group"))
         matched_ids = {i for i, _ in hits}
         rows_qs = rows_qs.filter(group__in=sorted({g for _, g in hits}))
-    rows = list(rows_qs)
+    rows = [StepRow(v) for v in rows_qs.values_list(*STEP_FIELDS)]
     names = component_names(rows)
     groups: dict[int, GroupView] = {}
     for s in rows:
@@ -128,8 +140,8 @@ def step_groups(*, run: Run, step: int, filters: dict | None = None, order: str 
     for g in groups.values():
         rewards = [c.obj.reward for c in g.completions]
         g.size = len(rewards)
-        g.reward_mean = statistics.fmean(rewards)
-        g.reward_std = statistics.pstdev(rewards) if len(rewards) > 1 else 0.0
+        g.reward_mean = mean = math.fsum(rewards) / len(rewards)
+        g.reward_std = math.sqrt(math.fsum((r - mean) ** 2 for r in rewards) / len(rewards))  # population std, as GRPO
         graded = [c.obj.correct for c in g.completions if c.obj.correct is not None]
         g.graded, g.correct = len(graded), sum(graded)
         g.zero_std = g.completions[0].obj.zero_std_group
@@ -142,10 +154,33 @@ def step_groups(*, run: Run, step: int, filters: dict | None = None, order: str 
             "matched": len(matched_ids) if matched_ids is not None else len(rows)}
 
 
-def run_search(*, run: Run, filters: dict, order: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[CompletionView], bool]:
-    """One page of matching completions over the whole run, and whether there is a next page.
-    No total count: counting a million rows would cost more than the page."""
+# A text search over the whole run reads this many logged steps per page of results: ILIKE has no
+# index, and a rare word would otherwise read every completion of the run (benchmarks/rollouts.py:
+# ~20 s at a million rollouts). The page links to the next window.
+TEXT_WINDOW_STEPS = 16
+
+
+def text_windows(*, run: Run) -> list[tuple[int, int]]:
+    """(first step, last step) of each TEXT_WINDOW_STEPS logged steps of the run."""
+    steps = run_sample_steps(run=run)
+    return [(steps[i], steps[min(i + TEXT_WINDOW_STEPS, len(steps)) - 1]) for i in range(0, len(steps), TEXT_WINDOW_STEPS)]
+
+
+def run_search(*, run: Run, filters: dict, order: str | None = None, offset: int = 0, limit: int = 50,
+               step_min: int | None = None, step_max: int | None = None) -> tuple[list[CompletionView], bool]:
+    """One page of matching completions over the whole run (or steps step_min..step_max), and
+    whether there is a next page. No total count: counting a million rows costs more than the page."""
     qs = samples_filter(run=run, order=order, **{k: v for k, v in filters.items() if v is not None}).defer(*_DEFERRED)
+    if order in ("advantage", "-advantage", "length", "-length"):
+        # Ordered by the indexed column alone, the (run, length) / (run, advantage) index hands rows
+        # over in order; an `id` tie-break would sort every tie first (~400 ms for a length range
+        # at a million rows vs ~10 ms). Ties keep the index's own (heap) order, stable for rows
+        # that are not updated, which rollouts are not after ingest.
+        qs = qs.order_by(order)
+    if step_min is not None:
+        qs = qs.filter(step__gte=step_min)
+    if step_max is not None:
+        qs = qs.filter(step__lte=step_max)
     rows = list(qs[offset:offset + limit + 1])
     names = component_names(rows)
     return [completion_view(s, names) for s in rows[:limit]], len(rows) > limit

@@ -15,6 +15,7 @@ from r1lab.accounts.permissions import can, require_action
 from r1lab.curation.models import CurationProject
 from r1lab.pipelines.models import Stage
 from r1lab.rollouts import selectors, services
+from r1lab.rollouts.render import attach_cards
 from r1lab.rollouts.forms import FreezeForm, RolloutFilterForm, RSRowFilterForm, SendToCurationForm, SpotCheckForm, SpotMarkForm
 from r1lab.rollouts.models import RSDataset, SpotCheck, SpotCheckItem
 from r1lab.tracking.models import Sample
@@ -67,15 +68,29 @@ def run_rollouts(request, run_id: int):
     run = _run_or_404(request, run_id)
     form, filters, order = _filters(request)
     offset = _int(request.GET.get("offset"))
-    results, has_next = (selectors.run_search(run=run, filters=filters, order=order, offset=offset, limit=PAGE)
+    window = None
+    step_min = step_max = None
+    if filters.get("text"):
+        windows = selectors.text_windows(run=run)
+        if windows:
+            w = min(_int(request.GET.get("window")), len(windows) - 1)
+            step_min, step_max = windows[w]
+            window = {"index": w, "count": len(windows), "first": step_min, "last": step_max,
+                      "prev": w - 1 if w else None, "next": w + 1 if w + 1 < len(windows) else None,
+                      "steps": selectors.TEXT_WINDOW_STEPS}
+    results, has_next = (selectors.run_search(run=run, filters=filters, order=order, offset=offset, limit=PAGE,
+                                              step_min=step_min, step_max=step_max)
                          if any(v is not None for v in filters.values()) or order else ([], False))
     query = request.GET.copy()
     query.pop("offset", None)
+    window_query = query.copy()
+    window_query.pop("window", None)
+    attach_cards(results, send=can(request.user, "rollouts.send"))
     return render(request, "rollouts/run.html", {
         "run": run, "form": form, "steps": selectors.run_sample_steps(run=run), "results": results,
         "searched": bool(filters and any(v is not None for v in filters.values())) or bool(order),
         "offset": offset, "next_offset": offset + PAGE if has_next else None, "prev_offset": max(0, offset - PAGE) if offset else None,
-        "query": query.urlencode(), **_send_context(request),
+        "query": query.urlencode(), "window": window, "window_query": window_query.urlencode(), **_send_context(request),
     })
 
 
@@ -87,6 +102,9 @@ def step_detail(request, run_id: int, step: int):
     data = selectors.step_groups(run=run, step=step, filters=filters, order=order)
     prev, nxt = selectors.step_neighbours(run=run, step=step)
     aha = selectors.aha_prompts(run=run, step=step) if request.GET.get("reflection") == "1" else []
+    send = can(request.user, "rollouts.send")
+    for g in data["groups"]:
+        attach_cards(g.completions, send=send)
     return render(request, "rollouts/step.html", {
         "run": run, "step": step, "form": form, "filtered": any(v is not None for v in filters.values()),
         "prev_step": prev, "next_step": nxt, "aha": aha, "query": request.GET.urlencode(), **data, **_send_context(request),
@@ -104,6 +122,9 @@ def prompt_history(request, run_id: int):
     data = selectors.prompt_history(run=run, prompt_id=prompt_id, offset=offset, limit=10)
     if not data["total_steps"]:
         raise Http404("no rollouts of that prompt in this run")
+    send = can(request.user, "rollouts.send")
+    for st in data["steps"]:
+        attach_cards(st["completions"], send=send)
     chart = {"steps": [r["step"] for r in data["summary"]], "reward": [r["reward"] for r in data["summary"]],
              "accuracy": [r["accuracy"] for r in data["summary"]], "reflection": [r["reflection"] for r in data["summary"]],
              "length": [r["length"] for r in data["summary"]]}
@@ -169,11 +190,13 @@ def rs_detail(request, stage_id: int):
     qs = selectors.rs_rows(dataset=dataset, kept=view == "kept", reason=reason if view == "removed" else None, filters=filters, order=order)
     rows = list(qs[offset:offset + PAGE + 1])
     names = selectors.component_names(rows)
+    cards = [selectors.completion_view(r, names) for r in rows[:PAGE]]
+    attach_cards(cards, show_index=False)
     query = request.GET.copy()
     query.pop("offset", None)
     spot = selectors.latest_spot_check(dataset=dataset)
     ctx.update({
-        "form": form, "view": view, "reason": reason, "rows": [selectors.completion_view(r, names) for r in rows[:PAGE]],
+        "form": form, "view": view, "reason": reason, "rows": cards,
         "offset": offset, "next_offset": offset + PAGE if len(rows) > PAGE else None, "prev_offset": max(0, offset - PAGE) if offset else None,
         "query": query.urlencode(), "funnel": selectors.funnel_chart(dataset=dataset), "reasons": selectors.rs_reason_counts(dataset=dataset),
         "spot": selectors.spot_check_summary(spot_check=spot), "spot_form": SpotCheckForm(), "freeze_form": FreezeForm(),
@@ -215,8 +238,10 @@ def spot_check_new(request, stage_id: int):
 @require_action("runs.view")
 def spot_check_detail(request, pk: int):
     check = get_object_or_404(SpotCheck.objects.select_related("dataset__stage__run"), pk=pk)
+    items = selectors.spot_check_items(spot_check=check)
+    attach_cards([c for _, c in items], show_index=False)
     return render(request, "rollouts/spot_check.html", {
-        "check": check, "stage": check.dataset.stage, "items": selectors.spot_check_items(spot_check=check),
+        "check": check, "stage": check.dataset.stage, "items": items,
         "summary": selectors.spot_check_summary(spot_check=check), "can_spot": can(request.user, "rollouts.spotcheck"),
     })
 

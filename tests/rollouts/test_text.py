@@ -6,7 +6,7 @@ def test_segments_split_think_answer_tags_and_reflections_and_rejoin_exactly():
     text = "<think>First try. Wait, recheck: 2+2=4.</think>\n<answer>4</answer>"
     segs = segments(text)
     assert "".join(s.text for s in segs) == text
-    assert [(s.cls, s.text) for s in segs] == [
+    assert [tuple(s) for s in segs] == [
         ("tag", "<think>"), ("think", "First try. "), ("think refl", "Wait"), ("think", ", "), ("think refl", "recheck"),
         ("think", ": 2+2=4."), ("tag", "</think>"), ("other", "\n"), ("tag", "<answer>"), ("answer", "4"), ("tag", "</answer>"),
     ]
@@ -20,7 +20,7 @@ def test_completion_starting_inside_think_as_in_the_r1_zero_template():
 
 def test_no_tags_is_all_other_with_reflections_marked():
     segs = segments("no tags. However, fine.")
-    assert [(s.cls, s.text) for s in segs] == [("other", "no tags. "), ("other refl", "However"), ("other", ", fine.")]
+    assert [tuple(s) for s in segs] == [("other", "no tags. "), ("other refl", "However"), ("other", ", fine.")]
     assert segments("") == []
 
 
@@ -38,3 +38,16 @@ def test_wilson_interval():
     assert abs(p.low - 0.00177) < 1e-4 and abs(p.high - 0.05448) < 1e-4
     assert wilson_interval(0, 0).estimate is None
     assert wilson_interval(10, 10).high == 1.0
+
+
+def test_fast_marker_search_agrees_with_find_reflections():
+    from r1lab.rollouts.text import markers
+    from training_backend.reflection import count_reflections, find_reflections
+
+    texts = ["<think>WAIT. Double check, re-examine; RETHINK. waiting is not one.</think>x",
+             "İstanbul wait, however</think>", "Kelvin \u212a wait", "no markers here", "try\nagain and think   again"]
+    for t in texts:
+        want = [(a, b) for a, b, _ in find_reflections(t)]
+        assert markers(t) == want
+        assert markers(t, count_reflections(t)) == want
+    assert markers("wait", 0) == []

@@ -164,3 +164,16 @@ def test_index_lists_runs_with_rollouts(client_as):
     r = client_as("viewer").get(reverse("rollouts:index"))
     assert run in r.context["runs"]
     assert "Rollouts" in r.content.decode()
+
+
+def test_text_search_over_the_run_reads_a_window_of_steps_at_a_time(client_as, monkeypatch):
+    monkeypatch.setattr(selectors, "TEXT_WINDOW_STEPS", 2)
+    run = make_run(steps=(0, 1, 2, 3, 4))
+    client = client_as("viewer")
+    url = reverse("rollouts:run", args=[run.pk]) + "?q=recheck"
+    r = client.get(url)
+    assert r.context["window"]["first"] == 0 and r.context["window"]["last"] == 1 and r.context["window"]["count"] == 3
+    assert {c.obj.step for c in r.context["results"]} == {0, 1} and len(r.context["results"]) == 4
+    r = client.get(url + "&window=2")
+    assert {c.obj.step for c in r.context["results"]} == {4} and r.context["window"]["next"] is None
+    assert "later steps" not in r.content.decode() and "earlier steps" in r.content.decode()

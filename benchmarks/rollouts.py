@@ -1,0 +1,224 @@
+"""The rollout browser at a million rollouts: a step page (64 prompts × 16 completions) rendered
+server-side, and filtered queries over the whole run, on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<your db> .venv/bin/python benchmarks/rollouts.py
+
+Data: one tracked run holding 977 steps × 64 groups × 16 completions = 1,000,448 rollouts in
+tracking_sample, bulk-loaded by one INSERT … SELECT over generate_series (never the ORM row by
+row); completions of 150–1,300 characters with think/answer spans, ~30% with reflection markers,
+20% zero-variance groups, advantages computed per group. The run is kept between invocations
+(BENCH_RELOAD=1 rebuilds it).
+
+Timed: (1) GET /rollouts/runs/<id>/steps/<s>/ through Django's test client in this process (URL
+routing, middleware, session auth, selectors, template render: the server-side part, no network),
+each request a different step; (2) one page (50 rows) of each filter over the whole run, through
+the selector the run page uses; (3) side by side, the distinct-steps list by a loose index scan
+(ours) vs SELECT DISTINCT (tracking.selectors.sample_steps). Warm-up first; medians and p95 of
+BENCH_REPEAT runs (default 30). Targets (issue 8): step page ≤ 300 ms p95, filtered query ≤ 300 ms p95.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(var, "1")  # pin threads: nothing here should fan out
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+STEPS, GROUPS, G = 977, 64, 16
+REPEAT = int(os.environ.get("BENCH_REPEAT", 30))
+RUN_NAME = "bench-rollouts-1m"
+
+
+def setup_django() -> None:
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        print("needs DATABASE_URL=postgres://… (a database of your own); skipping")
+        sys.exit(0)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1lab.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+setup_django()
+
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from r1lab.rollouts import selectors  # noqa: E402
+from r1lab.tracking.models import Run, Sample  # noqa: E402
+from r1lab.tracking.selectors import sample_steps  # noqa: E402
+
+LOAD_SQL = """
+INSERT INTO tracking_sample (run_id, step, "group", "index", dedupe, prompt_id, prompt, completion, think, answer,
+    rewards, reward, advantage, length, truncated, correct, reflection_count, language_consistency, language_mixed,
+    zero_std_group, extra, created_at)
+SELECT %(run)s, s, g, i, g * 16 + i, pid, prompt, completion, think, answer,
+    jsonb_build_object('accuracy', acc, 'format', fmt, 'language_consistency', lc), reward,
+    CASE WHEN zstd THEN 0.0 ELSE (reward - avg(reward) OVER w) / NULLIF(stddev_pop(reward) OVER w, 0) END,
+    length, truncated, acc >= 1, CASE WHEN refl THEN 2 ELSE 0 END, lc, lc < 1, zstd, '{}'::jsonb, now()
+FROM (
+  SELECT s, g, i, pid, zstd, acc, fmt, lc, refl, length, truncated,
+         acc + 0.5 * fmt + 0.1 * lc AS reward,
+         'Problem ' || pid || ': what is ' || (s * 64 + g) % 997 || ' + ' || (g * 31) % 89 || '? Think step by step.' AS prompt,
+         think,
+         '<think>' || think || '</think> <answer>' || answer || '</answer>' AS completion,
+         answer
+  FROM (
+    SELECT s, g, i, pid, zstd, acc, fmt, lc, refl, length, truncated,
+           repeat('I add ' || g || ' and ' || i || ' carefully, then carry. ', reps::int)
+             || CASE WHEN refl THEN ' Wait, let me recheck the carry. ' ELSE '' END AS think,
+           CASE WHEN acc >= 1 THEN ((s * 64 + g) % 997 + (g * 31) % 89)::text ELSE 'unsure' END AS answer
+    FROM (
+      SELECT s, g, i, 'p' || ((s * 64 + g) %% 4096) AS pid, zstd,
+             CASE WHEN zstd THEN ((s + g) %% 2)::float ELSE (((s * 7 + g * 3 + i) %% 3) = 0)::int::float END AS acc,
+             CASE WHEN zstd OR i %% 5 <> 4 THEN 1.0 ELSE 0.0 END AS fmt,
+             CASE WHEN NOT zstd AND (s * 64 + g + i) %% 23 = 0 THEN 0.8 ELSE 1.0 END AS lc,
+             (n * 7919) %% 10 < 3 AS refl,
+             4 + (n * 31) %% 32 AS reps,
+             40 + ((n * 31) %% 32) * 10 AS length,
+             i = 15 AND (s + g) %% 4 = 0 AS truncated
+      FROM (SELECT n, n / 1024 AS s, (n / 16) %% 64 AS g, n %% 16 AS i, ((n / 16) %% 5 = 0) AS zstd
+            FROM generate_series(0::bigint, %(total)s - 1) AS n) base
+    ) a
+  ) b
+) c
+WINDOW w AS (PARTITION BY s, g)
+"""
+
+
+def ensure_data() -> Run:
+    total = STEPS * GROUPS * G
+    run = Run.objects.filter(name=RUN_NAME, project="bench").first()
+    if run is not None and os.environ.get("BENCH_RELOAD") != "1":
+        n = Sample.objects.filter(run=run).count()
+        if n == total:
+            return run
+    if run is not None:
+        Sample.objects.filter(run=run).delete()
+        run.delete()
+    run = Run.objects.create(name=RUN_NAME, project="bench")
+    t0 = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(LOAD_SQL.replace("%%", "%").replace("%(run)s", str(run.pk)).replace("%(total)s", str(total)))
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE tracking_sample")
+    print(f"loaded {total:,} rollouts in {time.perf_counter() - t0:.0f} s")
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def timed(fn, repeat: int = REPEAT, warmup: int = 3) -> dict:
+    for k in range(warmup):
+        fn(-1 - k)
+    ms = []
+    for k in range(repeat):
+        t0 = time.perf_counter()
+        fn(k)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return {"median_ms": round(statistics.median(ms), 1), "p95_ms": round(pct(ms, 0.95), 1), "max_ms": round(max(ms), 1), "n": repeat}
+
+
+def main() -> None:
+    run = ensure_data()
+    rows_total = Sample.objects.count()
+    rows_run = STEPS * GROUPS * G
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-viewer")
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    rng = random.Random(8)
+    steps = rng.sample(range(STEPS), REPEAT + 10)
+
+    def page(query: str = ""):
+        def go(k: int):
+            r = client.get(f"/rollouts/runs/{run.pk}/steps/{steps[k]}/{query}")
+            assert r.status_code == 200, r.status_code
+            return r
+        return go
+
+    r = page()(0)
+    html_bytes = len(r.content)
+    assert r.content.count(b'class="completion adv-') == GROUPS * G, "the step page must show all 1,024 completions"
+
+    results = {"step_page": {}, "filtered_query": {}, "steps_list": {}}
+    for label, q in [("all 1,024 completions", ""), ("?correct=0 (whole groups, matches marked)", "?correct=0"),
+                     ("?zero_std=1", "?zero_std=1"), ("?sort=-advantage", "?sort=-advantage"),
+                     ("?reflection=1 (aha link: + prompts whose rate moved)", "?reflection=1")]:
+        results["step_page"][label] = timed(page(q))
+
+    filters = [
+        ("correct=false", {"correct": False}, None),
+        ("zero-variance groups", {"zero_std": True}, None),
+        ("truncated", {"truncated": True}, None),
+        ("language-mixed", {"language_mixed": True}, None),
+        ("has reflection & incorrect", {"has_reflection": True, "correct": False}, None),
+        ("reward ≥ 1.55, by advantage ↓", {"reward_min": 1.55}, "-advantage"),
+        ("length 300–320, by length ↑", {"length_min": 300, "length_max": 320}, "length"),
+        ("truncated & language-mixed & incorrect (sparse)", {"truncated": True, "language_mixed": True, "correct": False}, None),
+        ("text 'recheck' (common), one 16-step window", {"text": "recheck"}, "window"),
+        ("text 'zebra' (no match), one 16-step window", {"text": "zebra"}, "window"),
+        ("REFERENCE text 'zebra' over all steps (what the window avoids)", {"text": "zebra"}, "all"),
+    ]
+    windows = selectors.text_windows(run=run)
+    for label, f, order in filters:
+        def go(k, f=f, order=order):
+            lo = hi = None
+            if order == "window":  # the run page's text search: window k of the run's logged steps
+                lo, hi = windows[(k * 7) % len(windows)]
+            rows, _ = selectors.run_search(run=run, filters=f, order=None if order in ("window", "all") else order,
+                                           offset=0, limit=50, step_min=lo, step_max=hi)
+            return rows
+        reference = label.startswith("REFERENCE")
+        results["filtered_query"][label] = timed(go, repeat=3 if reference else REPEAT, warmup=0 if reference else 1)
+        results["filtered_query"][label]["rows"] = len(go(0))
+
+    results["steps_list"]["loose index scan (rollouts.selectors.run_sample_steps)"] = timed(lambda k: selectors.run_sample_steps(run=run), repeat=10, warmup=1)
+    results["steps_list"]["SELECT DISTINCT (tracking.selectors.sample_steps)"] = timed(lambda k: sample_steps(run=run), repeat=10, warmup=1)
+    assert selectors.run_sample_steps(run=run) == sample_steps(run=run)
+
+    print(f"\nrollouts in tracking_sample: {rows_total:,} (this run: {rows_run:,}); step page HTML {html_bytes / 1e6:.2f} MB\n")
+    print(f"{'measurement':<62}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for section, rows in results.items():
+        print(f"-- {section}")
+        for label, v in rows.items():
+            print(f"{label:<62}{v['median_ms']:>10}{v['p95_ms']:>10}{v['max_ms']:>10}")
+    target = 300.0
+    step_ok = all(v["p95_ms"] <= target for v in results["step_page"].values())
+    filt = {k: v for k, v in results["filtered_query"].items() if not k.startswith("REFERENCE")}
+    filt_ok = all(v["p95_ms"] <= target for v in filt.values())
+    print(f"\nstep page p95 ≤ {target:.0f} ms: {'yes' if step_ok else 'NO'}; filtered queries p95 ≤ {target:.0f} ms: {'yes' if filt_ok else 'NO'} (REFERENCE rows excluded)")
+    out = {
+        "benchmark": "rollouts", "command": "DATABASE_URL=postgres://… .venv/bin/python benchmarks/rollouts.py",
+        "rows_in_table": rows_total, "rows_in_run": rows_run, "steps": STEPS, "groups_per_step": GROUPS, "G": G,
+        "step_page_html_bytes": html_bytes, "repeat": REPEAT, "target_p95_ms": target,
+        "step_page_meets_target": step_ok, "filtered_queries_meet_target": filt_ok, "results": results,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "postgres": connection.cursor().connection.info.server_version},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "rollouts.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {RESULTS / 'rollouts.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A completion card as HTML, built in Python because a step page holds 1,024 of them: the
+Django template engine took ~1.7 s for that (benchmarks/rollouts.py), this takes a few ms.
+
+Every piece of text that goes in, model output above all, passes through `escape()`; the only
+unescaped strings are the literal markup below and our own css class names. The result is a
+SafeString (it is HTML we made), so templates print it without `|safe`. tests/rollouts and
+tests/e2e/test_rollouts.py check a `<script>` completion stays text.
+"""
+from __future__ import annotations
+
+from html import escape  # what django.utils.html.escape calls, without the SafeString per piece
+
+from django.utils.safestring import SafeString, mark_safe
+
+from r1lab.rollouts.text import segments
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def completion_html(c, *, send: bool = False, show_index: bool = True) -> SafeString:
+    """The card of a rollouts.selectors.CompletionView (a Sample or an RSRow inside)."""
+    o = c.obj
+    classes = f"completion adv-{c.adv_sign}" + ("" if c.matched else " dim") + (" long collapsed" if c.long else "")
+    parts = [f'<article class="{classes}" id="s{o.pk}" data-sample="{o.pk}"><header class="c-head">']
+    if show_index and hasattr(o, "index"):
+        parts.append(f'<span class="c-idx">#{o.index}</span>')
+    parts.append(f'<span class="c-reward" title="total reward">R {_num(o.reward)}</span>')
+    adv = getattr(o, "advantage", None)
+    if adv is not None:
+        parts.append(f'<span class="c-adv adv-{c.adv_sign}" title="advantage" data-advantage="{adv!r}">A {_num(adv)}</span>')
+    parts.append(f'<span class="c-len" title="length">len {int(o.length)}</span>')
+    if o.truncated:
+        parts.append('<span class="badge flag-trunc">truncated</span>')
+    if o.correct is True:
+        parts.append('<span class="badge flag-ok">correct</span>')
+    elif o.correct is False:
+        parts.append('<span class="badge flag-bad">incorrect</span>')
+    if o.reflection_count:
+        n = int(o.reflection_count)
+        parts.append(f'<span class="badge flag-refl">{n} reflection{"" if n == 1 else "s"}</span>')
+    if o.language_mixed:
+        parts.append('<span class="badge flag-mixed">language-mixed</span>')
+    parts.append("</header>")
+    if c.components:
+        parts.append('<dl class="components">')
+        rewards = o.rewards or {}
+        parts.extend(f"<div><dt>{escape(name)}</dt><dd>{_num(rewards.get(name))}</dd></div>" for name in c.components)
+        parts.append("</dl>")
+    parts.append('<pre class="completion-text" data-text>')
+    parts.extend(f'<span class="{cls}">{escape(text)}</span>' for cls, text in segments(o.completion, o.reflection_count))
+    parts.append('</pre><footer class="c-actions">')
+    if c.long:
+        parts.append('<button type="button" class="link" data-show-all>show all</button>')
+    parts.append('<button type="button" class="link" data-copy>copy</button>')
+    if send:
+        parts.append(f'<button class="link send" name="sample" value="{o.pk}" data-send>Send to curation</button>')
+    parts.append("</footer></article>")
+    return mark_safe("".join(parts))  # noqa: S308 - every inserted text is escape()d above
+
+
+def attach_cards(views, *, send: bool = False, show_index: bool = True) -> None:
+    """Set `.card` (the HTML above) on each CompletionView, for templates to print as {{ c.card }}."""
+    for c in views:
+        c.card = completion_html(c, send=send, show_index=show_index)
