@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_RE = re.compile(r"^R1LAB_PROGRESS (\{.*\})\s*$")
 # make-base prints `pretrain step 100/500 loss …`: its progress, for the base-building stage.
-PRETRAIN_RE = re.compile(r"^pretrain step (\d+)/(\d+)")
+PRETRAIN_RE = re.compile(r"^pretrain step (\d+)/(\d+).*\((\d+)s\)")
 POLL_S = 0.5
 CANCEL_GRACE_S = 120  # after SIGTERM, wait this long for the checkpoint before SIGKILL
 PR_SET_PDEATHSIG = 1
@@ -137,7 +137,9 @@ class _Progress:
                 continue
             m = PRETRAIN_RE.match(line)
             if m:
-                self.step, self.total, self.changed = int(m.group(1)), int(m.group(2)), True
+                step, total, elapsed = int(m.group(1)) + 1, int(m.group(2)), float(m.group(3))
+                self.step, self.total, self.changed = step, total, True
+                self.eta_s = round(elapsed / step * (total - step), 1)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

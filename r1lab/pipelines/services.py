@@ -200,7 +200,8 @@ def _input_ref(ref: str, *, base_model: BaseModel | None, prompt_set: PromptSet 
 
 def pipeline_plan(*, template: PipelineTemplate, configs: list[dict], base_model: BaseModel | None,
                   prompt_set: PromptSet | None, dataset_version_id: int | None = None, num_gpus: int = 1,
-                  build_base: bool = False, check_paths: bool = True) -> list[StagePlan]:
+                  build_base: bool = False, base_steps: int | None = None,
+                  check_paths: bool = True) -> list[StagePlan]:
     """Validate a run definition with the trainer's own dataclasses; the stages to create.
 
     `configs[i]` holds stage i's config fields (JSON values). Raises PipelineValidationError with
@@ -234,7 +235,8 @@ def pipeline_plan(*, template: PipelineTemplate, configs: list[dict], base_model
     plans: list[StagePlan] = []
     offset = 1 if build_base else 0
     if build_base and base_model is not None:
-        plans.append(StagePlan(MAKE_BASE, f"Build base model {base_model.name}", {},
+        plans.append(StagePlan(MAKE_BASE, f"Build base model {base_model.name}",
+                               {"steps": base_steps} if base_steps else {},
                                {"output_to": {"from": "base_model", "id": base_model.pk}}, 1))
     for i, (sdef, cfg) in enumerate(zip(template.stages, configs)):
         if sdef.kind not in template.missing_kinds() and sdef.kind != MAKE_BASE:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from r1lab.pipelines import services
-from r1lab.pipelines.models import Stage, StageAttempt
+from r1lab.pipelines.models import PipelineRun, Stage, StageAttempt
 from r1lab.pipelines.stage_templates import TEMPLATES
 from r1lab.tracking.models import Point, Sample, Series
 from tests.e2e.conftest import server_env
@@ -127,3 +127,22 @@ def test_cancel_a_running_stage_stops_the_trainer_after_a_checkpoint(lab):
     assert (done.status, done.exit_code) == ("cancelled", 75)  # the trainer checkpointed and exited 75
     assert any((Path(done.output_dir) / "checkpoints").glob("step-*"))
     assert done.run.status == "cancelled"
+
+
+def test_the_demo_path_builds_the_base_in_its_first_stage_then_trains_from_it(lab):
+    """As `make demo` launches it: make_base (on the worker) → GRPO from the model it wrote."""
+    w = lab["worker"](queues="gpu,default")
+    base = BaseModelFactory(name="built-here", path=str(lab["tmp"] / "data" / "models" / "tiny-base"))
+    user = UserFactory(role="researcher")
+    plans = services.pipeline_plan(template=TEMPLATES["r1_zero"], configs=[{**TINY_GRPO, "max_steps": 2}],
+                                   base_model=base, prompt_set=lab["prompts"], build_base=True, base_steps=3)
+    run = services.pipeline_run_create(name="demo path", template_key="r1_zero", plans=plans, user=user,
+                                       base_model=base, prompt_set=lab["prompts"])
+    services.pipeline_run_launch(run=run, user=user)
+    run = wait_for(lambda: (r := PipelineRun.objects.get(pk=run.pk)).status in ("succeeded", "failed") and r,
+                   timeout_s=300, what="both stages to finish", logs=[w])
+    build, grpo = run.stages.order_by("index")
+    assert (build.kind, build.status, grpo.status) == ("make_base", "succeeded", "succeeded"), (
+        build.status_detail, grpo.status_detail)
+    assert (Path(base.path) / "config.json").exists()
+    assert grpo.resolved_inputs["model"]["path"] == base.path  # trained from what stage 0 built
