@@ -410,7 +410,6 @@
         for (const [id, add] of Object.entries(fresh)) (backlog[id] = backlog[id] || []).push(...add);
         continue;
       }
-      for (const m of panel.traceMeta) if (fresh[m.line.id]) drawnLines.add(m.line.id);
       if (panel.zoom) { this.updateInfo(panel); continue; } // a zoomed view stays put; autorange brings it back
       if (needsFull) { drawnAt.push(this.renderPanel(panel)); continue; }
       const upd = { x: [], y: [] }, idx = [];
@@ -430,15 +429,18 @@
       });
       if (idx.length) drawnAt.push(Plotly.extendTraces(panel.plot, upd, idx));
       this.updateInfo(panel);
-    }
-    return Promise.all(drawnAt).then(() => {
+      // extendTraces redraws the SVG synchronously: this panel's new points are in the DOM now
+      // (window.__r1lab_drawn: what the live-latency benchmark reads; first panel per line wins).
       const at = Date.now();
-      for (const [id, add] of Object.entries(fresh)) {
-        if (!drawnLines.has(id)) continue;
-        for (const p of add) window.__r1lab_drawn.push({ line: id, step: p[0], value: p[1], at });
+      for (const m of panel.traceMeta) {
+        const add = fresh[m.line.id];
+        if (!add || m.role !== "raw" || drawnLines.has(m.line.id)) continue;
+        drawnLines.add(m.line.id);
+        for (const p of add) window.__r1lab_drawn.push({ line: m.line.id, step: p[0], value: p[1], at });
       }
-      if (window.__r1lab_drawn.length > DRAWN_MAX) window.__r1lab_drawn.splice(0, window.__r1lab_drawn.length - DRAWN_MAX);
-    });
+    }
+    if (window.__r1lab_drawn.length > DRAWN_MAX) window.__r1lab_drawn.splice(0, window.__r1lab_drawn.length - DRAWN_MAX);
+    return Promise.all(drawnAt);
   };
 
   Charts.prototype.expectedTraceCount = function (panel) {
