@@ -219,7 +219,7 @@ class VLLMEngine:
         self.tied_embeddings = tied_embeddings
         self.sleep_mode = enable_sleep_mode
         self.seed = seed
-        self.asleep: set[str] = set()  # what sleep mode has released: "weights", "kv_cache"
+        self.asleep: set[str] = set()  # what sleep mode has released: "weights", "kv_cache", "scheduling"
         self.pushes = 0
         if llm is None:
             import os
@@ -245,7 +245,9 @@ class VLLMEngine:
     def sleep(self) -> None:
         if self.sleep_mode and not self.asleep:
             self.llm.sleep(level=1)  # level 1: weights to CPU memory, KV cache dropped
-            self.asleep = {"weights", "kv_cache"}
+            # vLLM 0.32: "wake_up should be called with all tags (or None) before the engine is used
+            # again"; waking by tag lets the weights come back (for a push) before the KV cache does.
+            self.asleep = {"weights", "kv_cache", "scheduling"}
 
     def _wake(self, tags: list[str]) -> None:
         todo = [t for t in tags if t in self.asleep]
@@ -256,7 +258,7 @@ class VLLMEngine:
     # --- RolloutEngine
     def generate(self, prompts: list[list[int]], *, num_generations: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False) -> Rollout:
-        self._wake(["weights", "kv_cache"])
+        self._wake(["weights", "kv_cache", "scheduling"])
         params = self.sampling_params_cls(**sampling_params_kwargs(
             num_generations=num_generations, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, greedy=greedy))

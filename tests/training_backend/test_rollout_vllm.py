@@ -162,7 +162,7 @@ def test_engine_protocol_sleep_wake_push_reset_and_stale_weights_show_in_the_rat
     r, m = rollout_metrics()
     assert r.completion_ids.shape[0] == 6 and r.sampling_logprobs.shape == r.completion_ids.shape
     assert m["sampling/importance_sampling_ratio/mean"] == pytest.approx(1.0, abs=1e-4) and not weights_look_stale(m)
-    assert llm.calls[1:] == [("wake_up", ("weights", "kv_cache")), ("generate", 2), ("sleep", 1)]
+    assert llm.calls[1:] == [("wake_up", ("weights", "kv_cache", "scheduling")), ("generate", 2), ("sleep", 1)]
 
     with torch.no_grad():  # the trainer moves on; the engine still holds the old weights
         for p in trainer.parameters():
@@ -176,7 +176,7 @@ def test_engine_protocol_sleep_wake_push_reset_and_stale_weights_show_in_the_rat
     assert llm.calls == [("wake_up", ("weights",)), ("reset_prefix_cache",)]
     _, fresh = rollout_metrics()
     assert fresh["sampling/sampling_logp_difference/max"] < 1e-4 and not weights_look_stale(fresh)
-    assert llm.calls[2] == ("wake_up", ("kv_cache",))  # the weights were already awake
+    assert llm.calls[2] == ("wake_up", ("kv_cache", "scheduling"))  # the weights were already awake
 
 
 def test_truncated_importance_weights_are_capped_and_masked():
