@@ -134,6 +134,34 @@ def compute_checks(*, reasoning: str, summary: str, gold_answer: str, language: 
     )
 
 
+def compute_checks_batch(rows: list[dict]) -> list[Checks]:
+    """`compute_checks` for many rows at once (the import), the same figures row for row.
+
+    Each reward goes through its batch form; the accuracy reward's batch form
+    (`REWARD_FUNCS["accuracy"]`) dedupes (gold, answer) pairs, answers the easy ones without sympy
+    and hands the rest to its sympy worker pool in parallel, instead of one round-trip per row.
+    `rows`: dicts with reasoning, summary, gold_answer, language.
+    """
+    from training_backend.reflection import count_reflections
+    from training_backend.rewards import REWARD_FUNCS, format_reward, language_consistency_reward
+
+    if not rows:
+        return []
+    completions = [assemble_completion(r["reasoning"], r["summary"]) for r in rows]
+    golds = [r["gold_answer"] if r["gold_answer"].strip() else None for r in rows]
+    accuracies = REWARD_FUNCS["accuracy"](completions, gold=golds)
+    return [
+        Checks(
+            format_score=float(format_reward(c)),
+            accuracy=None if acc is None else float(acc),
+            language_score=float(language_consistency_reward(c, r["language"])),
+            length=len(c),
+            reflection_count=int(count_reflections(r["reasoning"])),
+        )
+        for r, c, acc in zip(rows, completions, accuracies, strict=True)
+    ]
+
+
 def live_checks(*, reasoning: str, summary: str, gold_answer: str, language: str) -> dict:
     """What the editor shows while the annotator types: checks + reflection and off-language spans."""
     from training_backend.reflection import find_reflections

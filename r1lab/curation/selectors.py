@@ -16,6 +16,7 @@ from r1lab.curation.models import (
     DatasetVersion,
     Example,
     Label,
+    QueueCount,
 )
 
 SEARCH_FIELDS = ("prompt", "reasoning")
@@ -23,20 +24,18 @@ SEARCH_FIELDS = ("prompt", "reasoning")
 
 # --- queue ------------------------------------------------------------------------------------
 def queue_counts(*, user, project: CurationProject) -> dict:
-    row = Assignment.objects.filter(user=user, project=project).aggregate(
-        n_done=Count("id", filter=Q(done=True)), n_remaining=Count("id", filter=Q(done=False)),
-    )
-    return {"done": row["n_done"], "remaining": row["n_remaining"], "total": row["n_done"] + row["n_remaining"]}
+    """`user`'s done / remaining in `project`: one row of QueueCount, kept by the services (no counting)."""
+    row = QueueCount.objects.filter(user=user, project=project).values_list("done", "remaining").first() or (0, 0)
+    return {"done": row[0], "remaining": row[1], "total": row[0] + row[1]}
 
 
 def queue_projects(*, user) -> list[dict]:
-    """The projects where `user` has assignments, with done / remaining counts."""
+    """The projects where `user` has assignments, with done / remaining counts (from QueueCount)."""
     rows = (
-        Assignment.objects.filter(user=user).values("project_id")
-        .annotate(n_done=Count("id", filter=Q(done=True)), n_remaining=Count("id", filter=Q(done=False)))
+        QueueCount.objects.filter(user=user).filter(Q(done__gt=0) | Q(remaining__gt=0))
+        .select_related("project").order_by("project__name")
     )
-    projects = CurationProject.objects.in_bulk([r["project_id"] for r in rows])
-    return [{"project": projects[r["project_id"]], "done": r["n_done"], "remaining": r["n_remaining"]} for r in rows]
+    return [{"project": r.project, "done": r.done, "remaining": r.remaining} for r in rows]
 
 
 def queue_next(*, user, project: CurationProject) -> Example | None:

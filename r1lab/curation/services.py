@@ -14,14 +14,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from r1lab.accounts.permissions import can
 from r1lab.curation import formats, labels
-from r1lab.curation.checks import compute_checks
+from r1lab.curation.checks import compute_checks, compute_checks_batch
 from r1lab.curation.models import (
     TEXT_FIELDS,
     Assignment,
@@ -32,6 +32,7 @@ from r1lab.curation.models import (
     Example,
     ImportJob,
     Label,
+    QueueCount,
     Revision,
     StatusEvent,
     assemble_completion,
@@ -55,6 +56,63 @@ class EditConflict(Exception):
 
 class TransitionError(ValidationError):
     pass
+
+
+# --- queue counters ----------------------------------------------------------------------------
+def _queue_count_add(deltas: dict[tuple[int, int], tuple[int, int]]) -> None:
+    """Add (done, remaining) to the QueueCount of each (project_id, user_id), creating missing rows.
+
+    Called in the same transaction as the assignment change it mirrors (after it, so that every
+    writer takes the assignment rows' locks before the counters'), in key order (no deadlocks).
+    One upsert per key: `INSERT … ON CONFLICT DO UPDATE` (PostgreSQL and SQLite alike).
+    """
+    rows = [(p, u, d, r) for (p, u), (d, r) in sorted(deltas.items()) if d or r]
+    if not rows:
+        return
+    table = connection.ops.quote_name(QueueCount._meta.db_table)
+    with connection.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {table} (project_id, user_id, done, remaining) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT (user_id, project_id) DO UPDATE SET done = {table}.done + excluded.done, "
+            f"remaining = {table}.remaining + excluded.remaining",
+            rows,
+        )
+
+
+@dataclass(frozen=True)
+class RecountResult:
+    counters: int  # counters after the recount
+    fixed: list[dict]  # [{"project_id", "user_id", "was": (done, remaining), "now": (done, remaining)}]
+
+
+def queue_counts_recompute(*, project: CurationProject | None = None) -> RecountResult:
+    """Rebuild the QueueCount rows (of `project`, else all) from the assignments; says what drifted.
+
+    On PostgreSQL the assignments table is locked in SHARE mode for the few hundred ms this takes:
+    assignment writers wait, so no change lands between the count and the rewrite.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(f"LOCK TABLE {connection.ops.quote_name(Assignment._meta.db_table)} IN SHARE MODE")
+        assignments = Assignment.objects.all() if project is None else Assignment.objects.filter(project=project)
+        fresh = {
+            (r["project_id"], r["user_id"]): (r["n_done"], r["n_remaining"])
+            for r in assignments.values("project_id", "user_id").order_by()
+            .annotate(n_done=Count("id", filter=Q(done=True)), n_remaining=Count("id", filter=Q(done=False)))
+        }
+        counters = QueueCount.objects.all() if project is None else QueueCount.objects.filter(project=project)
+        before = {(c.project_id, c.user_id): (c.done, c.remaining) for c in counters.select_for_update()}
+        fixed = [
+            {"project_id": key[0], "user_id": key[1], "was": before.get(key, (0, 0)), "now": fresh.get(key, (0, 0))}
+            for key in sorted(set(before) | set(fresh)) if before.get(key, (0, 0)) != fresh.get(key, (0, 0))
+        ]
+        counters.delete()
+        QueueCount.objects.bulk_create(
+            [QueueCount(project_id=p, user_id=u, done=d, remaining=r) for (p, u), (d, r) in sorted(fresh.items())],
+            batch_size=BULK_BATCH,
+        )
+    return RecountResult(counters=len(fresh), fixed=fixed)
 
 
 # --- projects and assignment -----------------------------------------------------------------
@@ -124,8 +182,30 @@ def assignments_fill(*, project: CurationProject, example_ids: list[int] | None 
         for uid in sorted((u for u in annotator_ids if u not in have), key=lambda u: (load[u], order[u]))[:max(need, 0)]:
             new.append(Assignment(example_id=ex_id, user_id=uid, project=project))
             load[uid] += 1
-    Assignment.objects.bulk_create(new, batch_size=BULK_BATCH)
+    now = timezone.now()
+    _insert_rows(Assignment, ["example_id", "user_id", "project_id", "done", "assigned_at"],
+                 [(a.example_id, a.user_id, project.pk, False, now) for a in new])
+    _queue_count_add({(project.pk, uid): (0, n) for uid, n in Counter(a.user_id for a in new).items()})
     return len(new)
+
+
+def _insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    """Insert plain rows into `model`'s table: COPY on PostgreSQL (psycopg 3), bulk_create elsewhere.
+
+    `columns` are database column names; every NOT NULL column without a database default must be
+    among them. Triggers (the search vector) and constraints apply as for INSERT.
+    """
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        qn = connection.ops.quote_name
+        with connection.cursor() as cur:
+            with cur.cursor.copy(f"COPY {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    attnames = {f.column: f.attname for f in model._meta.concrete_fields}
+    model.objects.bulk_create([model(**{attnames[c]: v for c, v in zip(columns, row)}) for row in rows], batch_size=BULK_BATCH)
 
 
 # --- examples ----------------------------------------------------------------------------------
@@ -228,7 +308,8 @@ def example_submit(*, example: Example, user) -> Example:
         example = Example.objects.select_for_update().get(pk=example.pk)
         if example.status not in (Example.Status.DRAFT, Example.Status.REJECTED):
             raise TransitionError(f"Example {example.pk} is {example.status}; only drafts and rejected examples can be submitted.")
-        Assignment.objects.filter(example=example, user=user, done=False).update(done=True, done_at=timezone.now())
+        flipped = Assignment.objects.filter(example=example, user=user, done=False).update(done=True, done_at=timezone.now())
+        _queue_count_add({(example.project_id, user.pk): (flipped, -flipped)})
         if Assignment.objects.filter(example=example, done=False).exists():
             return example  # waiting for the other annotators (overlap > 1)
         return _set_status(example, to=Example.Status.SUBMITTED, user=user, allowed_from=(Example.Status.DRAFT, Example.Status.REJECTED))
@@ -267,7 +348,11 @@ def example_review(*, example: Example, user, decision: str, comment: str = "") 
                 example, to=Example.Status.REJECTED, user=user, comment=comment, allowed_from=(Example.Status.SUBMITTED,),
                 extra={"reviewed_by": user, "reviewed_at": timezone.now(), "review_comment": comment},
             )
-            Assignment.objects.filter(example=example).update(done=False, done_at=None)
+            # Back to every annotator's queue: their done assignments become remaining again.
+            # (The example row is locked by the status UPDATE above, so no submit runs in between.)
+            was_done = list(Assignment.objects.filter(example=example, done=True).values_list("user_id", flat=True))
+            Assignment.objects.filter(example=example, done=True).update(done=False, done_at=None)
+            _queue_count_add({(example.project_id, uid): (-1, 1) for uid in was_done})
             return example
     raise ValidationError(f"Unknown decision {decision!r}.")
 
@@ -341,7 +426,7 @@ def _progress(job_id: int, **fields) -> None:
     ImportJob.objects.filter(pk=job_id).update(**fields)
 
 
-def import_job_run(*, job_id: int, progress_every: int = 500) -> ImportJob:
+def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
     """Check every row (progress saved as it goes), then write all of them in one transaction."""
     job = ImportJob.objects.select_related("project", "created_by").get(pk=job_id)
     if job.status != ImportJob.Status.RUNNING:
@@ -358,35 +443,73 @@ def import_job_run(*, job_id: int, progress_every: int = 500) -> ImportJob:
         return ImportJob.objects.get(pk=job.pk)
     rows = result.rows
     _progress(job.pk, phase="checking", done_rows=0, total_rows=len(rows))
-    checked = []
-    for i, row in enumerate(rows, start=1):
-        values = {"prompt": row.prompt, "reasoning": row.reasoning, "summary": row.summary, "gold_answer": row.gold_answer, "language": row.language}
-        checked.append((row, values, _checked_fields(values)))
-        if i % progress_every == 0:
-            _progress(job.pk, done_rows=i)
+    values = [
+        {"prompt": r.prompt, "reasoning": r.reasoning, "summary": r.summary, "gold_answer": r.gold_answer, "language": r.language}
+        for r in rows
+    ]
+    checks: list[dict] = []
+    for start in range(0, len(rows), progress_every):  # batches: the rewards' batch forms, progress between them
+        checks.extend(c.as_fields() for c in compute_checks_batch(values[start:start + progress_every]))
+        _progress(job.pk, done_rows=len(checks))
     _progress(job.pk, phase="writing", done_rows=len(rows))
     with transaction.atomic():
-        created = Example.objects.bulk_create(
-            [Example(project=project, source=row.source, source_ref=row.source_ref, tags=row.tags, updated_by=user, **values, **checks)
-             for row, values, checks in checked],
-            batch_size=BULK_BATCH,
-        )
-        Revision.objects.bulk_create(
-            [Revision(example_id=ex.pk, number=1, author=user, note=f"imported from {job.filename} line {row.line}"[:200],
-                      changed_fields=list(TEXT_FIELDS), **values)
-             for ex, (row, values, _) in zip(created, checked)],
-            batch_size=BULK_BATCH,
-        )
-        assigned = assignments_fill(project=project, example_ids=[ex.pk for ex in created])
+        example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values, checks=checks)
+        assigned = assignments_fill(project=project, example_ids=example_ids)
         ImportJob.objects.filter(pk=job.pk).update(
             status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(),
-            message=(job.message + " " if job.message else "") + f"Imported {len(created)} examples; {assigned} assignments made.",
+            message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made.",
         )
     try:
         os.unlink(job.path)
     except OSError:
         pass
     return ImportJob.objects.get(pk=job.pk)
+
+
+def _import_write(*, job: ImportJob, project: CurationProject, user, rows: list, values: list[dict], checks: list[dict]) -> list[int]:
+    """Write the examples and their first revisions (inside the caller's transaction); their ids.
+
+    PostgreSQL: ids are taken from the table's sequence up front, the examples go in with one COPY
+    and the revisions with one INSERT … SELECT from them (the text is not sent twice). Elsewhere
+    (SQLite): bulk_create.
+    """
+    now = timezone.now()
+    user_id = user.pk if user is not None else None
+    note = f"imported from {job.filename} line "
+    if connection.vendor != "postgresql":
+        created = Example.objects.bulk_create(
+            [Example(project=project, source=row.source, source_ref=row.source_ref, tags=row.tags, updated_by=user, **v, **c)
+             for row, v, c in zip(rows, values, checks)],
+            batch_size=BULK_BATCH,
+        )
+        Revision.objects.bulk_create(
+            [Revision(example_id=ex.pk, number=1, author=user, note=f"{note}{row.line}"[:200], changed_fields=list(TEXT_FIELDS), **v)
+             for ex, row, v in zip(created, rows, values)],
+            batch_size=BULK_BATCH,
+        )
+        return [ex.pk for ex in created]
+    qn = connection.ops.quote_name
+    examples, revisions = qn(Example._meta.db_table), qn(Revision._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [Example._meta.db_table, len(rows)])
+        ids = [r[0] for r in cur.fetchall()]
+    columns = ["id", "project_id", "prompt", "reasoning", "summary", "gold_answer", "language", "source", "source_ref", "tags",
+               "status", "version", "format_score", "accuracy", "language_score", "length", "reflection_count", "review_comment",
+               "created_at", "updated_at", "updated_by_id"]
+    _insert_rows(Example, columns, [
+        (ex_id, project.pk, v["prompt"], v["reasoning"], v["summary"], v["gold_answer"], v["language"], row.source,
+         None if row.source_ref is None else json.dumps(row.source_ref), json.dumps(row.tags), Example.Status.DRAFT, 1,
+         c["format_score"], c["accuracy"], c["language_score"], c["length"], c["reflection_count"], "", now, now, user_id)
+        for ex_id, row, v, c in zip(ids, rows, values, checks)
+    ])
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {revisions} (example_id, number, author_id, created_at, note, changed_fields, prompt, reasoning, summary, gold_answer, language) "
+            f"SELECT e.id, 1, %s, %s, left(%s || t.line::text, 200), %s::jsonb, e.prompt, e.reasoning, e.summary, e.gold_answer, e.language "
+            f"FROM unnest(%s::bigint[], %s::int[]) AS t(id, line) JOIN {examples} e ON e.id = t.id",
+            [user_id, now, note, json.dumps(list(TEXT_FIELDS)), ids, [row.line for row in rows]],
+        )
+    return ids
 
 
 def import_job_fail(*, job_id: int, message: str) -> None:

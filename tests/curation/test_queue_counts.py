@@ -1,0 +1,129 @@
+"""Queue counters (QueueCount) stay equal to counting the assignments through every service that
+changes them; the recount repairs drift; the queue and editor pages issue a fixed number of queries."""
+import json
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Count, Q
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from r1lab.curation import selectors, services
+from r1lab.curation.models import Assignment, Example, QueueCount
+from tests.curation.conftest import make_example
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def counted() -> dict:
+    """(project, user) -> (done, remaining), counted from the assignments (what the counters replace)."""
+    rows = (Assignment.objects.values("project_id", "user_id").order_by()
+            .annotate(d=Count("id", filter=Q(done=True)), r=Count("id", filter=Q(done=False))))
+    return {(r["project_id"], r["user_id"]): (r["d"], r["r"]) for r in rows}
+
+
+def kept() -> dict:
+    return {(c.project_id, c.user_id): (c.done, c.remaining) for c in QueueCount.objects.all() if c.done or c.remaining}
+
+
+def assert_consistent():
+    assert kept() == counted()
+
+
+def test_counters_follow_every_service(lead, data_dir):
+    project = services.project_create(name="Counted", user=lead, overlap=2)
+    a, b, c = (UserFactory(role="annotator") for _ in range(3))
+    examples = [make_example(project, lead) for _ in range(4)]  # no annotators yet: no assignments
+    assert_consistent()
+    services.project_set_annotators(project=project, users=[a, b])
+    assert_consistent()
+    assert selectors.queue_counts(user=a, project=project) == {"done": 0, "remaining": 4, "total": 4}
+    services.project_set_annotators(project=project, users=[a, b, c])  # overlap already met: nothing new
+    examples.append(make_example(project, lead))  # example_create fills assignments
+    assert_consistent()
+    # Both annotators of the first example submit it: done moves, the example becomes submitted.
+    ex = examples[0]
+    for user in [u for u in (a, b, c) if Assignment.objects.filter(example=ex, user=u).exists()]:
+        ex = services.editor_save(example=ex, user=user, based_on=ex.version, changes={}, label_values={"quality": "4"}, submit=True)
+        assert_consistent()
+    assert ex.status == "submitted"
+    # A second submit by the same annotator (refused: already submitted) changes nothing.
+    with pytest.raises(services.TransitionError):
+        services.example_submit(example=ex, user=a)
+    assert_consistent()
+    # Reject: back in both queues (done → remaining); resubmit; approve.
+    ex = services.example_review(example=ex, user=lead, decision="reject", comment="fix it")
+    assert_consistent()
+    for user in [u for u in (a, b, c) if Assignment.objects.filter(example=ex, user=u).exists()]:
+        ex = services.editor_save(example=ex, user=user, based_on=ex.version, changes={}, label_values=None, submit=True)
+    services.example_review(example=ex, user=lead, decision="approve")
+    assert_consistent()
+    # A conflict rolls the submit back, counters included.
+    other = examples[1]
+    holder = Assignment.objects.filter(example=other).first().user
+    services.example_save(example=other, user=lead, based_on=1, changes={"reasoning": "lead's"})
+    before = kept()
+    with pytest.raises(services.EditConflict):
+        services.editor_save(example=other, user=holder, based_on=1, changes={"reasoning": "mine"}, label_values=None, submit=True)
+    assert kept() == before
+    assert_consistent()
+    # Bulk approve of submitted examples leaves assignments (and counters) as they are.
+    services.examples_bulk_approve(examples=Example.objects.filter(project=project), user=lead)
+    assert_consistent()
+
+
+def test_import_counts_its_assignments(project, lead, data_dir):
+    a, b = UserFactory(role="annotator"), UserFactory(role="annotator")
+    services.project_update(project=project, description="", target_language="en", overlap=2, label_schema=project.label_schema)
+    services.project_set_annotators(project=project, users=[a, b])
+    rows = [{"prompt": f"{i}+1?", "reasoning": "adding", "summary": str(i + 1), "gold_answer": str(i + 1)} for i in range(12)]
+    job = services.import_job_create(project=project, user=lead, filename="x.jsonl", data=("\n".join(map(json.dumps, rows)) + "\n").encode())
+    services.import_job_start(job=job)
+    services.import_job_run(job_id=job.pk, progress_every=5)
+    assert selectors.queue_counts(user=a, project=project) == {"done": 0, "remaining": 12, "total": 12}
+    assert_consistent()
+
+
+def test_recount_repairs_drift_and_says_what(project, lead, capsys):
+    a = UserFactory(role="annotator")
+    services.project_set_annotators(project=project, users=[a])
+    for _ in range(3):
+        make_example(project, lead)
+    # Changes behind the services' back: an assignment deleted, another marked done, a counter garbled.
+    Assignment.objects.filter(user=a).order_by("id").first().delete()
+    first_open = Assignment.objects.filter(user=a, done=False).order_by("id").first()
+    Assignment.objects.filter(pk=first_open.pk).update(done=True)
+    assert kept() != counted()
+    result = services.queue_counts_recompute(project=project)
+    assert [(f["was"], f["now"]) for f in result.fixed] == [((0, 3), (1, 1))]
+    assert_consistent()
+    QueueCount.objects.filter(user=a).update(remaining=99)
+    call_command("curation_recount")
+    out = capsys.readouterr().out
+    assert "done/remaining 1/99 -> 1/1" in out and "1 fixed" in out
+    assert_consistent()
+    call_command("curation_recount", project=project.slug)
+    assert "0 fixed" in capsys.readouterr().out
+
+
+def test_queue_and_editor_query_counts_do_not_grow(client, project, lead):
+    """Pinned: the queue and editor pages issue a fixed number of queries (none counts assignments)."""
+    a = UserFactory(role="annotator")
+    services.project_set_annotators(project=project, users=[a])
+    examples = [make_example(project, lead) for _ in range(5)]
+    client.force_login(a)
+    editor_url = reverse("curation:editor", kwargs={"pk": examples[2].pk})
+    client.get(editor_url)  # session warm
+    # session, user, groups, then the page's own
+    with CaptureQueriesContext(connection) as queue_q:
+        assert client.get(reverse("curation:queue")).status_code == 200
+    assert len(queue_q) == 4, [q["sql"] for q in queue_q]
+    with CaptureQueriesContext(connection) as editor_q:
+        assert client.get(editor_url).status_code == 200
+    # example (+project, reviewer, editor), may-edit, my label, my counts, status trail
+    assert len(editor_q) == 8, [q["sql"] for q in editor_q]
+    for q in (*queue_q, *editor_q):
+        assert "curation_assignment" not in q["sql"] or "LIMIT 1" in q["sql"], q["sql"]
+        assert "COUNT(" not in q["sql"].upper(), q["sql"]
