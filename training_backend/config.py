@@ -120,6 +120,7 @@ class GRPOConfig(StageConfig):
     log_samples: int = _field(16, "Rollouts per step sent to the reporter (-1 = all).", r1=None, trl=None)
     eval_steps: int = _field(0, "Evaluate greedy accuracy on eval_data every this many steps (0 = only at the end, if eval_data).", r1=None, trl=None)
     eval_max_prompts: int = _field(64, "At most this many eval prompts.", r1=None, trl=None)
+    eval_num_samples: int = _field(0, "k samples per eval prompt (temperature 0.6, top-p 0.95) for eval/pass@1 and eval/cons@k, besides the greedy accuracy (0 = greedy only).", r1=16, trl=None)
 
     def validate(self) -> dict[str, str]:
         e: dict[str, str] = {}
@@ -135,7 +136,7 @@ class GRPOConfig(StageConfig):
             if getattr(self, name) < 1:
                 e[name] = "must be at least 1"
         for name in ("learning_rate", "beta", "weight_decay", "max_grad_norm", "warmup_steps", "save_steps",
-                     "save_total_limit", "eval_steps", "ref_sync_steps", "torch_threads"):
+                     "save_total_limit", "eval_steps", "ref_sync_steps", "torch_threads", "eval_num_samples"):
             if getattr(self, name) < 0:
                 e[name] = f"must not be negative (got {getattr(self, name)})"
         if self.clip_eps <= 0:

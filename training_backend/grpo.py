@@ -310,6 +310,14 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         m = {"eval/reward": float(s.rewards.mean()), "eval/mean_length": float(roll.lengths.float().mean())}
         if s.correct is not None:
             m["eval/accuracy"] = sum(s.correct) / len(s.correct)
+        if cfg.eval_num_samples:  # R1's protocol: pass@1 over k samples and cons@k (training_backend.evaluate)
+            from training_backend.evaluate import evaluate_prompts
+
+            with backend.gathered():
+                sampled, _ = evaluate_prompts(engine, encode, decode, rows, template=template, k=cfg.eval_num_samples,
+                                              max_new_tokens=cfg.max_completion_length,
+                                              max_prompt_length=cfg.max_prompt_length)
+            m.update({k: v for k, v in sampled.items() if k != "eval/mean_length"})  # keep the greedy length
         reporter.log_metrics(step, m)
         return m
 

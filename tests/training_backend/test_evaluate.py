@@ -67,3 +67,20 @@ def test_the_eval_stage_writes_metrics_results_and_progress(tmp_path, capsys):
     assert len(results) == 5 and all(len(r["completions"]) == 3 for r in results)
     metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert {"eval/pass@1", "eval/cons@k", "eval/mean_length"} <= {m.get("key") for m in metrics}
+
+
+def test_a_grpo_stage_reports_pass_at_1_and_cons_at_k_on_its_held_out_prompts(tmp_path):
+    from training_backend.config import parse_spec
+    from training_backend.grpo import train
+    from training_backend.report import MemoryReporter
+
+    model = make_model(tmp_path / "model")
+    data, held = tmp_path / "prompts.jsonl", tmp_path / "held.jsonl"
+    tiny.write_jsonl(tiny.arithmetic_prompts(4, seed=2), data)
+    tiny.write_jsonl(tiny.arithmetic_prompts(3, seed=4), held)
+    s = spec("grpo", model, tmp_path / "out", data, held, max_steps=2, eval_steps=2, eval_num_samples=2, num_generations=2,
+             batch_size=4, max_completion_length=6, engine="torch", torch_threads=1, reward_funcs=["accuracy", "format"])
+    rep = MemoryReporter()
+    train(parse_spec(s), rep, template=tiny.TEMPLATE, progress=lambda _: None)
+    steps = {k: [st for st, key, _ in rep.metrics if key == k] for k in ("eval/pass@1", "eval/cons@k", "eval/accuracy")}
+    assert steps["eval/pass@1"] == steps["eval/cons@k"] == steps["eval/accuracy"] == [0, 2]
