@@ -9,6 +9,7 @@ tests/e2e/test_rollouts.py check a `<script>` completion stays text.
 from __future__ import annotations
 
 from html import escape  # what django.utils.html.escape calls, without the SafeString per piece
+from urllib.parse import quote
 
 from django.utils.safestring import SafeString, mark_safe
 
@@ -64,3 +65,22 @@ def attach_cards(views, *, send: bool = False, show_index: bool = True) -> None:
     """Set `.card` (the HTML above) on each CompletionView, for templates to print as {{ c.card }}."""
     for c in views:
         c.card = completion_html(c, send=send, show_index=show_index)
+
+
+def group_html(g, *, prompt_url: str, send: bool = False) -> SafeString:
+    """A GRPO group (rollouts.selectors.GroupView): its header, prompt and its G completion cards.
+    `prompt_url` is the prompt-across-steps URL, to which `?prompt_id=` is added."""
+    parts = [f'<section class="card group{" zero-std" if g.zero_std else ""}" id="g{g.group}" data-group="{g.group}">',
+             f'<header class="g-head"><h2>group {g.group}</h2><span>reward {g.reward_mean:.3f} ± {g.reward_std:.3f}</span>']
+    if g.graded:
+        parts.append(f"<span>{g.correct}/{g.graded} correct</span>")
+    parts.append(f"<span>G = {g.size}</span>")
+    if g.zero_std:
+        parts.append('<span class="badge flag-zstd" title="all rewards equal: no learning signal">zero variance</span>')
+    if g.prompt_id:
+        parts.append(f'<a href="{escape(prompt_url)}?prompt_id={escape(quote(g.prompt_id, safe=""))}">prompt {escape(g.prompt_id)} across steps</a>')
+    parts.append('<button type="button" class="link" data-copy-prompt>copy prompt</button></header>')
+    parts.append(f'<pre class="prompt" data-prompt>{escape(g.prompt)}</pre><div class="completions">')
+    parts.extend(completion_html(c, send=send) for c in g.completions)
+    parts.append("</div></section>")
+    return mark_safe("".join(parts))  # noqa: S308 - every inserted text is escape()d above

@@ -88,6 +88,7 @@ class GroupView:
     graded: int = 0
     zero_std: bool | None = None
     matched: int = 0
+    card: str = ""  # its HTML, set by the view (rollouts.render.group_html)
 
 
 def run_sample_steps(*, run: Run) -> list[int]:
@@ -157,7 +158,7 @@ def step_groups(*, run: Run, step: int, filters: dict | None = None, order: str 
 # A text search over the whole run reads this many logged steps per page of results: ILIKE has no
 # index, and a rare word would otherwise read every completion of the run (benchmarks/rollouts.py:
 # ~20 s at a million rollouts). The page links to the next window.
-TEXT_WINDOW_STEPS = 16
+TEXT_WINDOW_STEPS = 8
 
 
 def text_windows(*, run: Run) -> list[tuple[int, int]]:
@@ -209,22 +210,27 @@ def prompt_history(*, run: Run, prompt_id: str, offset: int = 0, limit: int = 10
             "total_steps": len(summary)}
 
 
+AHA_EARLIER_GROUPS = 4  # how many earlier groups of the same prompt the aha panel compares with
+
+
 def aha_prompts(*, run: Run, step: int, limit: int = 20) -> list[dict]:
-    """The prompts of `step` whose reflection rate moved most against their own earlier steps:
-    share of completions with a reflection marker at this step vs before it (same prompt_id)."""
-    now = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, step=step).exclude(prompt_id="").values("prompt_id").annotate(
-        n=Count("id"), frac=Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField())))}
-    if not now:
-        return []
-    before = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, prompt_id__in=list(now), step__lt=step).values("prompt_id").annotate(
-        n=Count("id"), frac=Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField())))}
+    """The prompts of `step` whose reflection rate moved most: the share of their completions with
+    a reflection marker at this step vs in the same prompt's last AHA_EARLIER_GROUPS groups before
+    it. Bounded reads (one short index range per prompt), however long the run."""
+    now: dict[str, list[int]] = {}
+    for pid, refl in Sample.objects.filter(run=run, step=step).exclude(prompt_id="").values_list("prompt_id", "reflection_count"):
+        now.setdefault(pid, []).append(refl > 0)
     out = []
-    for pid, r in now.items():
-        b = before.get(pid)
-        if b is None:
+    for pid, flags in now.items():
+        earlier = list(Sample.objects.filter(run=run, prompt_id=pid, step__lt=step).order_by("-step")
+                       .values_list("reflection_count", flat=True)[:AHA_EARLIER_GROUPS * len(flags)])
+        if not earlier:
             continue
-        out.append({"prompt_id": pid, "before": b["frac"], "after": r["frac"], "delta": r["frac"] - b["frac"], "n_before": b["n"], "n_after": r["n"]})
-    out.sort(key=lambda d: -abs(d["delta"]))
+        before = sum(r > 0 for r in earlier) / len(earlier)
+        after = sum(flags) / len(flags)
+        out.append({"prompt_id": pid, "before": before, "after": after, "delta": after - before,
+                    "n_before": len(earlier), "n_after": len(flags)})
+    out.sort(key=lambda d: (-abs(d["delta"]), d["prompt_id"]))
     return out[:limit]
 
 

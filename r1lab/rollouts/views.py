@@ -15,7 +15,7 @@ from r1lab.accounts.permissions import can, require_action
 from r1lab.curation.models import CurationProject
 from r1lab.pipelines.models import Stage
 from r1lab.rollouts import selectors, services
-from r1lab.rollouts.render import attach_cards
+from r1lab.rollouts.render import attach_cards, group_html
 from r1lab.rollouts.forms import FreezeForm, RolloutFilterForm, RSRowFilterForm, SendToCurationForm, SpotCheckForm, SpotMarkForm
 from r1lab.rollouts.models import RSDataset, SpotCheck, SpotCheckItem
 from r1lab.tracking.models import Sample
@@ -103,8 +103,9 @@ def step_detail(request, run_id: int, step: int):
     prev, nxt = selectors.step_neighbours(run=run, step=step)
     aha = selectors.aha_prompts(run=run, step=step) if request.GET.get("reflection") == "1" else []
     send = can(request.user, "rollouts.send")
+    prompt_url = reverse("rollouts:prompt", args=[run.pk])
     for g in data["groups"]:
-        attach_cards(g.completions, send=send)
+        g.card = group_html(g, prompt_url=prompt_url, send=send)
     return render(request, "rollouts/step.html", {
         "run": run, "step": step, "form": form, "filtered": any(v is not None for v in filters.values()),
         "prev_step": prev, "next_step": nxt, "aha": aha, "query": request.GET.urlencode(), **data, **_send_context(request),

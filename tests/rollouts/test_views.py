@@ -73,10 +73,14 @@ def test_bad_filter_values_get_a_message_not_an_error(client_as):
 
 def test_model_text_is_escaped(client_as):
     run = make_run(steps=())
-    log(run, group_samples(0, 0, [1.0, 0.0], completions=[f"{XSS}</think><answer>{XSS}</answer>", "<b>bold</b>"], prompt=XSS))
+    log(run, group_samples(0, 0, [1.0, 0.0], completions=[f"{XSS}</think><answer>{XSS}</answer>", "<b>bold</b>"], prompt=XSS,
+                           prompt_id='"><b>id</b>'))
     html = client_as("viewer").get(step_url(run, 0)).content.decode()
-    assert XSS not in html and "<b>bold</b>" not in html
+    assert XSS not in html and "<b>bold</b>" not in html and "<b>id</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'prompt_id=%22%3E%3Cb%3Eid%3C%2Fb%3E">prompt &quot;&gt;&lt;b&gt;id&lt;/b&gt; across steps' in html
+    html = client_as("researcher").get(reverse("rollouts:run", args=[run.pk]) + "?q=script").content.decode()
+    assert XSS not in html and "&lt;script&gt;" in html
 
 
 def test_prev_next_steps_and_run_page_lists_steps(client_as):
