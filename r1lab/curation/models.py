@@ -51,6 +51,13 @@ class CurationProject(models.Model):
         return self.name
 
 
+class ExampleManager(models.Manager):
+    def get_queryset(self):
+        # `search` (~2 kB of tsvector a row) is written by the trigger and read only inside SQL
+        # (`search @@ query`): never fetched into Python. `.only(...)` replaces this as usual.
+        return super().get_queryset().defer("search")
+
+
 class Example(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft"
@@ -89,6 +96,8 @@ class Example(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     search = SearchVectorField(null=True, editable=False)  # written by the trigger, never by Python
+
+    objects = ExampleManager()
 
     class Meta:
         ordering = ["id"]

@@ -33,6 +33,15 @@ class CappedPaginator(Paginator):
         return min(n, COUNT_CAP)
 
 
+class MatchesPaginator(Paginator):
+    """Pages of a selectors.ExampleMatches: counts exactly up to selectors.EXACT_UP_TO ("2,000+" beyond)."""
+
+    @property
+    def capped(self) -> bool:
+        self.count  # noqa: B018 — the count decides it
+        return self.object_list.capped
+
+
 def _errors(exc: ValidationError) -> list[str]:
     return list(exc.messages)
 
@@ -144,10 +153,10 @@ def import_progress(request, job_id: int):
 def example_list(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     f = selectors.ExampleFilter.from_params(request.GET)
-    qs = selectors.examples_filtered(project=project, f=f).order_by("id").only(
+    matches = selectors.ExampleMatches(selectors.examples_filtered(project=project, f=f), fields=(
         "id", "prompt", "status", "language", "source", "length", "accuracy", "format_score", "language_score", "reflection_count",
-    )
-    page = CappedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    ))
+    page = MatchesPaginator(matches, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "curation/example_list.html", {
         "project": project, "f": f, "page": page, "querystring": f.querystring_items(),
         "status_choices": forms.STATUS_CHOICES, "source_choices": forms.SOURCE_CHOICES,
