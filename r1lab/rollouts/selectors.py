@@ -210,26 +210,28 @@ def prompt_history(*, run: Run, prompt_id: str, offset: int = 0, limit: int = 10
             "total_steps": len(summary)}
 
 
-AHA_EARLIER_GROUPS = 4  # how many earlier groups of the same prompt the aha panel compares with
+def _reflection_share():
+    return Avg(Case(When(reflection_count__gt=0, then=Value(1.0)), default=Value(0.0), output_field=FloatField()))
 
 
 def aha_prompts(*, run: Run, step: int, limit: int = 20) -> list[dict]:
     """The prompts of `step` whose reflection rate moved most: the share of their completions with
-    a reflection marker at this step vs in the same prompt's last AHA_EARLIER_GROUPS groups before
-    it. Bounded reads (one short index range per prompt), however long the run."""
-    now: dict[str, list[int]] = {}
-    for pid, refl in Sample.objects.filter(run=run, step=step).exclude(prompt_id="").values_list("prompt_id", "reflection_count"):
-        now.setdefault(pid, []).append(refl > 0)
+    a reflection marker at this step vs in the same prompt's earlier steps. Two aggregate queries
+    on the (run, step) and (run, prompt_id, step) indexes; the second reads each prompt's earlier
+    rollouts (a prompt recurs once per epoch, so a few groups each: ~40 ms at a million rows)."""
+    now = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, step=step).exclude(prompt_id="")
+           .values("prompt_id").annotate(n=Count("id"), frac=_reflection_share())}
+    if not now:
+        return []
+    before = {r["prompt_id"]: r for r in Sample.objects.filter(run=run, prompt_id__in=list(now), step__lt=step)
+              .values("prompt_id").annotate(n=Count("id"), frac=_reflection_share())}
     out = []
-    for pid, flags in now.items():
-        earlier = list(Sample.objects.filter(run=run, prompt_id=pid, step__lt=step).order_by("-step")
-                       .values_list("reflection_count", flat=True)[:AHA_EARLIER_GROUPS * len(flags)])
-        if not earlier:
+    for pid, r in now.items():
+        b = before.get(pid)
+        if b is None:
             continue
-        before = sum(r > 0 for r in earlier) / len(earlier)
-        after = sum(flags) / len(flags)
-        out.append({"prompt_id": pid, "before": before, "after": after, "delta": after - before,
-                    "n_before": len(earlier), "n_after": len(flags)})
+        out.append({"prompt_id": pid, "before": b["frac"], "after": r["frac"], "delta": r["frac"] - b["frac"],
+                    "n_before": b["n"], "n_after": r["n"]})
     out.sort(key=lambda d: (-abs(d["delta"]), d["prompt_id"]))
     return out[:limit]
 
