@@ -8,12 +8,19 @@ tests/e2e/test_rollouts.py check a `<script>` completion stays text.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from html import escape  # what django.utils.html.escape calls, without the SafeString per piece
 from urllib.parse import quote
 
 from django.utils.safestring import SafeString, mark_safe
 
 from r1lab.rollouts.text import segments
+
+
+@lru_cache(maxsize=256)
+def _dt(name: str) -> str:
+    """The opening of a reward component's cell; a page repeats a handful of names a thousand times."""
+    return f"<div><dt>{escape(name)}</dt><dd>"
 
 
 def _num(v: float | None, digits: int = 3) -> str:
@@ -47,7 +54,7 @@ def completion_html(c, *, send: bool = False, show_index: bool = True) -> SafeSt
     if c.components:
         parts.append('<dl class="components">')
         rewards = o.rewards or {}
-        parts.extend(f"<div><dt>{escape(name)}</dt><dd>{_num(rewards.get(name))}</dd></div>" for name in c.components)
+        parts.extend(f"{_dt(name)}{_num(rewards.get(name))}</dd></div>" for name in c.components)
         parts.append("</dl>")
     parts.append('<pre class="completion-text" data-text>')
     parts.extend(f'<span class="{cls}">{escape(text)}</span>' for cls, text in segments(o.completion, o.reflection_count))
