@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.postgres.search import SearchQuery
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, IntegerField, JSONField, OuterRef, Q, QuerySet, Subquery, Value
 
 from r1lab.curation import agreement, labels
 from r1lab.curation.models import (
@@ -36,6 +36,23 @@ def queue_projects(*, user) -> list[dict]:
         .select_related("project").order_by("project__name")
     )
     return [{"project": r.project, "done": r.done, "remaining": r.remaining} for r in rows]
+
+
+def editor_example(*, pk: int, user) -> Example | None:
+    """The editor's example in one query, with what the page needs about `user` annotated on it:
+    `mine_assigned` (in their queue), `mine_label` (their label values or None), `mine_done` /
+    `mine_remaining` (their queue counts in the example's project)."""
+    counts = QueueCount.objects.filter(project=OuterRef("project_id"), user=user)
+    return (
+        Example.objects.select_related("project", "reviewed_by", "updated_by")
+        .annotate(
+            mine_assigned=Exists(Assignment.objects.filter(example=OuterRef("pk"), user=user)),
+            mine_label=Subquery(Label.objects.filter(example=OuterRef("pk"), annotator=user).values("values")[:1], output_field=JSONField()),
+            mine_done=Subquery(counts.values("done")[:1]), mine_remaining=Subquery(counts.values("remaining")[:1]),
+            mine_for_user_id=Value(user.pk, output_field=IntegerField()),
+        )
+        .filter(pk=pk).first()
+    )
 
 
 def queue_next(*, user, project: CurationProject) -> Example | None:

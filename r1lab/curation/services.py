@@ -243,6 +243,9 @@ def example_can_edit(*, user, example: Example) -> bool:
         return True
     if not can(user, "curation.annotate") or example.status in (Example.Status.APPROVED, Example.Status.SUBMITTED):
         return False
+    assigned = getattr(example, "mine_assigned", None)  # annotated by selectors.editor_example for this user
+    if assigned is not None and getattr(example, "mine_for_user_id", None) == user.pk:
+        return assigned
     return Assignment.objects.filter(example=example, user=user).exists()
 
 

@@ -14,7 +14,7 @@ from r1lab.accounts.permissions import can, require_action
 from r1lab.curation import forms, selectors, services
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, word_diff
-from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Label, Revision
+from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
@@ -257,7 +257,9 @@ def _label_values(request, schema) -> dict:
 
 @require_action("curation.view")
 def editor(request, pk: int):
-    example = get_object_or_404(Example.objects.select_related("project", "reviewed_by", "updated_by"), pk=pk)
+    example = selectors.editor_example(pk=pk, user=request.user)
+    if example is None:
+        raise Http404("No such example.")
     project = example.project
     can_edit = services.example_can_edit(user=request.user, example=example)
     form_errors: list[str] = []
@@ -286,8 +288,7 @@ def editor(request, pk: int):
                 return redirect("curation:editor", pk=saved.pk)
         else:
             form_errors = [f"{k}: {' '.join(v)}" for k, v in form.errors.items()]
-    label = Label.objects.filter(example=example, annotator=request.user).first()
-    values = label.values if label else {}
+    values = example.mine_label or {}
     if request.method == "POST":  # keep what the annotator typed/chose on an error
         values = {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in project.label_schema}
     questions = [{**q, "value": values.get(q["key"], ""), "steps": list(range(q["min"], q["max"] + 1)) if q["type"] == "scale" else []}
@@ -297,7 +298,7 @@ def editor(request, pk: int):
         "reasoning": request.POST.get("reasoning", example.reasoning) if form_errors else example.reasoning,
         "summary": request.POST.get("summary", example.summary) if form_errors else example.summary,
         "based_on": example.version, "form_errors": form_errors,
-        "counts": selectors.queue_counts(user=request.user, project=project),
+        "counts": {"done": example.mine_done or 0, "remaining": example.mine_remaining or 0},
         "revision_count": example.version,
         "events": example.status_events.select_related("user").order_by("-created_at")[:5],
         "can_review": can(request.user, "curation.review") and example.status == Example.Status.SUBMITTED,

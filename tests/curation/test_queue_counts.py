@@ -122,8 +122,28 @@ def test_queue_and_editor_query_counts_do_not_grow(client, project, lead):
     assert len(queue_q) == 4, [q["sql"] for q in queue_q]
     with CaptureQueriesContext(connection) as editor_q:
         assert client.get(editor_url).status_code == 200
-    # example (+project, reviewer, editor), may-edit, my label, my counts, status trail
-    assert len(editor_q) == 8, [q["sql"] for q in editor_q]
+    # the example with project, reviewer, editor and my assignment, label and counts annotated; the status trail
+    assert len(editor_q) == 5, [q["sql"] for q in editor_q]
     for q in (*queue_q, *editor_q):
         assert "curation_assignment" not in q["sql"] or "LIMIT 1" in q["sql"], q["sql"]
         assert "COUNT(" not in q["sql"].upper(), q["sql"]
+
+
+def test_editor_shows_my_label_counts_and_edit_right_from_its_one_query(client, project, lead):
+    a, b = UserFactory(role="annotator"), UserFactory(role="annotator")
+    services.project_set_annotators(project=project, users=[a])
+    ex, other = make_example(project, lead), make_example(project, lead)
+    services.label_save(example=ex, user=a, values={"quality": "4", "correct": "no"})
+    services.label_save(example=ex, user=b, values={"quality": "2"})  # someone else's label is not shown to a
+    services.example_submit(example=other, user=a)
+    client.force_login(a)
+    html = client.get(reverse("curation:editor", kwargs={"pk": ex.pk})).content.decode()
+    assert 'value="4" checked' in html and 'value="2" checked' not in html
+    assert 'name="label_correct" value="no" checked' in html
+    assert '<span class="done">1</span> done / <span class="remaining">1</span> remaining' in html
+    assert 'data-can-edit="1"' in html
+    client.force_login(b)  # labelled it, but not assigned: read only, and no counts
+    html = client.get(reverse("curation:editor", kwargs={"pk": ex.pk})).content.decode()
+    assert 'value="2" checked' in html and 'data-can-edit="0"' in html
+    assert '<span class="done">0</span> done / <span class="remaining">0</span> remaining' in html
+    assert client.get(reverse("curation:editor", kwargs={"pk": 10**9})).status_code == 404
