@@ -445,12 +445,13 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 
             if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
                 eval_metrics = evaluate(step)
-            if step % cfg.save_steps == 0 or step == cfg.max_steps or stop["flag"]:
-                checkpoint(step)
             reporter.flush()
             done = step - start_step
             eta = (time.perf_counter() - t_run) / done * (cfg.max_steps - step)
             progress(PROGRESS_PREFIX + json.dumps({"step": step, "total": cfg.max_steps, "eta_s": round(eta, 1)}))
+            # after the progress line: a SIGTERM that lands while it is printed still gets this step's checkpoint
+            if step % cfg.save_steps == 0 or step == cfg.max_steps or stop["flag"]:
+                checkpoint(step)
             if stop["flag"]:
                 raise StopRequested()
     except StopRequested:
