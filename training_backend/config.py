@@ -22,9 +22,13 @@ Every config field has a default and `metadata={"help", "r1", "trl"}`: what it d
 DeepSeek-R1 report used (None when the report does not say or it does not apply) and TRL 1.16's
 default (None when TRL has no such knob). `spec_fields(kind)` lists them for the launch form.
 
-To add a stage kind (`sft`, `rejection_sampling`, `reward_model`, `eval`): write a frozen
+Kinds: `grpo` (grpo.py), `sft` (sft.py), `rejection_sampling` (rejection.py), `reward_model`
+(reward_model.py), `eval` (evaluate.py); __main__.STAGE_MODULES maps each to its `train`. For
+`sft` and `rejection_sampling` output, `train_data` is chat JSONL; for `reward_model`, preference
+JSONL (training_backend.data describes the three formats). To add a stage kind: write a frozen
 dataclass subclassing `StageConfig` with `_field(...)` fields, override `validate()` for the
-cross-field rules, and register it in `STAGE_CONFIGS`. `parse_spec` does the rest.
+cross-field rules, register it in `STAGE_CONFIGS` and its module in __main__.STAGE_MODULES.
+`parse_spec` does the rest.
 """
 
 from __future__ import annotations
