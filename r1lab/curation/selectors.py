@@ -1,6 +1,7 @@
 """Curation reads: queues, search and filters, agreement, versions."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -146,27 +147,30 @@ def examples_filtered(*, project: CurationProject, f: ExampleFilter) -> QuerySet
     return qs
 
 
-# How many matches the examples page counts exactly (beyond: "2,000+"). Also the switch between
-# the two ways `ExampleMatches` fetches a page; see there.
+# How many matches the examples page counts exactly (beyond: "2000+" or "about N") and pages.
 EXACT_UP_TO = 2000
+# Above this many matches *estimated by the planner*, nothing is counted: the page says "about N".
+ESTIMATE_ABOVE = 10 * EXACT_UP_TO
 
 
 class ExampleMatches:
     """The examples page's rows: the matches of a filtered queryset in id order, paged, for a Paginator.
 
     Why not `ORDER BY id LIMIT 50` plus a capped count: the planner costs `search @@ query` at one
-    operator call a row, but reading a row's stored tsvector (~2 kB) and matching it costs ~10 µs,
-    so for a rare word it walks the primary key testing row after row (13,000 rows, 210 ms, for a
-    word in 0.4% of 100k examples), and for the capped count with a status filter it scans the
-    table (200–600 ms). Instead:
+    operator call a row, but a row's stored tsvector (~2 kB, in TOAST) takes ~10 µs to read and
+    match, so for a rare word it walks the primary key testing row after row (13,000 rows, 210 ms,
+    for a word in 0.4% of 100k examples), and the capped count with a status filter scanned the
+    table (200–600 ms). Instead (PostgreSQL; on SQLite the same steps without the planner parts):
 
-    1. `count()` fetches the ids of at most EXACT_UP_TO + 1 matches in no particular order with
-       sequential scans disabled for that one query, so it is a bitmap scan of the GIN index (rare
-       and middling words: one heap visit per match) or, for a word in most rows, an index scan that
-       stops after EXACT_UP_TO + 1 matches. Either way ≤ ~EXACT_UP_TO rows are read.
-    2. With ≤ EXACT_UP_TO matches all ids are known: a page is a slice of them, sorted, fetched by
-       primary key (50 rows). With more, matches are dense (> EXACT_UP_TO / N of the project), so
-       `ORDER BY id` with the filter finds a page after about 50 · N / EXACT_UP_TO rows.
+    1. The planner's row estimate for the filters (EXPLAIN, no execution; word frequencies from
+       the column's statistics). Above ESTIMATE_ABOVE the matches are dense: nothing is counted,
+       the page says "about N", and step 3's second case pages them.
+    2. Otherwise the ids of at most EXACT_UP_TO + 1 matches, with sequential and plain index scans
+       off for that one query, so it is a bitmap scan (GIN index for words, btree for the other
+       filters): the index says which rows match and at most EXACT_UP_TO + 1 rows are visited,
+       their tsvectors not read.
+    3. All ids known (≤ EXACT_UP_TO): a page is a slice of them, fetched by primary key (50 rows).
+       More than that: `ORDER BY id` with the filters finds a page after ~50 · N / matches rows.
     """
 
     def __init__(self, qs: QuerySet[Example], *, fields: tuple[str, ...]):
@@ -174,14 +178,21 @@ class ExampleMatches:
         self.fields = fields
         self.ids: list[int] | None = None
         self.capped = False
+        self.estimate: int | None = None  # set when the count is the planner's estimate
         self._count: int | None = None
 
     def count(self) -> int:
         if self._count is None:
+            if connection.vendor == "postgresql":
+                estimate = self._planner_estimate()
+                if estimate > ESTIMATE_ABOVE:
+                    self.capped, self.estimate, self._count = True, estimate, EXACT_UP_TO
+                    return self._count
             ids_qs = self.qs.values_list("id", flat=True)[: EXACT_UP_TO + 1]
             if connection.vendor == "postgresql":
                 with transaction.atomic(), connection.cursor() as cur:
-                    cur.execute("SET LOCAL enable_seqscan = off")  # this transaction only; see the docstring
+                    # This transaction only: a bitmap scan (see the docstring, step 2).
+                    cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
                     ids = list(ids_qs)
             else:
                 ids = list(ids_qs)
@@ -189,6 +200,15 @@ class ExampleMatches:
             self.ids = None if self.capped else sorted(ids)
             self._count = min(len(ids), EXACT_UP_TO)
         return self._count
+
+    def _planner_estimate(self) -> int:
+        sql, params = self.qs.values("id").query.sql_with_params()
+        with connection.cursor() as cur:
+            cur.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            plan = cur.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     def __len__(self) -> int:
         return self.count()

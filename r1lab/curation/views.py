@@ -34,12 +34,18 @@ class CappedPaginator(Paginator):
 
 
 class MatchesPaginator(Paginator):
-    """Pages of a selectors.ExampleMatches: counts exactly up to selectors.EXACT_UP_TO ("2,000+" beyond)."""
+    """Pages of a selectors.ExampleMatches: counts exactly up to selectors.EXACT_UP_TO ("2000+" or "about N" beyond)."""
 
     @property
     def capped(self) -> bool:
         self.count  # noqa: B018 — the count decides it
         return self.object_list.capped
+
+    @property
+    def estimate(self) -> int | None:
+        """The planner's estimate of the matches when they were too many to count (see ExampleMatches)."""
+        self.count  # noqa: B018
+        return self.object_list.estimate
 
 
 def _errors(exc: ValidationError) -> list[str]:

@@ -3,6 +3,7 @@ or dense matches walked in id order) give exactly the rows of the plain ordered 
 import re
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from r1lab.curation import selectors
@@ -56,3 +57,18 @@ def test_page_says_capped_count_and_pages(client, corpus, lead, monkeypatch):
     assert f">{first}</a>" in html
     html = client.get(url, {"q": "plums"}).content.decode()
     assert re.search(r'id="match-count">\s*1 match\b', html) and "Example number 7" in html
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's estimate is PostgreSQL's")
+def test_dense_matches_are_estimated_not_counted(client, corpus, lead, monkeypatch):
+    monkeypatch.setattr(selectors, "ESTIMATE_ABOVE", 0)  # every estimate (≥ 1 row) counts as dense
+    monkeypatch.setattr(selectors, "EXACT_UP_TO", 4)
+    params = {"q": "apples"}
+    ids, want = expected(corpus, params)
+    f = selectors.ExampleFilter.from_params(params)
+    matches = selectors.ExampleMatches(selectors.examples_filtered(project=corpus, f=f), fields=FIELDS)
+    assert matches.count() == 4 and matches.capped and matches.estimate >= 1 and matches.ids is None
+    assert [e.pk for e in matches[0:3]] == want[0] and [e.pk for e in matches[3:6]] == want[1][:3]
+    client.force_login(lead)
+    html = client.get(reverse("curation:examples", kwargs={"slug": corpus.slug}), params).content.decode()
+    assert re.search(r'id="match-count">about \d+ matches \(an estimate; the first 4 are paged', html)
