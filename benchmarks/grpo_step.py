@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BENCH_VENV = ROOT / "var" / "bench-venv"
 TORCH_WHEEL = "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 PROMPTS, G, NEW_TOKENS, BETA, LR = 8, 8, 48, 0.04, 1e-6
@@ -36,12 +37,13 @@ PROMPTS, G, NEW_TOKENS, BETA, LR = 8, 8, 48, 0.04, 1e-6
 
 def ensure_bench_venv() -> Path:
     py = BENCH_VENV / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import trl"], capture_output=True).returncode == 0:
+    if py.exists() and subprocess.run([str(py), "-c", "import trl, math_verify"], capture_output=True).returncode == 0:
         return py
     subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     torch_req = TORCH_WHEEL if Path(TORCH_WHEEL).exists() else "torch==2.13.0"
     subprocess.run([str(py), "-m", "pip", "install", "-q", torch_req], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "trl==1.16.0", "transformers==5.23.0"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "trl==1.16.0", "transformers==5.23.0",
+                    "math-verify==0.9.0"], check=True)  # the shared accuracy reward needs it
     return py
 
 

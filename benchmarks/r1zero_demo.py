@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 CURVES = [("rewards/accuracy/mean", "accuracy reward"), ("completions/mean_length", "response length (tokens)"),
           ("reflection/frac_responses", "share of responses that reflect"),

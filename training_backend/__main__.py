@@ -26,7 +26,7 @@ EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
 
 DEMO_CONFIG = dict(
     num_generations=8, batch_size=64, learning_rate=1e-3, beta=0.0, lr_scheduler="constant",
-    max_completion_length=128, max_prompt_length=32, temperature=1.0, loss_type="dapo",
+    max_completion_length=96, max_prompt_length=32, temperature=1.0, loss_type="dapo",
     reward_funcs=["accuracy", "format"], adam_beta2=0.99, max_grad_norm=1.0,
     save_steps=50, save_total_limit=1, log_samples=16, eval_steps=0, eval_max_prompts=64,
 )
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     b = sub.add_parser("make-base", help="pretrain the tiny base model")
     b.add_argument("out_dir")
-    b.add_argument("--steps", type=int, default=500)
+    b.add_argument("--steps", type=int, default=800)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=int, default=0)
     b.set_defaults(fn=cmd_make_base)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--steps", type=int, default=120)
     d.add_argument("--metrics-out", default="var/demo/metrics.jsonl")
     d.add_argument("--base", default="var/tiny-base")
-    d.add_argument("--base-steps", type=int, default=500)
+    d.add_argument("--base-steps", type=int, default=800)
     d.add_argument("--output-dir", default="var/demo")
     d.add_argument("--engine", choices=("deepspeed", "torch"), default="torch")
     d.add_argument("--seed", type=int, default=0)

@@ -1,15 +1,16 @@
 """The tiny local model: a char-level tokenizer, a ~1M-parameter Llama, and the synthetic arithmetic
 world in which R1-Zero's phenomena can show on a CPU in minutes. Nothing comes from a model hub.
 
-The world: prompts are additions `a+b` of 2–3-digit numbers; the R1-Zero template wraps them as
-`User: 347+85 Assistant:` and a completion looks like
+The world: prompts are additions `a+b` of 2-digit numbers; the R1-Zero template wraps them as
+`User: 47+85 Assistant:` and a completion looks like
 
-    <think> 7+5=12>2, 4+8+1=13>32, 3+1=4>432. </think> <answer> 432 </answer>
+    <think> 47+85: 7+5=12>2, 4+8+1=13>32, c1>132. </think> <answer> 132 </answer>
 
-(each step adds one column and writes the running result after `>`). The base model is
+(the trace restates the problem, then each step adds one column and writes the running result
+after `>`). The base model is
 pretrained on a corpus mixing, on purpose:
 
-- direct answers, no think (`<answer> 432 </answer>`), right only `DIRECT_CORRECT` of the time:
+- direct answers, no think (`<answer> 132 </answer>`), right only `DIRECT_CORRECT` of the time:
   the short, unreliable habit that the base starts with;
 - think traces whose column sums are sometimes off by one (`STEP_ERROR` per column), so the
   final answer is wrong when a step is;
@@ -50,10 +51,10 @@ RECHECK = " wait, let me recheck:"
 
 # Corpus mixture (see the module docstring).
 P_DIRECT = 0.55  # share of direct answers without think
-P_RECHECK = 0.15  # share of think traces that recheck (of all examples)
+P_RECHECK = 0.12  # share of think traces that recheck (of all examples)
 DIRECT_CORRECT = 0.35  # direct answers right this often
-STEP_ERROR = 0.08  # per column, single-pass traces
-STEP_ERROR_FIRST_PASS = 0.2  # per column, first pass of a rechecked trace
+STEP_ERROR = 0.1  # per column, single-pass traces
+STEP_ERROR_FIRST_PASS = 0.25  # per column, first pass of a rechecked trace
 
 
 class CharTokenizer(PreTrainedTokenizer):
@@ -115,8 +116,8 @@ class CharTokenizer(PreTrainedTokenizer):
 
 
 def tiny_config(vocab_size: int, **overrides) -> LlamaConfig:
-    """~0.9M parameters: 4 layers, width 128."""
-    kw = dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+    """~0.45M parameters: 4 layers, width 96 (half the cost of width 128 on 2 CPU cores, enough here)."""
+    kw = dict(vocab_size=vocab_size, hidden_size=96, intermediate_size=256, num_hidden_layers=4,
               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
               tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=None, rope_theta=10000.0)
     kw.update(overrides)
@@ -178,13 +179,13 @@ def completion_for(a: int, b: int, rng: random.Random) -> str:
     if u < P_DIRECT + P_RECHECK:
         first, _ = think_pass(a, b, STEP_ERROR_FIRST_PASS, rng)
         second, ans = think_pass(a, b, 0.0, rng)
-        return f" <think> {first}{RECHECK} {second} </think> <answer> {ans} </answer>"
+        return f" <think> {a}+{b}: {first}{RECHECK} {second} </think> <answer> {ans} </answer>"
     text, ans = think_pass(a, b, STEP_ERROR, rng)
-    return f" <think> {text} </think> <answer> {ans} </answer>"
+    return f" <think> {a}+{b}: {text} </think> <answer> {ans} </answer>"
 
 
 def sample_problem(rng: random.Random) -> tuple[int, int]:
-    return rng.randint(10, 999), rng.randint(10, 999)
+    return rng.randint(10, 99), rng.randint(10, 99)
 
 
 def arithmetic_prompts(n: int, seed: int, exclude: set[tuple[int, int]] | None = None) -> list[dict]:
@@ -206,7 +207,7 @@ def write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 1500, batch_size: int = 48, lr: float = 3e-3,
+def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 800, batch_size: int = 32, lr: float = 3e-3,
                   seed: int = 0, holdout: set[tuple[int, int]] | None = None, buckets_of: int = 16,
                   log=print) -> Path:
     """Pretrain the tiny model on the synthetic corpus and save it (model + tokenizer) to out_dir.

@@ -54,7 +54,7 @@ def test_pretrain_saves_a_self_contained_model_folder(tmp_path):
     logs = []
     out = tiny.pretrain_base(tmp_path / "base", steps=3, batch_size=4, log=logs.append)
     model, tok = tiny.load_model_and_tokenizer(out)
-    assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
+    assert 0.3e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
     assert len(logs) == 2 and "loss" in logs[0]
     ids = torch.tensor([tok.encode_fast(tiny.TEMPLATE.format(prompt="12+30"))])
     out_ids = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
