@@ -9,12 +9,14 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -189,20 +191,22 @@ def assignments_fill(*, project: CurationProject, example_ids: list[int] | None 
     return len(new)
 
 
-def _insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+def _insert_rows(model, columns: list[str], rows: Iterable[tuple]) -> None:
     """Insert plain rows into `model`'s table: COPY on PostgreSQL (psycopg 3), bulk_create elsewhere.
 
     `columns` are database column names; every NOT NULL column without a database default must be
-    among them. Triggers (the search vector) and constraints apply as for INSERT.
+    among them. Triggers (the search vector) and constraints apply as for INSERT. `rows` may be a
+    generator: COPY streams them to the server as they come.
     """
-    if not rows:
-        return
     if connection.vendor == "postgresql":
         qn = connection.ops.quote_name
         with connection.cursor() as cur:
             with cur.cursor.copy(f"COPY {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+        return
+    rows = list(rows)
+    if not rows:
         return
     attnames = {f.column: f.attname for f in model._meta.concrete_fields}
     model.objects.bulk_create([model(**{attnames[c]: v for c, v in zip(columns, row)}) for row in rows], batch_size=BULK_BATCH)
@@ -445,23 +449,33 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
         _progress(job.pk, status=ImportJob.Status.FAILED, errors=result.errors, message="The file no longer validates.", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
     rows = result.rows
-    _progress(job.pk, phase="checking", done_rows=0, total_rows=len(rows))
     values = [
         {"prompt": r.prompt, "reasoning": r.reasoning, "summary": r.summary, "gold_answer": r.gold_answer, "language": r.language}
         for r in rows
     ]
-    checks: list[dict] = []
-    for start in range(0, len(rows), progress_every):  # batches: the rewards' batch forms, progress between them
-        checks.extend(c.as_fields() for c in compute_checks_batch(values[start:start + progress_every]))
-        _progress(job.pk, done_rows=len(checks))
-    _progress(job.pk, phase="writing", done_rows=len(rows))
-    with transaction.atomic():
-        example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values, checks=checks)
-        assigned = assignments_fill(project=project, example_ids=example_ids)
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(),
-            message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made.",
-        )
+    windows = [(start, min(start + progress_every, len(rows))) for start in range(0, len(rows), progress_every)]
+    if connection.vendor == "postgresql":
+        # Checks and writes overlap: a thread computes the checks batch by batch (reporting progress
+        # on its own connection, so the page sees it at once) while this thread streams the checked
+        # rows into the COPY and PostgreSQL indexes them. Nothing is visible until the commit.
+        _progress(job.pk, phase="checking and writing", done_rows=0, total_rows=len(rows))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job.pk}-checks")
+        try:
+            futures = [pool.submit(_import_check_window, job.pk, values, lo, hi, len(rows)) for lo, hi in windows]
+            with transaction.atomic():
+                example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
+                                            checks=_results_in_order(futures))
+                assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    else:  # SQLite: one writer at a time, so the checks come first (progress saved as they go)
+        _progress(job.pk, phase="checking", done_rows=0, total_rows=len(rows))
+        checked = [_import_check_window(job.pk, values, lo, hi, len(rows), own_connection=False) for lo, hi in windows]
+        with transaction.atomic():
+            example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
+                                        checks=(c for batch in checked for c in batch))
+            assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+    log.info("import %s: %d examples, %d assignments", job.pk, len(example_ids), assigned)
     try:
         os.unlink(job.path)
     except OSError:
@@ -469,7 +483,33 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
     return ImportJob.objects.get(pk=job.pk)
 
 
-def _import_write(*, job: ImportJob, project: CurationProject, user, rows: list, values: list[dict], checks: list[dict]) -> list[int]:
+def _import_check_window(job_id: int, values: list[dict], lo: int, hi: int, total: int, *, own_connection: bool = True) -> list[dict]:
+    """Checks of rows lo..hi (the rewards' batch forms), then the progress: rows checked so far."""
+    try:
+        checks = [c.as_fields() for c in compute_checks_batch(values[lo:hi])]
+        _progress(job_id, done_rows=hi, **({"phase": "writing"} if hi == total else {}))
+        return checks
+    finally:
+        if own_connection:  # a worker thread's connection: closed, not left to the thread's end
+            connections.close_all()
+
+
+def _results_in_order(futures: list[Future]) -> Iterator[dict]:
+    for future in futures:
+        yield from future.result()  # re-raises a failed batch here, inside the import's transaction
+
+
+def _import_finish(*, job: ImportJob, project: CurationProject, example_ids: list[int]) -> int:
+    """Inside the import's transaction: the assignments, then the job marked done (at commit)."""
+    assigned = assignments_fill(project=project, example_ids=example_ids)
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(), done_rows=len(example_ids),
+        message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made.",
+    )
+    return assigned
+
+
+def _import_write(*, job: ImportJob, project: CurationProject, user, rows: list, values: list[dict], checks: Iterable[dict]) -> list[int]:
     """Write the examples and their first revisions (inside the caller's transaction); their ids.
 
     PostgreSQL: ids are taken from the table's sequence up front, the examples go in with one COPY
@@ -480,6 +520,7 @@ def _import_write(*, job: ImportJob, project: CurationProject, user, rows: list,
     user_id = user.pk if user is not None else None
     note = f"imported from {job.filename} line "
     if connection.vendor != "postgresql":
+        checks = list(checks)
         created = Example.objects.bulk_create(
             [Example(project=project, source=row.source, source_ref=row.source_ref, tags=row.tags, updated_by=user, **v, **c)
              for row, v, c in zip(rows, values, checks)],
@@ -499,12 +540,12 @@ def _import_write(*, job: ImportJob, project: CurationProject, user, rows: list,
     columns = ["id", "project_id", "prompt", "reasoning", "summary", "gold_answer", "language", "source", "source_ref", "tags",
                "status", "version", "format_score", "accuracy", "language_score", "length", "reflection_count", "review_comment",
                "created_at", "updated_at", "updated_by_id"]
-    _insert_rows(Example, columns, [
+    _insert_rows(Example, columns, (  # a generator: each row is sent as soon as its checks are in
         (ex_id, project.pk, v["prompt"], v["reasoning"], v["summary"], v["gold_answer"], v["language"], row.source,
          None if row.source_ref is None else json.dumps(row.source_ref), json.dumps(row.tags), Example.Status.DRAFT, 1,
          c["format_score"], c["accuracy"], c["language_score"], c["length"], c["reflection_count"], "", now, now, user_id)
-        for ex_id, row, v, c in zip(ids, rows, values, checks)
-    ])
+        for ex_id, row, v, c in zip(ids, rows, values, checks, strict=True)
+    ))
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {revisions} (example_id, number, author_id, created_at, note, changed_fields, prompt, reasoning, summary, gold_answer, language) "

@@ -88,3 +88,27 @@ def test_non_utf8_file_is_one_clear_error(project, lead, data_dir):
     job = services.import_job_create(project=project, user=lead, filename="x.csv", data="prompt\nCafé".encode("latin-1"))
     assert job.status == ImportJob.Status.INVALID
     assert "UTF-8" in job.errors[0]["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir):
+    """Real transactions: the checks thread reports progress on its own connection; a bad row's
+    check failing mid-import (an unsupported language) rolls every written row back."""
+    lead = UserFactory(role="reviewer")
+    project = services.project_create(name="Threaded import", user=lead)
+    rows = [dict(GOOD, prompt=f"{i}+1?", gold_answer=str(i + 1), summary=str(i + 1)) for i in range(25)]
+    job = services.import_job_create(project=project, user=lead, filename="ok.jsonl", data=_jsonl(rows))
+    services.import_job_start(job=job)
+    job = services.import_job_run(job_id=job.pk, progress_every=10)
+    assert (job.status, job.done_rows) == (ImportJob.Status.SUCCEEDED, 25)
+    assert Example.objects.filter(project=project).count() == 25
+    assert Example.objects.get(prompt="3+1?").accuracy == 1.0
+    # The last batch fails in the checks thread (language_consistency_reward refuses "fr" as a target).
+    bad = rows[:20] + [dict(GOOD, prompt="late row", language="fr")]
+    job = services.import_job_create(project=project, user=lead, filename="late.jsonl", data=_jsonl(bad))
+    assert job.status == ImportJob.Status.READY, job.errors
+    services.import_job_start(job=job)
+    with pytest.raises(ValueError):
+        services.import_job_run(job_id=job.pk, progress_every=10)
+    assert Example.objects.filter(project=project).count() == 25  # nothing of the second file
+    assert not Example.objects.filter(prompt="late row").exists()
