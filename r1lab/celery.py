@@ -3,6 +3,10 @@ import os
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+# The embedded broker (no REDIS_URL): kombu's filesystem transport with atomic writes/claims.
+TRANSPORT_ALIASES.setdefault("r1fs", "r1lab.broker:Transport")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1lab.settings")
 

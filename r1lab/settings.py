@@ -159,7 +159,7 @@ else:
     _celery_dir = VAR_DIR / "celery"
     for _sub in ("in", "processed", "results", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "r1fs://"  # r1lab/broker.py: filesystem transport, atomic writes
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "in"),
         "data_folder_out": str(_celery_dir / "in"),
@@ -186,9 +186,6 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("R1LAB_CELERY_EAGER", False)
 # pipelines: the lost-worker sweep (a running stage with no heartbeat for
 # R1LAB_HEARTBEAT_TIMEOUT_S becomes `failed (worker lost)`); every R1LAB_LOST_SWEEP_S seconds, so a
 # lost stage is found within timeout + interval (45 + 10 s by default, under a minute).
-# Embedded mode sends no beat messages: kombu's filesystem transport can hand a consumer a message
-# file before its writer has written it (JSONDecodeError kills the worker), and a message every
-# 10 s makes that likely; there the beat worker runs the sweep in a thread (pipelines.tasks).
 R1LAB_LOST_SWEEP_S = _env_int("R1LAB_LOST_SWEEP_S", 10)
 CELERY_BEAT_SCHEDULE = {
     "pipelines-mark-lost-workers": {
@@ -196,7 +193,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(R1LAB_LOST_SWEEP_S),
         "options": {"queue": "default", "expires": R1LAB_LOST_SWEEP_S * 3},
     },
-} if REDIS_URL else {}
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -9,12 +9,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
-import threading
-import time
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready
-from django.db import DatabaseError, close_old_connections
+from celery.signals import worker_process_init
 
 from r1lab.pipelines import runner, services
 
@@ -39,29 +36,6 @@ GPU_QUEUE, DEFAULT_QUEUE = "gpu", "default"
 
 
 log = logging.getLogger(__name__)
-
-
-@worker_ready.connect
-def _embedded_lost_worker_sweep(sender=None, **kwargs):
-    """Embedded mode (filesystem broker): the worker that runs beat sweeps for lost workers in a
-    thread instead of through broker messages (see CELERY_BEAT_SCHEDULE in settings for why)."""
-    from django.conf import settings
-
-    controller = getattr(sender, "controller", None)
-    if settings.REDIS_URL or not getattr(controller, "beat", None):
-        return
-
-    def loop():
-        while True:
-            time.sleep(settings.R1LAB_LOST_SWEEP_S)
-            try:
-                close_old_connections()
-                services.stages_mark_lost()
-            except DatabaseError:
-                log.exception("lost-worker sweep failed; retrying in %s s", settings.R1LAB_LOST_SWEEP_S)
-
-    threading.Thread(target=loop, name="r1lab-lost-worker-sweep", daemon=True).start()
-    log.info("lost-worker sweep: every %s s in this worker (embedded mode)", settings.R1LAB_LOST_SWEEP_S)
 
 
 @shared_task(name="pipelines.run_stage", acks_late=True, reject_on_worker_lost=True,
