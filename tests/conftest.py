@@ -29,3 +29,9 @@ def client_as(client, make_user):
         return client
 
     return _login
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    while the session's browser is open, and asyncio tests (consumers) cannot start under it."""
+    items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") or "/e2e/" in str(item.fspath) else 0)
