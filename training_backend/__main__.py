@@ -25,9 +25,9 @@ from pathlib import Path
 EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
 
 DEMO_CONFIG = dict(
-    num_generations=8, batch_size=64, learning_rate=1e-3, beta=0.0, lr_scheduler="constant",
+    num_generations=8, batch_size=64, learning_rate=1e-4, beta=0.0, lr_scheduler="constant",
     max_completion_length=96, max_prompt_length=32, temperature=1.0, loss_type="dapo",
-    reward_funcs=["accuracy", "format"], adam_beta2=0.99, max_grad_norm=1.0,
+    reward_funcs=["accuracy", "format"], reward_weights=[1.0, 0.25], adam_beta2=0.99, max_grad_norm=1.0,
     save_steps=50, save_total_limit=1, log_samples=16, eval_steps=0, eval_max_prompts=64,
 )
 
