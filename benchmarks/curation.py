@@ -1,6 +1,10 @@
 """Curation at scale: queue, editor and search pages over 100,000 examples, and a 10,000-row import.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h7 .venv/bin/python benchmarks/curation.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h9 .venv/bin/python benchmarks/curation.py
+
+Optional: BENCH_CURATION_REFERENCE=path/to/an/earlier/curation.json (e.g. the same script run from an
+older checkout on the same database just before) is copied into the result as "reference", so a
+before/after pair taken minutes apart on the same data sits in one file.
 
 Needs PostgreSQL (a database of your own: it adds a 100k-example project, kept for reruns).
 "Server time" is the time Django takes to answer the request in-process (test Client: URL
@@ -200,8 +204,17 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["testserver", *settings.ALLOWED_HOSTS]
     vocab = vocabulary()
     print(f"curation benchmark: {N_EXAMPLES:,} examples in {connection.settings_dict['NAME']} (PostgreSQL {connection.cursor().connection.info.server_version})")
+    load_start = [round(x, 1) for x in os.getloadavg()]
     data = ensure_data(vocab)
     project, users = data["project"], data["users"]
+    from r1lab.curation import services
+
+    # The seeding above bypasses the services (bulk rows), so rebuild the queue counters once; on a
+    # database seeded by an older checkout this also checks them (fixed = counters that were off).
+    t0 = time.perf_counter()
+    recount = services.queue_counts_recompute(project=project)
+    recount_s = time.perf_counter() - t0
+    print(f"queue counters: {recount.counters} for the project, {len(recount.fixed)} rebuilt, in {recount_s:.2f} s")
     from r1lab.curation.models import Assignment, Example
 
     rng = random.Random(3)
@@ -249,11 +262,18 @@ def main() -> None:
         "pages": rows, "goals_p95_ms": goals,
         "meets_goals": {name: rows[name]["p95_ms"] <= goal for name, goal in goals.items()},
         "import": imp, "seeded_s": data["seeded_s"],
+        "queue_counters": {"counters": recount.counters, "rebuilt_at_start": len(recount.fixed), "recount_s": round(recount_s, 2)},
         "env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                "load_average_1_5_15_at_start": load_start,
                 "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
                 "db": connection.vendor, "note": "shared 2-core machine, other engineers' jobs running"},
-        "command": "DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h7 .venv/bin/python benchmarks/curation.py",
+        "command": f"DATABASE_URL=postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']} .venv/bin/python benchmarks/curation.py",
     }
+    reference = os.environ.get("BENCH_CURATION_REFERENCE", "")
+    if reference:
+        ref = json.loads(Path(reference).read_text())
+        out["reference"] = {"what": os.environ.get("BENCH_CURATION_REFERENCE_LABEL", reference), "pages": ref.get("pages"),
+                            "import": ref.get("import"), "env": ref.get("env")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "curation.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwrote {RESULTS / 'curation.json'}")
