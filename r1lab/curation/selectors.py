@@ -194,6 +194,8 @@ class ExampleMatches:
                     # This transaction only: a bitmap scan (see the docstring, step 2).
                     cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
                     ids = list(ids_qs)
+                    # Back on at once, in case this ran inside a caller's transaction (a savepoint).
+                    cur.execute("SET LOCAL enable_seqscan = DEFAULT; SET LOCAL enable_indexscan = DEFAULT")
             else:
                 ids = list(ids_qs)
             self.capped = len(ids) > EXACT_UP_TO

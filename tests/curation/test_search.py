@@ -72,3 +72,17 @@ def test_dense_matches_are_estimated_not_counted(client, corpus, lead, monkeypat
     client.force_login(lead)
     html = client.get(reverse("curation:examples", kwargs={"slug": corpus.slug}), params).content.decode()
     assert re.search(r'id="match-count">about \d+ matches \(an estimate; the first 4 are paged', html)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner settings are PostgreSQL's")
+def test_planner_settings_do_not_leak_into_a_callers_transaction(corpus):
+    from django.db import transaction
+
+    with transaction.atomic():
+        f = selectors.ExampleFilter.from_params({"q": "pears"})
+        assert selectors.ExampleMatches(selectors.examples_filtered(project=corpus, f=f), fields=FIELDS).count() == 5
+        with connection.cursor() as cur:
+            cur.execute("SHOW enable_seqscan")
+            assert cur.fetchone()[0] == "on"
+            cur.execute("SHOW enable_indexscan")
+            assert cur.fetchone()[0] == "on"
