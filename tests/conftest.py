@@ -32,6 +32,14 @@ def client_as(client, make_user):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
-    while the session's browser is open, and asyncio tests (consumers) cannot start under it."""
-    items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") or "/e2e/" in str(item.fspath) else 0)
+    """Tests that open the browser run last: Playwright's sync API keeps an event loop running
+    in the main thread while the session's browser is open, and neither asyncio tests
+    (consumers) nor code calling async_to_sync (services that push live events) can run under
+    it. Other e2e tests (real workers, no browser) run just before them."""
+
+    def rank(item) -> int:
+        if "browser" in getattr(item, "fixturenames", ()):
+            return 2
+        return 1 if "/e2e/" in str(item.fspath) else 0
+
+    items.sort(key=rank)
