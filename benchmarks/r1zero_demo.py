@@ -1,12 +1,13 @@
 """The miniature R1-Zero: run the demo from a fixed seed and plot its three curves.
 
-    .venv/bin/python benchmarks/r1zero_demo.py [--steps 120] [--threads 2] [--fresh-base]
+    .venv/bin/python benchmarks/r1zero_demo.py [--steps 100] [--threads 1] [--fresh-base]
     .venv/bin/python benchmarks/r1zero_demo.py --plot-only var/demo/metrics.jsonl
 
 Runs `python -m training_backend demo` (which pretrains the tiny base first when var/tiny-base is
 missing), then reads its metrics JSONL and writes
 - benchmarks/results/r1zero_demo.json: wall time, the first-10 vs last-10 step means of accuracy
   reward, response length and reflection rate, the held-out eval, and every step's values;
+- benchmarks/results/r1zero_demo.jsonl: the run's per-step summary (one line a step: the curves);
 - benchmarks/results/r1zero_demo.html (and .png when kaleido can export): the three curves.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,10 +73,18 @@ def plot(series: dict[str, dict[int, float]], html: Path, png: Path) -> str | No
         return f"PNG export unavailable: {type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _uptime() -> str:
+    """`uptime`'s line (load averages over 1, 5, 15 min): the machine is shared, timings depend on it."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh-base", action="store_true", help="delete var/tiny-base first (time the whole thing)")
     p.add_argument("--plot-only", help="an existing metrics JSONL: only summarise and plot it")
@@ -81,7 +92,7 @@ def main() -> None:
     args = p.parse_args()
 
     command = None
-    wall = None
+    wall = base_s = load_before = load_after = None
     if args.plot_only:
         metrics = Path(args.plot_only)
     else:
@@ -93,9 +104,18 @@ def main() -> None:
                    str(metrics), "--threads", str(args.threads), "--seed", str(args.seed)]
         if args.config:
             command += ["--config", args.config]
+        load_before = _uptime()
         t0 = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True)
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:  # echo, and catch the base build's time
+            sys.stdout.write(line)
+            m = re.match(r"base model written to .* in (\d+)s", line)
+            if m:
+                base_s = float(m.group(1))
+        if proc.wait():
+            raise subprocess.CalledProcessError(proc.returncode, command)
         wall = time.perf_counter() - t0
+        load_after = _uptime()
 
     series, samples = read_series(metrics)
     summary = summarise(series)
@@ -107,6 +127,11 @@ def main() -> None:
         "command": "python benchmarks/r1zero_demo.py " + " ".join(sys.argv[1:]),
         "demo_command": " ".join(["python", *command[1:]]) if command else None,
         "wall_s": round(wall, 1) if wall else None,
+        "base_build_s": base_s,
+        "grpo_s": round(wall - (base_s or 0), 1) if wall else None,
+        "cpu_count": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": load_after,
         "first10_vs_last10": summary,
         "eval": evals,
         "png": png_note or "benchmarks/results/r1zero_demo.png",
@@ -114,6 +139,11 @@ def main() -> None:
         "series": {k: [v for _, v in sorted(series[k].items())] for k, _ in CURVES + [("reward", "")] if k in series},
     }
     (RESULTS / "r1zero_demo.json").write_text(json.dumps(result, indent=1))
+    with open(RESULTS / "r1zero_demo.jsonl", "w") as f:  # the run's per-step summary: one line a step
+        steps = sorted({s for k, _ in CURVES + [("reward", "")] for s in series.get(k, {})})
+        for s in steps:
+            f.write(json.dumps({"step": s, **{k: series[k][s] for k, _ in CURVES + [("reward", ""), ("step_time", "")]
+                                              if s in series.get(k, {})}}) + "\n")
     for k, v in summary.items():
         print(f"{k:34} first10 {v['first10']:8.3f}   last10 {v['last10']:8.3f}   delta {v['delta']:+8.3f}")
     if wall:

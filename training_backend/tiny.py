@@ -2,24 +2,25 @@
 world in which R1-Zero's phenomena can show on a CPU in minutes. Nothing comes from a model hub.
 
 The world: prompts are additions `a+b` of 2-digit numbers; the R1-Zero template wraps them as
-`User: 47+85 Assistant:` and a completion looks like
-
-    <think> 47+85: 7+5=12>2, 4+8+1=13>32, c1>132. </think> <answer> 132 </answer>
-
-(the trace restates the problem, then each step adds one column and writes the running result
-after `>`). The base model is
-pretrained on a corpus mixing, on purpose:
+`User: 47+85 Assistant:`. The base model is pretrained on a corpus mixing, on purpose, three
+habits of different length and reliability:
 
 - direct answers, no think (`<answer> 132 </answer>`), right only `DIRECT_CORRECT` of the time:
-  the short, unreliable habit that the base starts with;
-- think traces whose column sums are sometimes off by one (`STEP_ERROR` per column), so the
-  final answer is wrong when a step is;
-- think traces that end with ` wait, let me recheck:` and a second, careful pass (always right),
-  whose first pass errs more often; the answer follows the second pass.
+  the short, unreliable habit that dominates the base;
+- a quick think that states a guess (`<think> 47+85 is 122. </think> <answer> 122 </answer>`),
+  right `GUESS_CORRECT` of the time: a little better, a little longer;
+- the same guess followed by ` wait, let me recheck:` and a column-by-column addition with the
+  carries written out, always right, whose result is the answer:
 
-So longer, reflective traces really are more often correct, for a reason the model can use
-(the recheck recomputes), and RL with accuracy + format rewards has something real to find:
-move mass from direct answers to thinking, and from single-pass to rechecked traces. The three
+      <think> 47+85 is 122? wait, let me recheck: 7+5=12>2, 4+8+1=13>32, c1>132. </think> <answer> 132 </answer>
+
+  (each step adds one column and writes the running result after `>`).
+
+The guesses are noise the model can only imitate (a 2-digit sum recalled in one token is what a
+tiny model is bad at), whereas the recheck is an algorithm it can learn: one digit pair and a
+carry at a time, each step a lookup. So in the base, reflective traces really are more often
+correct, for a reason the model can use, and RL with accuracy + format rewards (nothing for
+reflection words) has something real to find: move mass from guessing to rechecking. The three
 R1-Zero curves (accuracy, response length, reflection rate) rise when it does.
 
 Where this departs from R1-Zero and why: the "aha" phrase exists in the pretraining corpus (a
@@ -50,11 +51,11 @@ TEMPLATE = "User: {prompt} Assistant:"
 RECHECK = " wait, let me recheck:"
 
 # Corpus mixture (see the module docstring).
-P_DIRECT = 0.55  # share of direct answers without think
-P_RECHECK = 0.12  # share of think traces that recheck (of all examples)
-DIRECT_CORRECT = 0.35  # direct answers right this often
-STEP_ERROR = 0.1  # per column, single-pass traces
-STEP_ERROR_FIRST_PASS = 0.25  # per column, first pass of a rechecked trace
+P_DIRECT = 0.38  # share of direct answers without think
+P_RECHECK = 0.3  # share of think traces that guess, then recheck column by column (of all examples)
+DIRECT_CORRECT = 0.3  # direct answers right this often
+GUESS_CORRECT = 0.45  # a quick guess inside a think trace is right this often
+STEP_ERROR = 0.0  # per column, the recheck's column pass (always right)
 
 
 class CharTokenizer(PreTrainedTokenizer):
@@ -168,20 +169,24 @@ def think_pass(a: int, b: int, step_error: float, rng: random.Random) -> tuple[s
     return ", ".join(steps) + ".", result.lstrip("0") or "0"
 
 
+def guess(a: int, b: int, p_correct: float, rng: random.Random) -> int:
+    """A quick mental answer: a+b with probability p_correct, else off by a typical slip."""
+    ans = a + b
+    if rng.random() >= p_correct:
+        ans = max(0, ans + rng.choice((-1, 1)) * rng.choice((1, 2, 10, 11, 9, 100)))
+    return ans
+
+
 def completion_for(a: int, b: int, rng: random.Random) -> str:
     """One corpus completion (after `Assistant:`), drawn from the mixture above."""
     u = rng.random()
     if u < P_DIRECT:
-        ans = a + b
-        if rng.random() >= DIRECT_CORRECT:
-            ans = max(0, ans + rng.choice((-1, 1)) * rng.choice((1, 2, 10, 11, 9, 100)))
-        return f" <answer> {ans} </answer>"
+        return f" <answer> {guess(a, b, DIRECT_CORRECT, rng)} </answer>"
+    g = guess(a, b, GUESS_CORRECT, rng)
     if u < P_DIRECT + P_RECHECK:
-        first, _ = think_pass(a, b, STEP_ERROR_FIRST_PASS, rng)
-        second, ans = think_pass(a, b, 0.0, rng)
-        return f" <think> {a}+{b}: {first}{RECHECK} {second} </think> <answer> {ans} </answer>"
-    text, ans = think_pass(a, b, STEP_ERROR, rng)
-    return f" <think> {a}+{b}: {text} </think> <answer> {ans} </answer>"
+        text, ans = think_pass(a, b, STEP_ERROR, rng)
+        return f" <think> {a}+{b} is {g}?{RECHECK} {text} </think> <answer> {ans} </answer>"
+    return f" <think> {a}+{b} is {g}. </think> <answer> {g} </answer>"
 
 
 def sample_problem(rng: random.Random) -> tuple[int, int]:
@@ -207,7 +212,7 @@ def write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 800, batch_size: int = 32, lr: float = 3e-3,
+def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 900, batch_size: int = 32, lr: float = 3e-3,
                   seed: int = 0, holdout: set[tuple[int, int]] | None = None, buckets_of: int = 16,
                   log=print) -> Path:
     """Pretrain the tiny model on the synthetic corpus and save it (model + tokenizer) to out_dir.
@@ -226,7 +231,7 @@ def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 800, batch_size: i
             if holdout and (a, b) in holdout:
                 continue
             texts.append(TEMPLATE.format(prompt=f"{a}+{b}") + completion_for(a, b, rng))
-        # Direct answers are ~30 tokens, rechecked traces ~130: sorted into length buckets, each
+        # Direct answers are ~30 tokens, rechecked traces ~100: sorted into length buckets, each
         # padded to its own longest, the batch costs about half of one padded block.
         ids = sorted((tok.encode_fast(t) + [tok.eos_token_id] for t in texts), key=len)
         n_tokens = sum(len(r) - 1 for r in ids)
