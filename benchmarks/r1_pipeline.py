@@ -16,13 +16,16 @@ that the whole run fits in ~20 minutes on 2 shared CPU cores; with so few eval p
 before/after numbers carry a few points of sampling noise (the JSON has the counts).
 A stage whose SPEC.json is unchanged in --out is reused, not rerun (its wall time is the first run's).
 
-What the runs show (benchmarks/results/r1_pipeline*.json): the tiny base gets its held-out
-additions right mostly through direct answers; its column-by-column think traces misread the
-prompt's digits. Cold-start SFT, which makes every answer a think trace, therefore lowers pass@1
-(0.375 -> 0.02 on the 800-step base), GRPO from there finds almost no correct sample to
-reinforce, and rejection sampling keeps one or two rows. The stages work (each one's own
-metrics move as they should: SFT loss, format reward, funnel, reward-model accuracy); the
-miniature world's base is too weak at the traced skill for R1's recipe to pay off in minutes.
+What the runs show (benchmarks/results/r1_pipeline*.json): the stages work and chain (each
+one's own metrics move as they should: SFT loss, format reward, funnel, reward-model accuracy),
+but the tiny world is being redesigned while this was written, and a base only fits cold-start
+rows drawn from the same version of tiny.py. r1_pipeline.json (500-step base of the 3-digit
+world, evaluated on the 2-digit prompts of a later one) and r1_pipeline-base800.json (800-step
+base whose traces read `92+84: 2+4=...` while the cold-start rows read `92+84 is g? wait, let me
+recheck: ...`) show what a style mismatch does: cold-start SFT teaches a hybrid trace, pass@1
+falls (0.375 -> ~0.01 after stages 1-2 on the 800-step base), rejection sampling keeps 1-2 rows.
+Make the base with the same tiny.py as the data (`make-base`, then this script) before reading
+the numbers as R1's recipe at work.
 """
 
 from __future__ import annotations
