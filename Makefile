@@ -21,7 +21,7 @@ $(STAMP): requirements.txt Makefile
 	@$(PY) -m pip install $(PIP_QUIET) torch==2.13.0 2>&1 | $(PIP_FILTER)
 	@$(PY) -m pip install $(PIP_QUIET) -r requirements.txt 2>&1 | $(PIP_FILTER)
 	@DS_BUILD_OPS=0 $(PY) -m pip install $(PIP_QUIET) --no-build-isolation "deepspeed==0.19.8" 2>&1 | $(PIP_FILTER)
-	@$(PY) -c "import torch, django, deepspeed; assert '+cpu' in torch.__version__ or not torch.cuda.is_available() or True"
+	@$(PY) -c "import importlib.util as u, torch, django; assert u.find_spec('deepspeed'), 'deepspeed missing'"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -159,7 +159,7 @@ else:
     _celery_dir = VAR_DIR / "celery"
     for _sub in ("in", "processed", "results", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "r1fs://"  # r1lab/broker.py: filesystem transport, atomic writes
+    CELERY_BROKER_URL = "r1fs://localhost/"  # r1lab/broker.py: filesystem transport, atomic writes
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "in"),
         "data_folder_out": str(_celery_dir / "in"),

@@ -104,8 +104,15 @@ def cmd_make_base(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+
+    def progress(step: int, total: int, elapsed: float) -> None:
+        # The same progress line as the trainers, so the worker shows a moving bar and an ETA.
+        if step % 10 == 0 or step == total:
+            eta = elapsed / step * (total - step)
+            print("R1LAB_PROGRESS " + json.dumps({"step": step, "total": total, "eta_s": round(eta, 1)}), flush=True)
+
     out = tiny.pretrain_base(args.out_dir, steps=args.steps, seed=args.seed, holdout=tiny.demo_holdout(),
-                             log=lambda s: print(s, flush=True))
+                             log=lambda s: print(s, flush=True), progress=progress)
     (Path(out) / "r1lab_template.txt").write_text(tiny.TEMPLATE)
     print(f"base model written to {out} in {time.perf_counter() - t0:.0f}s", flush=True)
     return EXIT_OK
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out_dir")
     b.add_argument("--steps", type=int, default=900)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest on a small shared CPU; 0 = torch's default)")
     b.set_defaults(fn=cmd_make_base)
 
     d = sub.add_parser("demo", help="miniature R1-Zero on the tiny model")

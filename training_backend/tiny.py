@@ -214,7 +214,7 @@ def write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
 
 def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 900, batch_size: int = 32, lr: float = 3e-3,
                   seed: int = 0, holdout: set[tuple[int, int]] | None = None, buckets_of: int = 16,
-                  log=print) -> Path:
+                  log=print, progress=None) -> Path:
     """Pretrain the tiny model on the synthetic corpus and save it (model + tokenizer) to out_dir.
 
     Problems in `holdout` never appear in the corpus (the demo's RL prompts and eval split).
@@ -253,6 +253,8 @@ def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 900, batch_size: i
         loss = torch.tensor(total)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if progress is not None:
+            progress(step + 1, steps, time.perf_counter() - t0)
         if step % 100 == 0 or step == steps - 1:
             log(f"pretrain step {step}/{steps} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f}s)")
     model.eval()
