@@ -1,0 +1,10 @@
+from r1lab.admin_utils import register_plain
+from r1lab.curation.models import (
+    Assignment, CurationProject, DatasetVersion, DatasetVersionItem, DatasetVersionUse, Example, ImportJob,
+    Label, QueueCount, Revision, StatusEvent,
+)
+
+# Versions are immutable (content-hashed): the admin is for reading them, edits go through the app.
+register_plain(CurationProject, QueueCount, ImportJob, DatasetVersion, DatasetVersionUse)
+register_plain(Example, large=True, list_filter=("status", "language", "source"))
+register_plain(Revision, Assignment, Label, StatusEvent, DatasetVersionItem, large=True)

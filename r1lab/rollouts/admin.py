@@ -1,0 +1,5 @@
+from r1lab.admin_utils import register_plain
+from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
+
+register_plain(RSDataset, SpotCheck, SpotCheckItem)
+register_plain(RSRow, large=True)
