@@ -11,6 +11,8 @@
   const csvUrl = (runId, keys) => `/metrics/runs/${runId}/points.csv?keys=${encodeURIComponent(keys.join(","))}`;
   const fmt = (n) => Number(n).toLocaleString("en-US");
   const DRAWN_MAX = 20000;
+  // Wall-clock ms with sub-ms precision (comparable with the server's and a benchmark's clock).
+  const now = () => performance.timeOrigin + performance.now();
   window.__r1lab_drawn = window.__r1lab_drawn || [];
 
   // --- permalink state -------------------------------------------------------------------------
@@ -144,7 +146,7 @@
           const p = this.panels.find((x) => x.card === e.target);
           if (!p) continue;
           p.visible = e.isIntersecting;
-          if (p.visible && p.backlog) { const b = p.backlog; p.backlog = null; this.draw(b, [p]); }
+          if (p.visible && p.backlog) { const b = p.backlog; p.backlog = null; this.draw(b, [p], now()); }
         }
       });
       this._observer.observe(card);
@@ -334,7 +336,7 @@
       if (indicator) indicator.textContent = "● live";
       if (!first) this.backfill(runId);
     };
-    ws.onmessage = (ev) => this.onMessage(runId, JSON.parse(ev.data));
+    ws.onmessage = (ev) => { this._recvAt = now(); this.onMessage(runId, JSON.parse(ev.data)); };
     ws.onclose = () => {
       if (indicator) indicator.textContent = "○ reconnecting";
       const delay = opened ? 500 : Math.min(10000, (this._delay = (this._delay || 500) * 2));
@@ -391,13 +393,38 @@
     }
     if (newKeys && this.cfg.mode === "run") this.ensurePanelsFor(runId);
     // Phase 2, once per animation frame: messages that arrive faster than the browser draws are
-    // merged into one extendTraces per panel instead of queueing a redraw each.
+    // merged into one extendTraces per panel instead of queueing a redraw each. A hidden tab gets
+    // no animation frames (and 1 Hz timers at best), so there the flush runs as a task right away:
+    // the charts are up to date when the user comes back.
     const pending = (this._fresh = this._fresh || {});
-    for (const [id, add] of Object.entries(fresh)) (pending[id] = pending[id] || []).push(...add);
-    if (!this._frame) this._frame = requestAnimationFrame(() => { this._frame = null; const f = this._fresh; this._fresh = {}; this.draw(f); });
+    const recv = this._recvAt || now();
+    this._recvAt = null;
+    for (const [id, add] of Object.entries(fresh)) {
+      for (const p of add) p.recv = recv;
+      (pending[id] = pending[id] || []).push(...add);
+    }
+    if (Object.keys(fresh).length) this.scheduleFlush();
   };
 
-  Charts.prototype.draw = function (fresh, only) {
+  Charts.prototype.scheduleFlush = function () {
+    if (this._flushQueued) return;
+    this._flushQueued = true;
+    const flush = () => {
+      if (!this._flushQueued) return; // already flushed by the other path
+      this._flushQueued = false;
+      const f = this._fresh; this._fresh = {};
+      this.draw(f, null, now());
+    };
+    if (document.hidden) setTimeout(flush, 0);
+    else requestAnimationFrame(flush);
+    if (!this._onVisibility) {
+      // A tab hidden while a frame is pending would never get that frame: flush as a task instead.
+      this._onVisibility = () => { if (document.hidden && this._flushQueued) setTimeout(flush, 0); };
+      document.addEventListener("visibilitychange", this._onVisibility);
+    }
+  };
+
+  Charts.prototype.draw = function (fresh, only, frameAt) {
     const drawnAt = [];
     const drawnLines = new Set();
     for (const panel of only || this.panels) {
@@ -427,17 +454,30 @@
         if (m.role === "smooth" && !(this.state.smooth > 0)) return;
         upd.x.push(xs); upd.y.push(y); idx.push(i);
       });
-      if (idx.length) drawnAt.push(Plotly.extendTraces(panel.plot, upd, idx));
-      this.updateInfo(panel);
-      // extendTraces redraws the SVG synchronously: this panel's new points are in the DOM now
-      // (window.__r1lab_drawn: what the live-latency benchmark reads; first panel per line wins).
-      const at = Date.now();
+      if (!idx.length) { this.updateInfo(panel); continue; }
+      const raws = [];
       for (const m of panel.traceMeta) {
-        const add = fresh[m.line.id];
-        if (!add || m.role !== "raw" || drawnLines.has(m.line.id)) continue;
-        drawnLines.add(m.line.id);
-        for (const p of add) window.__r1lab_drawn.push({ line: m.line.id, step: p[0], value: p[1], at });
+        if (m.role !== "raw" || !fresh[m.line.id] || drawnLines.has(m.line.id)) continue;
+        drawnLines.add(m.line.id); raws.push(m);
       }
+      drawnAt.push(Promise.resolve(Plotly.extendTraces(panel.plot, upd, idx)).then(() => {
+        // Resolved: plotly's graph data and SVG hold the new points (window.__r1lab_drawn is what
+        // the live-latency benchmark reads; the first panel that draws a line counts for it).
+        const at = now();
+        const hidden = document.hidden;
+        const rec = [];
+        for (const m of raws) {
+          const gx = panel.plot.data[panel.traceMeta.indexOf(m)].x;
+          for (const p of fresh[m.line.id]) {
+            const inData = this.state.x !== "step" || gx.lastIndexOf(p[0]) >= 0;
+            const e = { line: m.line.id, step: p[0], value: p[1], recv: p.recv, frame: frameAt, at, hidden, inData };
+            rec.push(e); window.__r1lab_drawn.push(e);
+          }
+        }
+        // …and the frame that puts them on screen (none comes while the tab is hidden).
+        if (!hidden && rec.length) requestAnimationFrame(() => { const t = now(); for (const e of rec) e.painted = t; });
+      }));
+      this.updateInfo(panel);
     }
     if (window.__r1lab_drawn.length > DRAWN_MAX) window.__r1lab_drawn.splice(0, window.__r1lab_drawn.length - DRAWN_MAX);
     return Promise.all(drawnAt);
