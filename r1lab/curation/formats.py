@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from r1lab.curation.models import Example
+from training_backend.rewards.language import LANGUAGES as SUPPORTED_LANGUAGES
 
 # Accepted columns (JSONL keys / CSV headers).
 REQUIRED = ("prompt",)
@@ -109,6 +110,10 @@ def row_from_mapping(raw: dict, *, line: int, from_csv: bool) -> ParsedRow:
     if not reasoning.strip():
         raise RowError("`reasoning` is missing or empty (or give a `completion` with <think>…</think>)")
     language = (_as_str(data.get("language"), "language").strip() or "en")[:16]
+    if language not in SUPPORTED_LANGUAGES:
+        # The language-consistency check (training_backend's reward) knows only these; say so per
+        # row instead of failing the whole import later with an exception.
+        raise RowError(f"`language` {language!r} is not supported (supported: {', '.join(SUPPORTED_LANGUAGES)})")
     tags_raw = data.get("tags")
     if tags_raw in (None, ""):
         tags = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from training_backend.rewards.language import LANGUAGES as SUPPORTED_LANGUAGES
 
 from r1lab.curation import labels
 from r1lab.curation.models import Example
@@ -11,7 +12,10 @@ from r1lab.curation.models import Example
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
-    target_language = forms.CharField(max_length=16, initial="en", help_text="ISO 639-1 code: en, zh, ja, ru, …")
+    target_language = forms.ChoiceField(
+        choices=[(code, code) for code in SUPPORTED_LANGUAGES], initial="en",
+        help_text="the language the reasoning must be written in (the language-consistency check knows these)",
+    )
     overlap = forms.IntegerField(min_value=1, max_value=10, initial=1, help_text="annotators per example")
     label_schema = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}), required=False,

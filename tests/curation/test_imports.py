@@ -91,7 +91,7 @@ def test_non_utf8_file_is_one_clear_error(project, lead, data_dir):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir):
+def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir, monkeypatch):
     """Real transactions: the checks thread reports progress on its own connection; a bad row's
     check failing mid-import (an unsupported language) rolls every written row back."""
     lead = UserFactory(role="reviewer")
@@ -103,8 +103,19 @@ def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir):
     assert (job.status, job.done_rows) == (ImportJob.Status.SUCCEEDED, 25)
     assert Example.objects.filter(project=project).count() == 25
     assert Example.objects.get(prompt="3+1?").accuracy == 1.0
-    # The last batch fails in the checks thread (language_consistency_reward refuses "fr" as a target).
-    bad = rows[:20] + [dict(GOOD, prompt="late row", language="fr")]
+    # The last batch fails in the checks thread: a fault injected into the language check (an
+    # unsupported language is refused earlier now, at validation, with its line number).
+    import training_backend.rewards as rewards
+
+    real = rewards.language_consistency_reward
+
+    def failing(completion, target_lang):
+        if "LATE-FAULT" in completion:
+            raise ValueError("injected fault")
+        return real(completion, target_lang)
+
+    monkeypatch.setattr(rewards, "language_consistency_reward", failing)
+    bad = rows[:20] + [dict(GOOD, prompt="late row", reasoning="LATE-FAULT")]
     job = services.import_job_create(project=project, user=lead, filename="late.jsonl", data=_jsonl(bad))
     assert job.status == ImportJob.Status.READY, job.errors
     services.import_job_start(job=job)
@@ -112,3 +123,13 @@ def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir):
         services.import_job_run(job_id=job.pk, progress_every=10)
     assert Example.objects.filter(project=project).count() == 25  # nothing of the second file
     assert not Example.objects.filter(prompt="late row").exists()
+
+
+def test_unsupported_language_is_a_row_error_naming_the_line():
+    from r1lab.curation.formats import parse_file
+
+    data = b'{"prompt": "1+1", "reasoning": "2", "language": "en"}\n{"prompt": "1+2", "reasoning": "3", "language": "fr"}\n'
+    result = parse_file(data, file_format="jsonl")
+    assert not result.ok
+    assert [e["line"] for e in result.errors] == [2]
+    assert "'fr' is not supported" in result.errors[0]["message"]
