@@ -58,6 +58,7 @@
 
   // --- one chart group (a run page, or a compare page) --------------------------------------------
   function Charts(root, cfg) {
+    window.__r1lab_start = window.__r1lab_start || performance.now(); // the page's HTML, data and plotly are in
     this.root = root;
     this.cfg = cfg;
     this.state = readState();
@@ -71,7 +72,7 @@
     this.lastSeen = {};
     this.buildToolbar();
     this.buildPanels();
-    this.renderAll().then(() => { window.__r1lab_ready = performance.now(); root.dataset.ready = "1"; });
+    this.firstPaint().then(() => { window.__r1lab_ready = performance.now(); root.dataset.ready = "1"; });
     for (const run of this.runs) this.connect(run.id, true);
     if (cfg.mode === "run") this.watchStale();
   }
@@ -269,6 +270,7 @@
   };
 
   Charts.prototype.renderPanel = function (panel) {
+    panel.backlog = null; // a full render draws every point the lines hold
     const hasData = this.panelLines(panel).length > 0;
     panel.card.classList.toggle("empty", !hasData);
     this.updateInfo(panel);
@@ -282,6 +284,22 @@
       panel.plot.on("plotly_relayout", (ev) => this.onRelayout(panel, ev));
     }
     return p;
+  };
+
+  // First paint: the panels on the first screen in one go (window.__r1lab_first_screen), then the
+  // ones below it one per task, so the page answers input and live messages in between
+  // (window.__r1lab_ready and data-ready="1" once every panel is drawn).
+  Charts.prototype.firstPaint = function () {
+    const h = window.innerHeight || document.documentElement.clientHeight;
+    const onScreen = (p) => { const r = p.card.getBoundingClientRect(); return r.bottom > 0 && r.top < h; };
+    const first = this.panels.filter(onScreen);
+    const rest = this.panels.filter((p) => !first.includes(p));
+    const yieldTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+    return Promise.all(first.map((p) => this.renderPanel(p))).then(() => {
+      window.__r1lab_first_screen = performance.now();
+      window.__r1lab_first_screen_panels = first.length;
+      return rest.reduce((chain, p) => chain.then(yieldTask).then(() => (p.rendered ? null : this.renderPanel(p))), Promise.resolve());
+    });
   };
 
   Charts.prototype.renderAll = function () {
