@@ -115,6 +115,11 @@ class GRPOConfig(StageConfig):
     temperature: float = _field(1.0, "Sampling temperature.", r1=1.0, trl=1.0)
     top_p: float = _field(1.0, "Nucleus sampling threshold.", r1=None, trl=1.0)
     # --- engine
+    rollout_engine: str = _field("hf", "Rollout engine: HF generate (CPU, tests) or a colocated vLLM engine (GPU workers; "
+                                       "requirements-gpu.txt), which gets the trainer's weights after every step.",
+                                 r1=None, trl="hf (use_vllm=False)", choices=("hf", "vllm"))
+    vllm_gpu_memory_utilization: float = _field(0.3, "Share of GPU memory the colocated vLLM engine may take.",
+                                                r1=None, trl=0.3)
     engine: str = _field("deepspeed", "Training engine: DeepSpeed or the plain torch loop.", r1=None, trl=None, choices=("deepspeed", "torch"))
     zero_stage: int = _field(2, "DeepSpeed ZeRO stage.", r1=None, trl=None, choices=(0, 1, 2, 3))
     torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
@@ -151,6 +156,8 @@ class GRPOConfig(StageConfig):
             e["temperature"] = "must be positive"
         if not 0 < self.top_p <= 1:
             e["top_p"] = "must be in (0, 1]"
+        if not 0 < self.vllm_gpu_memory_utilization < 1:
+            e["vllm_gpu_memory_utilization"] = "must be in (0, 1)"
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             e["adam_beta1" if not 0 <= self.adam_beta1 < 1 else "adam_beta2"] = "must be in [0, 1)"
         if not self.reward_funcs:

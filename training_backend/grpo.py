@@ -246,6 +246,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     from training_backend.reflection import reflection_stats
     from training_backend.rewards import extract_answer, extract_think
     from training_backend.rollout import HFGenerateEngine
+    from training_backend.rollout_vllm import importance_sampling_metrics
     from training_backend.tiny import load_model_and_tokenizer
 
     cfg: GRPOConfig = spec.config
@@ -286,7 +287,17 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     if ckpts:
         backend.load_state(ckpts[-1])
         start_step = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
-    engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    if cfg.rollout_engine == "vllm":
+        # GPU workers: a colocated vLLM engine loaded from the same weights; the trainer pushes
+        # its parameters into it after every step's optimisation passes (below).
+        from training_backend.rollout import VLLMEngine
+
+        engine = VLLMEngine(str(load_from), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                            max_model_len=cfg.max_prompt_length + cfg.max_completion_length,
+                            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                            tied_embeddings=bool(getattr(model.config, "tie_word_embeddings", False)), seed=spec.seed)
+    else:
+        engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
     decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
 
@@ -377,13 +388,19 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
             # 4. optimisation: num_iterations passes of `minibatches` updates each
             t0 = time.perf_counter()
             policy.train()
-            mb_stats, losses, grad_norms, entropies = [], [], [], []
+            mb_stats, losses, grad_norms, entropies, is_stats = [], [], [], [], []
             N = input_ids.shape[0]
             mb_size = N // cfg.minibatches
-            for _ in range(cfg.num_iterations):
+            for it in range(cfg.num_iterations):
                 for mb in range(cfg.minibatches):
                     sl = slice(mb * mb_size, (mb + 1) * mb_size)
                     logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
+                    if it == 0 and roll.sampling_logprobs is not None:
+                        # The sampler's log-probs vs the trainer's on the same tokens, before this
+                        # step's first update: a ratio far from 1 means stale weights in the engine.
+                        found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
+                        if found:
+                            is_stats.append(found)
                     old = old_logp[sl] if reuse else logp.detach()
                     loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
                                             advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
@@ -395,6 +412,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                     m = comp_mask[sl].float()
                     entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
             policy.eval()
+            if cfg.rollout_engine == "vllm":
+                engine.update_weights(named_params=backend.named_full_parameters())
             if ref_model is not None and cfg.ref_sync_steps and step % cfg.ref_sync_steps == 0:
                 ref_model.load_state_dict(backend.state_dict_for_save())
             t_train = time.perf_counter() - t0
@@ -430,6 +449,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                 metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)
             for name, vals in scored.per_fn.items():
                 metrics[f"rewards/{name}/mean"], metrics[f"rewards/{name}/std"] = _mean_std(vals)
+            for k in (is_stats[0] if is_stats else {}):
+                metrics[k] = sum(st[k] for st in is_stats) / len(is_stats)
             metrics.update(reflection_stats(completions, lengths.tolist(), scored.correct))
             reporter.log_metrics(step, metrics)
             k = N if cfg.log_samples < 0 else min(cfg.log_samples, N)

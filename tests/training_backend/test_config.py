@@ -95,3 +95,15 @@ def test_config_module_imports_no_torch():
             "bad = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]; assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_rollout_engine_is_a_choice_and_vllm_memory_share_is_checked():
+    from training_backend.config import ConfigError, parse_config
+
+    assert parse_config("grpo", {"rollout_engine": "vllm"}).rollout_engine == "vllm"
+    with pytest.raises(ConfigError) as bad:
+        parse_config("grpo", {"rollout_engine": "sglang"})
+    assert set(bad.value.errors) == {"rollout_engine"}
+    with pytest.raises(ConfigError) as bad:
+        parse_config("grpo", {"rollout_engine": "vllm", "vllm_gpu_memory_utilization": 1.5})
+    assert set(bad.value.errors) == {"vllm_gpu_memory_utilization"}
