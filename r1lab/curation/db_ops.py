@@ -4,7 +4,9 @@ from __future__ import annotations
 from django.db import migrations
 
 
-class PostgresOnlyAddIndex(migrations.AddIndex):
+class _PostgresOnly:
+    """Apply the operation's SQL on PostgreSQL only; the migration state changes everywhere."""
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
             super().database_forwards(app_label, schema_editor, from_state, to_state)
@@ -14,21 +16,13 @@ class PostgresOnlyAddIndex(migrations.AddIndex):
             super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
-class PostgresOnlyRemoveIndex(migrations.RemoveIndex):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
+class PostgresOnlyAddIndex(_PostgresOnly, migrations.AddIndex):
+    pass
 
 
-class PostgresOnlySQL(migrations.RunSQL):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
+class PostgresOnlyRemoveIndex(_PostgresOnly, migrations.RemoveIndex):
+    pass
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+class PostgresOnlySQL(_PostgresOnly, migrations.RunSQL):
+    pass
