@@ -110,6 +110,7 @@ class _Progress:
         self.offset = 0
         self.partial = ""
         self.step: int | None = None
+        self.first_step: int | None = None  # the first step this attempt ran (resume: checkpoint + 1)
         self.total: int | None = None
         self.eta_s: float | None = None
         self.changed = False
@@ -130,6 +131,7 @@ class _Progress:
                 try:
                     d = json.loads(m.group(1))
                     self.step, self.total = int(d["step"]), int(d["total"])
+                    self.first_step = self.step if self.first_step is None else self.first_step
                     self.eta_s = float(d["eta_s"]) if d.get("eta_s") is not None else None
                     self.changed = True
                 except (ValueError, KeyError, TypeError):
@@ -139,6 +141,7 @@ class _Progress:
             if m:
                 step, total, elapsed = int(m.group(1)) + 1, int(m.group(2)), float(m.group(3))
                 self.step, self.total, self.changed = step, total, True
+                self.first_step = step if self.first_step is None else self.first_step
                 self.eta_s = round(elapsed / step * (total - step), 1)
 
 
@@ -196,8 +199,8 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
         if progress.changed or now - last_beat >= interval:
             close_old_connections()
             answer = services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
-                                              total=progress.total, eta_s=progress.eta_s,
-                                              progress_changed=progress.changed)
+                                              first_step=progress.first_step, total=progress.total,
+                                              eta_s=progress.eta_s, progress_changed=progress.changed)
             progress.changed = False
             last_beat = now
             if answer in ("cancel", "gone") and signalled_at is None:
@@ -211,8 +214,9 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
 
     progress.poll()
     if progress.step is not None:
-        services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step, total=progress.total,
-                                 eta_s=progress.eta_s, progress_changed=True)
+        services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
+                                 first_step=progress.first_step, total=progress.total, eta_s=progress.eta_s,
+                                 progress_changed=True)
     outputs = None
     out_json = Path(start.output_dir) / "outputs.json"
     if start.kind == MAKE_BASE and code == 0:

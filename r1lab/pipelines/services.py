@@ -522,7 +522,7 @@ def stage_attempt_set_trainer_pid(*, stage_id: int, attempt: int, pid: int) -> N
 
 
 def stage_heartbeat(*, stage_id: int, attempt: int, step: int | None = None, total: int | None = None,
-                    eta_s: float | None = None, progress_changed: bool = False) -> str:
+                    eta_s: float | None = None, progress_changed: bool = False, first_step: int | None = None) -> str:
     """The worker is alive and the trainer at `step`. Returns "ok", "cancel" (the user asked to
     cancel) or "gone" (this attempt is no longer the running one, e.g. marked worker lost)."""
     fields: dict = {"heartbeat_at": timezone.now(), "updated_at": timezone.now()}
@@ -538,7 +538,8 @@ def stage_heartbeat(*, stage_id: int, attempt: int, step: int | None = None, tot
             return "gone"
         if step is not None:
             att = StageAttempt.objects.filter(stage_id=stage_id, number=attempt)
-            att.filter(first_step__isnull=True).update(first_step=step)
+            # The first step the trainer printed, not the one current at this (possibly later) beat.
+            att.filter(first_step__isnull=True).update(first_step=step if first_step is None else first_step)
             att.update(last_step=step)
         stage = Stage.objects.only("cancel_requested", "run_id").get(pk=stage_id)
         if progress_changed:
