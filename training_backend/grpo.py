@@ -460,7 +460,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                 "gold": rows_g[i].get("answer"),
                 "rewards": {n: v[i] for n, v in scored.per_fn.items()}, "reward": float(scored.rewards[i]),
                 "advantage": float(advantages[i]), "length": int(lengths[i]),
-                "truncated": bool(roll.truncated[i]), "group": i // G,
+                "truncated": bool(roll.truncated[i]), "group": i // G, "index": i % G,
             } for i in range(k)])
             last_metrics = metrics
 

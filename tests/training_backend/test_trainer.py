@@ -65,6 +65,8 @@ def test_a_few_steps_report_trl_metrics_samples_and_outputs(tmp_path, model_dir)
     assert all(0.5 <= r <= 1 for r in rep.series("completions/clipped_ratio"))  # EOS is rare, not impossible
     assert rep.series("grad_norm")[0] > 0
     assert len(rep.samples) == 16 and {s["group"] for _, s in rep.samples} == {0, 1}
+    # each completion's position in its group: the rollout browser's label and ingest's identity
+    assert sorted((s["group"], s["index"]) for step, s in rep.samples if step == 1) == [(g, i) for g in (0, 1) for i in range(4)]
     sample = rep.samples[0][1]
     assert set(sample) >= {"prompt", "completion", "think", "answer", "rewards", "advantage", "length", "truncated", "group"}
     assert all(s["truncated"] == (s["length"] == 12) for _, s in rep.samples)
