@@ -22,9 +22,9 @@ Where this departs from the DeepSeek-R1 / DeepSeekMath GRPO formulation, and why
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
+import re
 import shutil
 import signal
 import time
@@ -194,12 +194,18 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
 # Checkpoints
 
 
+_CHECKPOINT_NAME = re.compile(r"step-(\d+)")
+
+
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. A save killed half-way leaves `step-N.tmp` (renamed into
+    place only when complete): never a checkpoint, whatever it already holds."""
     root = Path(output_dir) / "checkpoints"
     if not root.exists():
         return []
-    return sorted((p for p in root.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").exists()),
-                  key=lambda p: int(p.name.split("-")[1]))
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _CHECKPOINT_NAME.fullmatch(p.name)) and (p / "trainer_state.json").exists()]
+    return [p for _, p in sorted(found)]
 
 
 def save_checkpoint(path: Path, backend, tokenizer, ref_model, step: int, cfg: GRPOConfig) -> Path:

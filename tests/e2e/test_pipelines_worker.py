@@ -16,6 +16,7 @@ from tests.e2e.conftest import server_env
 from tests.factories import UserFactory
 from tests.pipelines.factories import TINY_GRPO, BaseModelFactory, PromptSetFactory, write_prompts
 from tests.pipelines.worker import pid_alive, purge_queues, start_worker, tiny_base, wait_for, worker_env
+from training_backend.grpo import checkpoint_dirs
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -102,8 +103,8 @@ def test_kill_9_of_the_worker_is_found_and_the_stage_resumes_without_duplicated_
                     what="failed (worker lost)", logs=[sweeper])
     assert lost.status_detail == "worker lost" and lost.tracked_run.status == "crashed"
     assert StageAttempt.objects.get(stage=lost, number=1).outcome == "worker_lost"
-    checkpoints = sorted((Path(lost.output_dir) / "checkpoints").glob("step-*"))
-    last_checkpoint = int(checkpoints[-1].name.split("-")[1])
+    # What the resume will use: complete checkpoints only (a save the kill cut short is a .tmp dir).
+    last_checkpoint = int(checkpoint_dirs(Path(lost.output_dir))[-1].name.split("-")[1])
     assert last_checkpoint >= 3
 
     lab["worker"](queues="gpu", heartbeat_timeout_s=5, sweep_s=1)

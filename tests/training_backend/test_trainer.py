@@ -100,3 +100,14 @@ def test_multiple_minibatches_and_iterations_use_old_logprobs(tmp_path, model_di
     train(parse_spec(make_spec(tmp_path, model_dir, max_steps=1, minibatches=2, num_iterations=2,
                                loss_type="dapo", clip_eps_high=0.28)), rep, progress=lambda _: None)
     assert len(rep.series("loss")) == 1 and rep.series("learning_rate") == [1e-3]
+
+
+def test_a_save_cut_short_is_not_a_checkpoint(tmp_path):
+    """kill -9 between writing trainer_state.json and the rename leaves step-N.tmp: resume must
+    ignore it (and not crash on its name)."""
+    root = tmp_path / "checkpoints"
+    for name in ("step-000002", "step-000010", "step-000011.tmp"):
+        (root / name).mkdir(parents=True)
+        (root / name / "trainer_state.json").write_text("{}")
+    (root / "step-000012").mkdir()  # no trainer_state.json: incomplete too
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-000002", "step-000010"]
