@@ -253,7 +253,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     from training_backend.rewards import extract_answer, extract_think
     from training_backend.rollout import HFGenerateEngine
     from training_backend.rollout_vllm import importance_sampling_metrics
-    from training_backend.tiny import load_model_and_tokenizer
+    from training_backend.tiny import load_model_and_tokenizer, text_codec
 
     cfg: GRPOConfig = spec.config
     out_dir = Path(spec.output_dir)
@@ -304,8 +304,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                             tied_embeddings=bool(getattr(model.config, "tie_word_embeddings", False)), seed=spec.seed)
     else:
         engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
-    decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
+    encode, decode = text_codec(tok)
 
     train_rows = read_prompts(spec.train_data)
     eval_rows = read_prompts(spec.eval_data)[: cfg.eval_max_prompts] if spec.eval_data else []

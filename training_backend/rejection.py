@@ -234,7 +234,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     from training_backend.grpo import PROGRESS_PREFIX, apply_template
     from training_backend.outputs import finish_stage
     from training_backend.rollout import HFGenerateEngine
-    from training_backend.tiny import load_model_and_tokenizer
+    from training_backend.tiny import load_model_and_tokenizer, text_codec
 
     cfg: RejectionSamplingConfig = spec.config
     rows = read_prompt_jsonl(spec.train_data)
@@ -248,8 +248,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     model, tok = load_model_and_tokenizer(spec.model_path)
     model.eval()
     engine = HFGenerateEngine(model, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
-    decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
+    encode, decode = text_codec(tok)
 
     partial = out_dir / "candidates.partial.jsonl"
     done: list[Candidate] = []

@@ -76,7 +76,9 @@ def load_reward_model(path: str | os.PathLike, dtype: torch.dtype = torch.float3
 
 
 def _encoder(tok):
-    return getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
+    from training_backend.tiny import text_codec
+
+    return text_codec(tok)[0]
 
 
 def encode_pair_texts(tok, prompts: Sequence[str], responses: Sequence[str], template: str | None,

@@ -49,7 +49,9 @@ def encode_chat(messages: list[dict], tok, template: str | None, max_len: int | 
     if template is None and getattr(tok, "chat_template", None):
         ids, labels = _encode_with_chat_template(messages, tok)
     else:
-        encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
+        from training_backend.tiny import text_codec
+
+        encode = text_codec(tok)[0]
         ids, labels = [], []
 
         def add(text: str, learn: bool, eos: bool = False) -> None:
@@ -138,7 +140,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     from training_backend.grpo import PROGRESS_PREFIX, checkpoint_dirs, prompts_for_step
     from training_backend.outputs import finish_stage, save_step_checkpoint, write_final
     from training_backend.rollout import HFGenerateEngine
-    from training_backend.tiny import load_model_and_tokenizer
+    from training_backend.tiny import load_model_and_tokenizer, text_codec
 
     cfg: SFTConfig = spec.config
     out_dir = Path(spec.output_dir)
@@ -182,8 +184,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
     policy = backend.module
     engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
-    decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
+    encode, decode = text_codec(tok)
     saved = [str(p) for p in ckpts]
     reporter.log_metrics(start, {"data/rows": len(rows), "data/truncated_rows": truncated, "data/eval_rows": len(eval_rows)})
 
