@@ -252,3 +252,64 @@ def test_batch_with_many_golds_matches_item_by_item():
     clear_caches()
     assert batch == [accuracy_reward(c, g) for c, g in zip(completions, gold_col)]
     assert batch == [float(_math_verify(g, a)) for g in golds for a in answers]
+
+
+def _parsed(text: str):
+    return parse(prepare(text), parsing_timeout=None)[0]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "nonzero"),
+    [
+        # a - b nonzero at the test point: decided without simplify
+        ("1/3", "2\\sin b \\cos a", True),
+        ("x^2", "x^3", True),
+        ("3x^2/16 + y^2/4", "3/4", True),
+        ("\\sqrt{2}", "\\frac{7}{5}", True),
+        ("\\pi", "\\frac{22}{7}", True),
+        ("\\sin(\\pi/6)", "\\frac{1}{3}", True),
+        # identically zero (simplify says so): never claimed nonzero
+        ("\\sin^2 x + \\cos^2 x", "1", False),
+        ("(x+1)^2", "x^2+2x+1", False),
+        ("\\sqrt{8}", "2\\sqrt{2}", False),
+        ("\\tan x", "\\frac{\\sin x}{\\cos x}", False),
+        ("\\frac{x^2-1}{x-1}", "x+1", False),
+        ("\\sqrt{5+2\\sqrt{6}}", "\\sqrt{2}+\\sqrt{3}", False),
+        ("e^{\\ln 2}", "2", False),
+        # outside what the check reads: left to simplify
+        ("0.5x", "x", False),
+        ("f(x)", "x", False),
+        ("\\int_0^1 x\\,dx", "1", False),
+        ("$\\begin{pmatrix} 1 & 2 \\end{pmatrix}$", "$\\begin{pmatrix} 1 & 3 \\end{pmatrix}$", False),
+    ],
+)
+def test_surely_nonzero_only_for_differences_shown_nonzero(a, b, nonzero):
+    from training_backend.rewards._math_worker import surely_nonzero
+
+    assert surely_nonzero(_parsed(a), _parsed(b)) is nonzero
+
+
+@pytest.mark.skipif(not PEER_CASES.exists(), reason=f"peer cases not found at {PEER_CASES}")
+def test_nonzero_shortcut_keeps_math_verifys_verdicts():
+    """With the shortcut installed (as in the worker) verify gives the plain verdict on every
+    peer case and on a fixed sample of cross pairs (one case's gold against another's pred),
+    most of them false: the verdicts the shortcut decides."""
+    from training_backend.rewards._math_worker import install_nonzero_shortcut
+
+    cases = _peer_cases()
+    rng = random.Random(0)
+    pairs = [(c["gold"], c["pred"]) for c in cases]
+    pairs += [(rng.choice(cases)["gold"], rng.choice(cases)["pred"]) for _ in range(300)]
+    parsed = {t: parse(prepare(t), parsing_timeout=None) for pair in pairs for t in pair}
+
+    def verdicts() -> list[bool]:
+        return [verify(parsed[g], parsed[a], timeout_seconds=None) for g, a in pairs]
+
+    plain = verdicts()
+    undo = install_nonzero_shortcut()
+    try:
+        shortcut = verdicts()
+    finally:
+        undo()
+    assert [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s] == []
+    assert sum(plain[: len(cases)]) == sum(c["expected"] for c in cases)

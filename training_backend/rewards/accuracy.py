@@ -26,9 +26,10 @@ layers in front of it make it cheap enough for a GRPO loop, and one behind it ma
    Almost all of this path's time is math-verify's own work on distinct strings: parsing LaTeX
    (latex2sympy's ANTLR parser) and sympy's comparison; pipes and preparation are noise. So a
    worker parses each string once (its own cache), parses SLL-first (same trees, ~3x cheaper;
-   see `_math_worker.py`) and warms its parser while idle; and the distinct pairs of a call are
-   handed out by gold (`_GoldQueue`): the G answers of a prompt go to the worker that parses that
-   prompt's gold, preferably one that parsed it in an earlier step.
+   see `_math_worker.py`), warms its parser while idle and skips `simplify` on differences it
+   shows nonzero (false verdicts' main cost; same verdicts, see there); and the distinct pairs
+   of a call are handed out by gold (`_GoldQueue`): the G answers of a prompt go to the worker
+   that parses that prompt's gold, preferably one that parsed it in an earlier step.
 
 Departures from math-verify's defaults: answers longer than `MAX_ANSWER_CHARS` (100k characters)
 score 0.0 without parsing, which bounds what a worker is sent.
