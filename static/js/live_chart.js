@@ -11,6 +11,12 @@
   const csvUrl = (runId, keys) => `/metrics/runs/${runId}/points.csv?keys=${encodeURIComponent(keys.join(","))}`;
   const fmt = (n) => Number(n).toLocaleString("en-US");
   const DRAWN_MAX = 20000;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  // Live points are drawn at once as a "tail" (an SVG path over the chart, on Plotly's own axis
+  // transforms) and folded into the Plotly trace with extendTraces at most this often per panel,
+  // when the page is idle. A Plotly redraw of one panel costs 6-20 ms whatever it adds; a tail
+  // segment costs microseconds. A point outside the drawn axes is extended at once instead.
+  const SYNC_MS = 2000;
   // Wall-clock ms with sub-ms precision (comparable with the server's and a benchmark's clock).
   const now = () => performance.timeOrigin + performance.now();
   window.__r1lab_drawn = window.__r1lab_drawn || [];
@@ -136,9 +142,13 @@
     const csv = document.createElement("a"); csv.className = "chart-csv"; csv.textContent = "CSV";
     head.append(h, info, csv);
     const plot = document.createElement("div"); plot.className = "chart-plot";
-    card.append(head, plot);
+    const wrap = document.createElement("div"); wrap.className = "chart-plot-wrap";
+    const tailSvg = document.createElementNS(SVG_NS, "svg"); tailSvg.setAttribute("class", "live-tail");
+    wrap.append(plot, tailSvg);
+    card.append(head, wrap);
     grid.appendChild(card);
-    const panel = { spec, card, plot, info, csv, zoom: null, traceMeta: [], rendered: false, visible: true };
+    const panel = { spec, card, plot, info, csv, tailSvg, zoom: null, traceMeta: [], rendered: false, visible: true,
+      snap: null, pending: null, pendingRecs: [], syncTimer: null };
     this.panels.push(panel);
     if (window.IntersectionObserver) {
       // Live points are drawn only into panels on screen; a panel scrolled to draws its backlog.
@@ -212,7 +222,37 @@
       });
       panel.traceMeta.push({ line, role: "smooth", ema: prev });
     }
+    panel.ext = extents(data, s.x === "step");
+    panel.legendItems = data.filter((t) => t.showlegend && t.visible !== false).length;
     return data;
+  };
+
+  // Data extents per axis ({x, y, y2}: [min, max]) of the traces as drawn (bands included).
+  function extents(data, stepAxis) {
+    const ext = {};
+    const grow = (k, v) => {
+      if (!Number.isFinite(v)) return;
+      const e = ext[k] || (ext[k] = [v, v]);
+      if (v < e[0]) e[0] = v; else if (v > e[1]) e[1] = v;
+    };
+    for (const t of data) {
+      if (t.visible === false) continue;
+      const ax = t.yaxis || "y";
+      for (let i = 0; i < t.y.length; i++) { grow(ax, t.y[i]); if (stepAxis) grow("x", t.x[i]); }
+    }
+    return ext;
+  }
+
+  // Whether the panel's layout pins an axis range (then extendTraces would not rescale it).
+  Charts.prototype.panelRangeFixed = function (panel) {
+    const l = panel.plot.layout || {};
+    return ["xaxis", "yaxis", "yaxis2"].some((a) => l[a] && l[a].autorange === false);
+  };
+
+  Charts.prototype.isLive = function () {
+    if (this.cfg.mode !== "run") return false;
+    const status = (this.status && this.status.status) || (this.cfg.run && this.cfg.run.status);
+    return status === "running" || status === "stale";
   };
 
   Charts.prototype.stepToX = function (step) {
@@ -248,11 +288,29 @@
       margin: { l: 48, r: hasY2 ? 48 : 12, t: 14, b: 30 }, height: 260, hovermode: "closest",
       xaxis: { type: s.x === "time" ? "date" : "linear", zeroline: false },
       yaxis: { type: s.logy ? "log" : "linear", zeroline: false, automargin: true },
-      legend: { orientation: "h", y: -0.18, font: { size: 11 } }, showlegend: true, shapes, annotations,
+      legend: { orientation: "h", y: -0.18, font: { size: 11 } }, shapes, annotations,
       uirevision: s.x + (s.logy ? "log" : "lin"),
     };
-    if (hasY2) layout.yaxis2 = { overlaying: "y", side: "right", zeroline: false, showgrid: false };
+    if (hasY2) layout.yaxis2 = { overlaying: "y", side: "right", zeroline: false, showgrid: false, tickmode: "auto", nticks: 6 };
+    const ext = panel.ext || {};
+    const live = this.isLive() && !panel.zoom;
     if (s.range && s.x === "step") { layout.xaxis.range = s.range.slice(); layout.xaxis.autorange = false; }
+    else if (live && ext.x) {
+      // Room on the right for the steps to come, so live points land inside the drawn axes.
+      const [lo, hi] = ext.x;
+      layout.xaxis.range = [lo, hi + Math.max(8, Math.ceil((hi - lo) * 0.1))]; layout.xaxis.autorange = false;
+    }
+    for (const ax of ["y", "y2"]) {
+      const e = ext[ax], name = ax === "y" ? "yaxis" : "yaxis2";
+      if (!e || s.logy || !layout[name]) continue;
+      const span = e[1] - e[0];
+      // A constant series (a fixed learning rate) gets a range around its value: plotly's
+      // default of value ± 1 would draw 1e-4 as a flat line at "0". A live run gets headroom.
+      if (span > 0 && !live) continue;
+      const pad = span > 0 ? span * 0.1 : Math.abs(e[0]) * 0.5 || 0.5;
+      layout[name].range = [e[0] - pad, e[1] + pad]; layout[name].autorange = false;
+    }
+    layout.showlegend = (panel.legendItems || 0) > 1; // one line needs no legend (and a legend costs on every redraw)
     return layout;
   };
 
@@ -270,13 +328,19 @@
   };
 
   Charts.prototype.renderPanel = function (panel) {
-    panel.backlog = null; // a full render draws every point the lines hold
+    panel.backlog = null; // a full render draws every point the lines hold (pending tails included)
+    panel.pending = null;
+    clearTimeout(panel.syncTimer); panel.syncTimer = null;
+    const recs = panel.pendingRecs; panel.pendingRecs = [];
     const hasData = this.panelLines(panel).length > 0;
     panel.card.classList.toggle("empty", !hasData);
     this.updateInfo(panel);
-    const p = Plotly.react(panel.plot, this.traces(panel), this.layout(panel), { displaylogo: false, responsive: true });
+    const p = Promise.resolve(Plotly.react(panel.plot, this.traces(panel), this.layout(panel), { displaylogo: false, responsive: true }))
+      .then(() => markInData(panel, recs));
     if (!panel.rendered) {
       panel.rendered = true;
+      // Every redraw (react, extendTraces, relayout, a resize) re-takes the axes the tail draws on.
+      panel.plot.on("plotly_afterplot", () => this.snapTail(panel));
       panel.plot.on("plotly_click", (ev) => this.onClick(panel, ev));
       panel.plot.on("plotly_clickannotation", (ev) => {
         if (this.cfg.aha && String(ev.annotation.text).startsWith("aha")) location.href = rolloutUrl(this.runs[0].id, this.cfg.aha.step) + "?reflection=1";
@@ -342,6 +406,110 @@
       return this.renderPanel(panel).finally(() => (this._relayoutBusy = false));
     });
   };
+
+  // --- live tail: points drawn over the chart until the next extendTraces folds them in --------
+  Charts.prototype.snapTail = function (panel) {
+    const svg = panel.tailSvg;
+    while (svg.firstChild) svg.firstChild.remove();
+    panel.snap = null;
+    const fl = panel.plot._fullLayout;
+    if (!fl || !fl.xaxis || !fl.yaxis || this.state.x !== "step" || panel.zoom || !fl.xaxis._length) return;
+    const xa = fl.xaxis, ya = fl.yaxis;
+    const clipId = "tail-clip-" + (panel.spec.id + "").replace(/[^A-Za-z0-9_-]/g, "_") + "-" + (Charts._clip = (Charts._clip || 0) + 1);
+    const clip = document.createElementNS(SVG_NS, "clipPath"); clip.setAttribute("id", clipId);
+    const rect = document.createElementNS(SVG_NS, "rect");
+    rect.setAttribute("x", xa._offset); rect.setAttribute("y", ya._offset);
+    rect.setAttribute("width", xa._length); rect.setAttribute("height", ya._length);
+    clip.appendChild(rect);
+    const g = document.createElementNS(SVG_NS, "g"); g.setAttribute("clip-path", `url(#${clipId})`);
+    svg.append(clip, g);
+    panel.snap = { fl, g, paths: {} };
+    // Points still waiting for their extendTraces are re-drawn on the new axes.
+    if (panel.pending) for (const [i, p] of Object.entries(panel.pending)) this.tailDraw(panel, Number(i), p.x, p.y);
+  };
+
+  // Pixel position of (x, y) for trace i on the snapped axes, or null when outside them.
+  Charts.prototype.tailPixel = function (panel, i, x, y) {
+    const fl = panel.snap.fl, tr = panel.plot._fullData[i];
+    const xa = fl.xaxis, ya = fl[tr && tr.yaxis === "y2" ? "yaxis2" : "yaxis"];
+    if (!xa || !ya) return null;
+    const lx = xa.c2l(x), ly = ya.c2l(y);
+    const inside = (v, r) => Number.isFinite(v) && v >= Math.min(r[0], r[1]) && v <= Math.max(r[0], r[1]);
+    if (!inside(lx, xa.range) || !inside(ly, ya.range)) return null;
+    return [xa._offset + xa.l2p(lx), ya._offset + ya.l2p(ly)];
+  };
+
+  // Whether every new point of the update fits the drawn axes (then the tail can draw it).
+  Charts.prototype.tailFits = function (panel, idx, upd) {
+    if (!panel.snap || this.state.x !== "step") return false;
+    const data = panel.plot._fullData || [];
+    for (let k = 0; k < idx.length; k++) {
+      const tr = data[idx[k]];
+      if (!tr || tr.visible !== true || !(panel.traceMeta[idx[k]].role === "raw" || panel.traceMeta[idx[k]].role === "smooth")) continue;
+      for (let j = 0; j < upd.x[k].length; j++) if (!this.tailPixel(panel, idx[k], upd.x[k][j], upd.y[k][j])) return false;
+    }
+    return true;
+  };
+
+  Charts.prototype.tailDraw = function (panel, i, xs, ys) {
+    const meta = panel.traceMeta[i], tr = (panel.plot._fullData || [])[i];
+    if (!panel.snap || !meta || !tr || tr.visible !== true || !(meta.role === "raw" || meta.role === "smooth")) return;
+    let path = panel.snap.paths[i];
+    if (!path) {
+      // Starts at the last point plotly drew, so the tail continues its line.
+      const gx = panel.plot.data[i].x, gy = panel.plot.data[i].y;
+      const start = gx.length ? this.tailPixel(panel, i, gx[gx.length - 1], gy[gy.length - 1]) : null;
+      const el = document.createElementNS(SVG_NS, "path");
+      const line = tr.line || {};
+      el.setAttribute("fill", "none");
+      el.setAttribute("stroke", line.color || "#2f5bd3");
+      el.setAttribute("stroke-width", line.width || 1.6);
+      el.setAttribute("stroke-linejoin", "round");
+      if (tr.opacity !== undefined && tr.opacity < 1) el.setAttribute("opacity", tr.opacity);
+      if (line.dash === "dot") el.setAttribute("stroke-dasharray", `${line.width || 2},${2 * (line.width || 2)}`);
+      panel.snap.g.appendChild(el);
+      path = panel.snap.paths[i] = { el, d: start ? `M${start[0].toFixed(1)},${start[1].toFixed(1)}` : "" };
+    }
+    for (let j = 0; j < xs.length; j++) {
+      const px = this.tailPixel(panel, i, xs[j], ys[j]);
+      if (!px) continue;
+      path.d += `${path.d ? "L" : "M"}${px[0].toFixed(1)},${px[1].toFixed(1)}`;
+    }
+    path.el.setAttribute("d", path.d);
+  };
+
+  // A panel with tail points is folded into plotly SYNC_MS after its first one, in an idle period
+  // (each panel in its own idle callback, so frames go out between two redraws).
+  Charts.prototype.scheduleSync = function (panel) {
+    if (panel.syncTimer) return;
+    panel.syncTimer = setTimeout(() => {
+      const go = () => { if (panel.syncTimer) this.sync(panel); }; // else a full render folded it in
+      if (window.requestIdleCallback && !document.hidden) requestIdleCallback(go, { timeout: SYNC_MS });
+      else go();
+    }, SYNC_MS);
+  };
+
+  // Fold the pending points into plotly's traces (one extendTraces for the panel).
+  Charts.prototype.sync = function (panel) {
+    clearTimeout(panel.syncTimer); panel.syncTimer = null;
+    const pend = panel.pending, recs = panel.pendingRecs;
+    panel.pending = null; panel.pendingRecs = [];
+    if (!pend || !panel.rendered) return Promise.resolve();
+    const idx = Object.keys(pend).map(Number);
+    return Promise.resolve(Plotly.extendTraces(panel.plot, { x: idx.map((i) => pend[i].x), y: idx.map((i) => pend[i].y) }, idx))
+      .then(() => markInData(panel, recs));
+  };
+
+  // Benchmark records (window.__r1lab_drawn): when the point reached plotly's graph data.
+  function markInData(panel, recs) {
+    if (!recs.length) return;
+    const at = now();
+    for (const e of recs) {
+      const gx = (panel.plot.data[e.trace] || {}).x || [];
+      e.inDataAt = at;
+      e.inData = gx.lastIndexOf(e.step) >= 0;
+    }
+  }
 
   // --- live ------------------------------------------------------------------------------------
   Charts.prototype.connect = function (runId, first) {
@@ -410,36 +578,13 @@
       fresh[line.id] = add;
     }
     if (newKeys && this.cfg.mode === "run") this.ensurePanelsFor(runId);
-    // Phase 2, once per animation frame: messages that arrive faster than the browser draws are
-    // merged into one extendTraces per panel instead of queueing a redraw each. A hidden tab gets
-    // no animation frames (and 1 Hz timers at best), so there the flush runs as a task right away:
-    // the charts are up to date when the user comes back.
-    const pending = (this._fresh = this._fresh || {});
+    // Phase 2, drawn right away: a live point costs a tail segment (microseconds), so there is
+    // nothing to gain from waiting for an animation frame (which a busy renderer hands out late,
+    // and a hidden tab not at all); the plotly redraws that cost are batched by scheduleSync.
     const recv = this._recvAt || now();
     this._recvAt = null;
-    for (const [id, add] of Object.entries(fresh)) {
-      for (const p of add) p.recv = recv;
-      (pending[id] = pending[id] || []).push(...add);
-    }
-    if (Object.keys(fresh).length) this.scheduleFlush();
-  };
-
-  Charts.prototype.scheduleFlush = function () {
-    if (this._flushQueued) return;
-    this._flushQueued = true;
-    const flush = () => {
-      if (!this._flushQueued) return; // already flushed by the other path
-      this._flushQueued = false;
-      const f = this._fresh; this._fresh = {};
-      this.draw(f, null, now());
-    };
-    if (document.hidden) setTimeout(flush, 0);
-    else requestAnimationFrame(flush);
-    if (!this._onVisibility) {
-      // A tab hidden while a frame is pending would never get that frame: flush as a task instead.
-      this._onVisibility = () => { if (document.hidden && this._flushQueued) setTimeout(flush, 0); };
-      document.addEventListener("visibilitychange", this._onVisibility);
-    }
+    for (const add of Object.values(fresh)) for (const p of add) p.recv = recv;
+    if (Object.keys(fresh).length) this.draw(fresh, null, now());
   };
 
   Charts.prototype.draw = function (fresh, only, frameAt) {
@@ -473,27 +618,36 @@
         upd.x.push(xs); upd.y.push(y); idx.push(i);
       });
       if (!idx.length) { this.updateInfo(panel); continue; }
-      const raws = [];
-      for (const m of panel.traceMeta) {
-        if (m.role !== "raw" || !fresh[m.line.id] || drawnLines.has(m.line.id)) continue;
-        drawnLines.add(m.line.id); raws.push(m);
+      // The first panel that draws a line records its points (window.__r1lab_drawn is what the
+      // live-latency benchmark reads): when drawn on screen, and when in plotly's graph data.
+      const rec = [];
+      panel.traceMeta.forEach((m, i) => {
+        if (m.role !== "raw" || !fresh[m.line.id] || drawnLines.has(m.line.id)) return;
+        drawnLines.add(m.line.id);
+        for (const p of fresh[m.line.id]) rec.push({ line: m.line.id, trace: i, step: p[0], value: p[1], recv: p.recv, frame: frameAt, hidden: document.hidden });
+      });
+      const fits = this.tailFits(panel, idx, upd);
+      const pend = (panel.pending = panel.pending || {});
+      idx.forEach((i, k) => {
+        const q = (pend[i] = pend[i] || { x: [], y: [] });
+        q.x.push(...upd.x[k]); q.y.push(...upd.y[k]);
+      });
+      panel.pendingRecs.push(...rec);
+      let done;
+      if (fits) {
+        idx.forEach((i, k) => this.tailDraw(panel, i, upd.x[k], upd.y[k]));
+        this.scheduleSync(panel);
+        done = Promise.resolve("tail");
+      } else {
+        // Outside the drawn axes: redraw the panel now with axes that hold it (the lines hold every
+        // point; extendTraces would keep the fixed range of a live panel and draw it off-chart).
+        done = (this.panelRangeFixed(panel) ? this.renderPanel(panel) : this.sync(panel)).then(() => "plotly");
       }
-      drawnAt.push(Promise.resolve(Plotly.extendTraces(panel.plot, upd, idx)).then(() => {
-        // Resolved: plotly's graph data and SVG hold the new points (window.__r1lab_drawn is what
-        // the live-latency benchmark reads; the first panel that draws a line counts for it).
+      drawnAt.push(done.then((via) => {
         const at = now();
-        const hidden = document.hidden;
-        const rec = [];
-        for (const m of raws) {
-          const gx = panel.plot.data[panel.traceMeta.indexOf(m)].x;
-          for (const p of fresh[m.line.id]) {
-            const inData = this.state.x !== "step" || gx.lastIndexOf(p[0]) >= 0;
-            const e = { line: m.line.id, step: p[0], value: p[1], recv: p.recv, frame: frameAt, at, hidden, inData };
-            rec.push(e); window.__r1lab_drawn.push(e);
-          }
-        }
+        for (const e of rec) { e.at = at; e.via = via; window.__r1lab_drawn.push(e); }
         // …and the frame that puts them on screen (none comes while the tab is hidden).
-        if (!hidden && rec.length) requestAnimationFrame(() => { const t = now(); for (const e of rec) e.painted = t; });
+        if (!document.hidden && rec.length) requestAnimationFrame(() => { const t = now(); for (const e of rec) e.painted = t; });
       }));
       this.updateInfo(panel);
     }

@@ -108,3 +108,47 @@ def test_permalink_reopens_the_same_view_and_comments_mark_the_chart(page, live_
     page.click("text=Pin comment")
     page.wait_for_selector("text=Comment pinned to step 15.")
     assert Comment.objects.filter(run=run, step=15, body="kl spike", author=user).exists()
+
+
+def test_live_point_is_drawn_as_a_tail_at_once_then_folded_into_plotly(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="tail")
+    post_log(live_asgi, run, token, metrics(range(20)))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    # a running run leaves room on the right for the steps to come
+    xrange = page.evaluate(f"() => document.querySelector('{REWARD_PLOT}').layout.xaxis.range")
+    assert xrange[0] == 0 and xrange[1] >= 19 + 8
+    post_log(live_asgi, run, token, metrics([20], f=lambda s: 1.0))
+    # drawn over the chart at once, on plotly's own axes: a segment from the last drawn point to the new one
+    page.wait_for_function("(() => { const p = document.querySelector('[data-panel=reward] .live-tail path');"
+                           " return p && /^M[\\d.]+,[\\d.]+L[\\d.]+,[\\d.]+$/.test(p.getAttribute('d')); })()")
+    d = page.evaluate("document.querySelector('[data-panel=reward] .live-tail path').getAttribute('d')")
+    (x0, y0), (x1, y1) = [tuple(map(float, part.split(","))) for part in d[1:].split("L")]
+    expect = page.evaluate(f"""() => {{ const fl = document.querySelector('{REWARD_PLOT}')._fullLayout;
+        return [fl.xaxis._offset + fl.xaxis.l2p(19), fl.yaxis._offset + fl.yaxis.l2p(1.9),
+                fl.xaxis._offset + fl.xaxis.l2p(20), fl.yaxis._offset + fl.yaxis.l2p(1.0)]; }}""")
+    assert [round(v) for v in (x0, y0, x1, y1)] == [round(v) for v in expect]
+    # …and folded into plotly's trace by extendTraces within a couple of seconds; the tail is gone then
+    page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 21)", timeout=10_000)
+    page.wait_for_function("!document.querySelector('[data-panel=reward] .live-tail path')")
+    assert reward_points(page)["x"] == list(range(21))
+
+
+def test_live_point_outside_the_axes_redraws_the_panel_to_hold_it(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="spike")
+    post_log(live_asgi, run, token, metrics(range(10)))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    post_log(live_asgi, run, token, metrics([10], f=lambda s: 50.0))  # far above the drawn y range
+    page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 11)")
+    yrange = page.evaluate(f"() => document.querySelector('{REWARD_PLOT}').layout.yaxis.range")
+    assert yrange[1] > 50.0
+
+
+def test_constant_series_gets_a_range_around_its_value(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="flat-lr")
+    post_log(live_asgi, run, token, metrics(range(5), key="learning_rate", f=lambda s: 1e-4))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    lo, hi = page.evaluate("() => document.querySelector('[data-panel=lr] .chart-plot').layout.yaxis.range")
+    assert 0 < lo < 1e-4 < hi < 2e-4  # not plotly's default of 1e-4 ± 1, which reads as a line at 0
