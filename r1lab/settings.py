@@ -152,7 +152,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s channels_redis
+            # blocks in BZPOPMIN for: under load the read timed out first, the consumer died and its
+            # WebSocket closed (seen in benchmarks/live_latency.py). A read timeout well above it.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                       "capacity": 1500, "expiry": 30},
         }
     }
 else:

@@ -47,3 +47,14 @@ def test_celery_config_protects_training_stages():
     assert conf.task_reject_on_worker_lost is True
     assert conf.task_time_limit is None and conf.task_soft_time_limit is None
     assert conf.worker_prefetch_multiplier == 1
+
+
+def test_redis_channel_layer_reads_longer_than_it_blocks():
+    # channels_redis blocks in BZPOPMIN for brpop_timeout (5 s); redis-py 8 reads with a 5 s socket
+    # timeout by default, so under load the read timed out first and the WebSocket consumer died.
+    code = ("from channels.layers import get_channel_layer; l = get_channel_layer(); "
+            "print(l.brpop_timeout, l.create_pool(0).connection_kwargs['socket_timeout'])")
+    result = _manage("shell", "-c", code, REDIS_URL="redis://127.0.0.1:6379/9")
+    assert result.returncode == 0, result.stderr
+    brpop, read = map(float, result.stdout.strip().splitlines()[-1].split())
+    assert read > brpop * 2
