@@ -9,8 +9,8 @@ pages record, for each `reward` point (window.__r1lab_drawn): when it was drawn 
 live tail over the chart (an SVG path on plotly's axes), or by Plotly.extendTraces when it fell
 outside the drawn axes — and when it reached plotly's graph data (the extendTraces that folds the
 tail in, at most once a second per panel when the page is idle). The socket clients record when
-the message arrived. Same machine, same clock. Goal (issue 6): p95 POST → drawn ≤ 250 ms with 50
-open pages.
+the message arrived. Same machine, same clock. Goal (issue 6): p95 ≤ 250 ms with 50 open pages,
+judged on POST → the next animation frame after the point was drawn (the point on screen).
 """
 from __future__ import annotations
 
@@ -91,10 +91,13 @@ def main() -> None:
         ws_thread.start()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-            ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
             pages = []
             for _ in range(BROWSERS):
+                # A context (a window) per page: each is a viewer's foreground tab. Pages opened as
+                # tabs of one window get frames only for the active tab (the others' next frame
+                # came up to ~1 s late in headless Chromium): a harness artifact, not a viewer's.
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
                 p = ctx.new_page()
                 p.goto(f"{server.base}/metrics/runs/{run.pk}/")
                 p.wait_for_selector("[data-r1-charts][data-ready='1']", timeout=60_000)
@@ -143,7 +146,8 @@ def main() -> None:
         server.stop()
         tracked_run_delete(run=Run.objects.get(pk=run.pk))
     expected_drawn = POSTS * BROWSERS
-    ok = bool(drawn) and pct(drawn, 95) <= 250 and len(drawn) == expected_drawn
+    # The goal is judged on the frame that shows the point, the stricter of the two measures.
+    ok = bool(painted) and pct(painted, 95) <= 250 and len(drawn) == expected_drawn
     print(f"\n{PAGES} open run pages ({BROWSERS} Chromium + {n_ws} WebSocket clients), {POSTS} posts of 18 metrics, one every 250 ms\n")
     print("| measure | n | median ms | p95 ms | max ms |\n|---|---|---|---|---|")
     print(f"| POST sent → drawn in Chromium (live tail or extendTraces) | {len(drawn)}/{expected_drawn} | {median(drawn):.0f} | {pct(drawn, 95):.0f} | {max(drawn):.0f} |")
@@ -159,7 +163,7 @@ def main() -> None:
     print(f"drawn via: {via}")
     print(f"socket clients dropped by the server: {len(dropped)}; Chromium pages hidden: {hidden_pages}/{BROWSERS}; points drawn but not in graph data: {not_in_data}")
     print(f"Chromium flags: {' '.join(ARGS)}")
-    print(f"\ngoal p95 ≤ 250 ms (drawn): {'met' if ok else 'NOT met'}")
+    print(f"\ngoal p95 ≤ 250 ms (POST → next frame painted): {'met' if ok else 'NOT met'}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "live_latency.json").write_text(json.dumps({
         "benchmark": "live_latency", "command": "DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python benchmarks/live_latency.py",
@@ -182,7 +186,7 @@ def main() -> None:
                       "p95": pct(ws_recv, 95) if ws_recv else None, "max": max(ws_recv) if ws_recv else None},
         "socket_clients_dropped": len(dropped), "load_average_at_end": os.getloadavg(),
         "channel_layer": "redis" if os.environ.get("REDIS_URL") else "in-memory",
-        "goal": {"p95_ms": 250}, "goal_met": ok, "machine": machine(),
+        "goal": {"p95_ms": 250, "measure": "painted_ms"}, "goal_met": ok, "machine": machine(),
     }, indent=2))
 
 

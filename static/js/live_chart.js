@@ -243,6 +243,18 @@
     return ext;
   }
 
+  // A live panel whose last step has used up most of its x headroom: the fold-in redraws it with
+  // new headroom, in an idle period, rather than the next point finding itself off the axes.
+  Charts.prototype.nearRightEdge = function (panel) {
+    const xa = panel.plot._fullLayout && panel.plot._fullLayout.xaxis;
+    const l = panel.plot.layout || {};
+    if (!xa || !l.xaxis || l.xaxis.autorange !== false || this.state.range || !panel.ext || !panel.ext.x) return false;
+    let last = -Infinity;
+    for (const p of Object.values(panel.pending || {})) if (p.x.length) last = Math.max(last, p.x[p.x.length - 1]);
+    const [lo, hi] = xa.range, room = hi - Math.max(last, panel.ext.x[1]);
+    return Number.isFinite(last) && room < 0.4 * Math.max(8, (hi - lo) * 0.1);
+  };
+
   // Whether the panel's layout pins an axis range (then extendTraces would not rescale it).
   Charts.prototype.panelRangeFixed = function (panel) {
     const l = panel.plot.layout || {};
@@ -493,6 +505,7 @@
   Charts.prototype.sync = function (panel) {
     clearTimeout(panel.syncTimer); panel.syncTimer = null;
     const pend = panel.pending, recs = panel.pendingRecs;
+    if (pend && panel.rendered && this.nearRightEdge(panel)) return this.renderPanel(panel); // new headroom, now while idle
     panel.pending = null; panel.pendingRecs = [];
     if (!pend || !panel.rendered) return Promise.resolve();
     const idx = Object.keys(pend).map(Number);
