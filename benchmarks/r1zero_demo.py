@@ -8,7 +8,8 @@ missing), then reads its metrics JSONL and writes
 - benchmarks/results/r1zero_demo.json: wall time, the first-10 vs last-10 step means of accuracy
   reward, response length and reflection rate, the held-out eval, and every step's values;
 - benchmarks/results/r1zero_demo.jsonl: the run's per-step summary (one line a step: the curves);
-- benchmarks/results/r1zero_demo.html (and .png when kaleido can export): the three curves.
+- benchmarks/results/r1zero_demo.html and .png: the three curves (PNG by kaleido where installed, else
+  drawn by plotly.js in the system Chromium; `--png-only` redraws both from the committed .jsonl).
 """
 
 from __future__ import annotations
@@ -69,8 +70,44 @@ def plot(series: dict[str, dict[int, float]], html: Path, png: Path) -> str | No
     try:
         fig.write_image(png)
         return None
-    except Exception as exc:  # kaleido/chromium missing: the HTML is the artefact then
-        return f"PNG export unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+    except Exception as exc:  # kaleido is not installed here: the system Chromium renders it instead
+        kaleido_error = f"{type(exc).__name__}: {str(exc)[:120]}"
+    try:
+        _png_with_chromium(fig, png)
+        return None
+    except Exception as exc:
+        return f"PNG export unavailable: kaleido {kaleido_error}; chromium {type(exc).__name__}: {str(exc)[:120]}"
+
+
+def _png_with_chromium(fig, png: Path) -> None:
+    """The figure drawn by plotly.js (inlined, no network) in headless Chromium, screenshot to PNG."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        page_html = Path(tmp) / "fig.html"
+        fig.write_html(page_html, include_plotlyjs=True, full_html=True, div_id="fig")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": fig.layout.width, "height": fig.layout.height})
+            page.goto(page_html.as_uri())
+            page.wait_for_selector("#fig .main-svg")
+            page.locator("#fig").screenshot(path=str(png))
+            browser.close()
+
+
+def read_summary(path: Path) -> dict[str, dict[int, float]]:
+    """The committed per-step summary (r1zero_demo.jsonl) back into series."""
+    series: dict[str, dict[int, float]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for k, v in row.items():
+            if k != "step":
+                series.setdefault(k, {})[row["step"]] = v
+    return series
 
 
 def _uptime() -> str:
@@ -89,7 +126,13 @@ def main() -> None:
     p.add_argument("--fresh-base", action="store_true", help="delete var/tiny-base first (time the whole thing)")
     p.add_argument("--plot-only", help="an existing metrics JSONL: only summarise and plot it")
     p.add_argument("--config", help="JSON GRPOConfig overrides passed to the demo")
+    p.add_argument("--png-only", action="store_true",
+                   help="only draw the PNG and HTML again from benchmarks/results/r1zero_demo.jsonl")
     args = p.parse_args()
+    if args.png_only:
+        note = plot(read_summary(RESULTS / "r1zero_demo.jsonl"), RESULTS / "r1zero_demo.html", RESULTS / "r1zero_demo.png")
+        print(note or f"wrote {RESULTS / 'r1zero_demo.png'}")
+        return
 
     command = None
     wall = base_s = load_before = load_after = None
