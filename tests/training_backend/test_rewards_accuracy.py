@@ -152,6 +152,35 @@ def test_fast_path_gives_math_verifys_verdict_whenever_it_decides():
     assert decided > 100  # the fast path does the bulk of plain-number work
 
 
+def _close_pairs(rng: random.Random) -> list[tuple[str, str]]:
+    """Plain numbers less than 2e-6 apart (math-verify's 6-decimal rule decides), every form."""
+    n, d = rng.randint(-60, 60), rng.choice([3, 7, 9, 11, 12, 13, 17, 81])
+    value = n / d
+    sign = "-" if n < 0 else ""
+    rationals = [f"\\frac{{{n}}}{{{d}}}", f"{n}/{d}", f"${n}/{d}$", f"{sign}\\dfrac{{{abs(n)}}}{{{d}}}"]
+    pairs = []
+    for places in (5, 6, 7):
+        for offset in (0, 1e-7, -5e-7):
+            text = f"{value + offset:.{places}f}"
+            for decimal in (text, f"${text}$", f"\\boxed{{{text}}}", f"{text}0"):
+                rational = rng.choice(rationals)
+                pairs += [(rational, decimal), (decimal, rational)]
+    m = rng.randint(-50, 50)
+    for text in (f"{m}.0000005", f"{m}.000001", f"{m}.0000004", f"{m - 1}.9999996", f"{m}.0000015"):
+        pairs += [(str(m), text), (text, str(m)), (text, f"{m}.000001")]
+    return pairs
+
+
+def test_close_numbers_get_math_verifys_rounding_verdict_without_a_worker():
+    """Differential test of the fast path's sympy rule for numbers less than 2e-6 apart."""
+    rng = random.Random(1)
+    pairs = [pair for _ in range(8) for pair in _close_pairs(rng)]
+    verdicts = [fast_verdict(prepare(g), prepare(a)) for g, a in pairs]
+    assert None not in verdicts  # all decided in the caller's process
+    assert [(g, a, v) for (g, a), v in zip(pairs, verdicts) if v != _math_verify(g, a)] == []
+    assert 0 < sum(verdicts) < len(verdicts)  # both verdicts occur: the rule is exercised
+
+
 def test_a_hung_sympy_call_is_cut_off_and_the_pool_recovers():
     clear_caches()
     hard = "<answer>$\\boxed{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}$</answer>"

@@ -11,7 +11,8 @@ layers in front of it make it cheap enough for a GRPO loop, and one behind it ma
    baseline; see benchmarks/rewards.py for where the two differ.)
 2. a fast path for the common case, plain numbers (integers, decimals, `a/b`, `\\frac{a}{b}`,
    optionally `x = …`, `$…$` or `\\boxed{}`-wrapped): exact rational comparison, with
-   math-verify's 6-decimal rounding rule for decimals; anything it is not sure of goes on.
+   math-verify's 6-decimal rounding rule for decimals (numbers less than 2e-6 apart, `22/7` vs
+   `3.142857`, get that rule from sympy itself in this process); anything it is not sure of goes on.
    Identical prepared strings are equal without parsing.
 3. a bounded LRU cache of verdicts keyed by (gold, answer): the G completions of a prompt
    repeat answers, and so do epochs.
@@ -170,7 +171,53 @@ def fast_verdict(gold: str, answer: str) -> bool | None:
         return True
     if abs(g_val - a_val) > _FLOAT_CLEARLY_DIFFERENT:
         return False
-    return None
+    if g_var or a_var:
+        return None  # an assignment on one side or both: math-verify compares relations there
+    return _close_numbers_verdict(g_val, g_dec, a_val, a_dec)
+
+
+def _close_numbers_verdict(g_val: Fraction, g_dec: bool, a_val: Fraction, a_dec: bool) -> bool:
+    """math-verify's verdict on two different plain numbers less than 2e-6 apart, at least one
+    a decimal of at most 15 digits: sympy's own objects and rule, without parsing or a worker.
+
+    math-verify parses a decimal to `Float(text)` (15 digits), `\\frac{a}{b}` to `Rational`, `a/b`
+    to an unevaluated product it evaluates before comparing numbers, an integer to `Integer`.
+    `verify` then says equal when the two are ==, or round to the same 6 decimals (its float
+    rule), or their difference is zero; its string comparison of the two extractions cannot
+    match, as they spell different values. Tested against math-verify itself on every form of
+    close pairs (tests/training_backend/test_rewards_accuracy.py). sympy's arithmetic on two
+    short numbers takes microseconds, so this runs in the caller's thread; sympy is imported on
+    the first close pair only.
+    """
+    from sympy import Float, Integer, Rational
+
+    def number(value: Fraction, is_decimal: bool):
+        if is_decimal:  # a decimal's value is exact in base 10: print it back as the text parsed
+            return Float(_decimal_text(value), 15)
+        if value.denominator == 1:
+            return Integer(value.numerator)
+        return Rational(value.numerator, value.denominator)
+
+    g, a = number(g_val, g_dec), number(a_val, a_dec)
+    if g == a:
+        return True
+    try:
+        if g.round(6) == a.round(6):
+            return True
+    except (TypeError, ValueError, ArithmeticError):
+        pass
+    return bool((g - a).is_zero)
+
+
+def _decimal_text(value: Fraction) -> str:
+    """The exact decimal expansion of a Fraction whose denominator divides a power of ten."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    digits = str((value * 10**places).numerator).rjust(places + 1, "0")
+    return f"{sign}{digits[: len(digits) - places]}.{digits[len(digits) - places :] or '0'}"
 
 
 # --- 3. cache ---------------------------------------------------------------------------------
