@@ -9,6 +9,9 @@ from r1lab.tracking.models import Comment, Run, Sample, Series
 from r1lab.tracking.panels import panels_for_keys
 
 DEFAULT_MAX_POINTS = 2000
+# A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
+# buckets keep every spike at pixel resolution; zooming fetches 2,000 points of the visible range.
+PAGE_MAX_POINTS = 1000
 MAX_MAX_POINTS = 20000
 
 

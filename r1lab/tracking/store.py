@@ -273,8 +273,14 @@ def series_windows(*, sids: list[int], min_step: int | None = None, max_step: in
         parts.append("SELECT %s, bucket * %s, n, min_v, min_step, min_ts, max_v, max_step, max_ts FROM tracking_rollup "
                      "WHERE series_id = %s AND level = %s AND bucket BETWEEN %s AND %s")
         params += [sid, lw, sid, level, b_lo, b_hi]
-        parts.append(raw_sql + " AND (step < %s OR step > %s)")
-        params += [sid, sid, lo, hi, c_lo, c_hi]
+        # The edges as two index ranges: `BETWEEN lo AND hi AND (step < c_lo OR step > c_hi)` read
+        # every point of the range and filtered them, which cost more than the rollups saved.
+        if c_lo > lo:
+            parts.append(raw_sql)
+            params += [sid, sid, lo, min(hi, c_lo - 1)]
+        if c_hi < hi:
+            parts.append(raw_sql)
+            params += [sid, sid, max(lo, c_hi + 1), hi]
     if not parts:
         return out
     rows_by: dict[int, list] = {sid: [] for sid in plans}

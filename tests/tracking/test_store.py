@@ -66,6 +66,12 @@ def test_rollups_agree_with_raw_buckets_and_zoom_is_exact():
     mid = store.series_window(sid=sid, min_step=10_000, max_step=60_000, max_points=200)
     assert mid["total"] == 50_001
     assert max(mid["y"]) == max(values[10_000:60_001]) and min(mid["y"]) == min(values[10_000:60_001])
+    # ranges that cut rollup buckets on either side, or fall inside one: the edges are read raw
+    for lo, hi in [(1, 69_998), (63, 65), (70, 129), (4_097, 4_100), (5, 60_001), (69_990, 69_999)]:
+        w = store.series_window(sid=sid, min_step=lo, max_step=hi, max_points=100)
+        assert w["total"] == hi - lo + 1
+        assert max(w["y"]) == max(values[lo:hi + 1]) and min(w["y"]) == min(values[lo:hi + 1])
+        assert lo <= min(w["x"]) and max(w["x"]) <= hi
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="rollups are PostgreSQL's; SQLite reads raw points")

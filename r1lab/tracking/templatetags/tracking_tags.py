@@ -11,7 +11,7 @@ register = template.Library()
 
 
 @register.inclusion_tag("tracking/_panels_inner.html", takes_context=True)
-def tracking_panels(context, tracked_run, max_points: int = selectors.DEFAULT_MAX_POINTS):
+def tracking_panels(context, tracked_run, max_points: int = selectors.PAGE_MAX_POINTS):
     data = selectors.run_page_data(run=tracked_run, max_points=max_points)
     data["stale_after_s"] = settings.R1LAB_STALE_AFTER_S
     data["mode"] = "run"
