@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -171,14 +171,29 @@ def fast_verdict(gold: str, answer: str) -> bool | None:
         return True
     if abs(g_val - a_val) > _FLOAT_CLEARLY_DIFFERENT:
         return False
+    return None
+
+
+def _close_numbers(gold: str, answer: str) -> tuple[Fraction, bool, Fraction, bool] | None:
+    """(gold value, is decimal, answer value, is decimal) for what `close_numbers_verdict` decides."""
+    g_num, a_num = _as_number(gold), _as_number(answer)
+    if g_num is None or a_num is None:
+        return None
+    (g_var, g_val, g_dec, g_digits), (a_var, a_val, a_dec, a_digits) = g_num, a_num
     if g_var or a_var:
         return None  # an assignment on one side or both: math-verify compares relations there
-    return _close_numbers_verdict(g_val, g_dec, a_val, a_dec)
+    if not (g_dec or a_dec) or max(g_digits, a_digits) > _FLOAT_DIGITS or g_val == a_val:
+        return None
+    if abs(g_val - a_val) > _FLOAT_CLEARLY_DIFFERENT:
+        return None
+    return g_val, g_dec, a_val, a_dec
 
 
-def _close_numbers_verdict(g_val: Fraction, g_dec: bool, a_val: Fraction, a_dec: bool) -> bool:
+def close_numbers_verdict(gold: str, answer: str) -> bool | None:
     """math-verify's verdict on two different plain numbers less than 2e-6 apart, at least one
-    a decimal of at most 15 digits: sympy's own objects and rule, without parsing or a worker.
+    a decimal of at most 15 digits (what `fast_verdict` leaves to sympy); None for anything else.
+    sympy's own objects and rule, without parsing or a worker; called once per distinct pair
+    (after the verdict cache), as it imports sympy and costs ~1 ms.
 
     math-verify parses a decimal to `Float(text)` (15 digits), `\\frac{a}{b}` to `Rational`, `a/b`
     to an unevaluated product it evaluates before comparing numbers, an integer to `Integer`.
@@ -186,9 +201,14 @@ def _close_numbers_verdict(g_val: Fraction, g_dec: bool, a_val: Fraction, a_dec:
     rule), or their difference is zero; its string comparison of the two extractions cannot
     match, as they spell different values. Tested against math-verify itself on every form of
     close pairs (tests/training_backend/test_rewards_accuracy.py). sympy's arithmetic on two
-    short numbers takes microseconds, so this runs in the caller's thread; sympy is imported on
-    the first close pair only.
+    short numbers is bounded, so this runs in the caller's process (in `_verdicts`, while the
+    workers parse the rest); sympy is imported on the first close pair only.
     """
+    close = _close_numbers(gold, answer)
+    if close is None:
+        return None
+    g_val, g_dec, a_val, a_dec = close
+
     from sympy import Float, Integer, Rational
 
     def number(value: Fraction, is_decimal: bool):
@@ -506,17 +526,24 @@ def _drain(queue: _GoldQueue, timeout_s: float, results: dict[tuple[str, str], b
             _pool.release(worker)
 
 
-def _sympy_verdicts(pairs: Sequence[tuple[str, str]], timeout_s: float) -> dict[tuple[str, str], bool]:
-    """math-verify's verdict on each distinct prepared pair, on up to `_pool.size` workers."""
+def _sympy_verdicts(
+    pairs: Sequence[tuple[str, str]],
+    timeout_s: float,
+    meanwhile: Callable[[], dict[tuple[str, str], bool]] = dict,
+) -> dict[tuple[str, str], bool]:
+    """math-verify's verdict on each distinct prepared pair, on up to `_pool.size` workers;
+    `meanwhile` (the caller's own share, see `_verdicts`) runs in this thread as they work."""
     results: dict[tuple[str, str], bool] = {}
     queue = _GoldQueue(pairs)
     threads = min(_pool.size, len(pairs))
-    if threads == 1:
-        _drain(queue, timeout_s, results)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as ex:
-            for done in [ex.submit(_drain, queue, timeout_s, results) for _ in range(threads)]:
-                done.result()  # a worker that cannot start raises MathWorkerError here
+    if threads == 0:
+        return meanwhile()
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        drains = [ex.submit(_drain, queue, timeout_s, results) for _ in range(threads)]
+        own = meanwhile()
+        for done in drains:
+            done.result()  # a worker that cannot start raises MathWorkerError here
+    results.update(own)
     return results
 
 
@@ -544,7 +571,12 @@ def _verdicts(keys: Sequence[tuple[str, str] | None], timeout_s: float) -> list[
             pending.setdefault(key, []).append(i)
         verdicts.append(verdict)
     if pending:
-        for key, verdict in _sympy_verdicts(list(pending), timeout_s).items():
+        # Close plain numbers are this thread's own share (sympy, ~1 ms a pair), done while the
+        # workers parse the rest: no pipe, no parse, and on an otherwise idle thread.
+        close = [key for key in pending if _close_numbers(*key) is not None]
+        rest = [key for key in pending if _close_numbers(*key) is None]
+        own = lambda: {key: bool(close_numbers_verdict(*key)) for key in close}  # noqa: E731
+        for key, verdict in _sympy_verdicts(rest, timeout_s, meanwhile=own).items():
             _cache.put(key, verdict)  # timeouts too: a hanging answer must not hang each epoch
             for i in pending[key]:
                 verdicts[i] = verdict
