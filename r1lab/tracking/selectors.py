@@ -98,6 +98,17 @@ def run_aha(*, series: dict) -> dict | None:
     return cp.as_dict() if cp else None
 
 
+# Every key the aha detector and the alarms read (analysis.alarms, run_aha).
+SIGNAL_KEYS = [AHA_KEY, "reflection/frac_responses", "entropy", "frac_reward_zero_std", "completions/mean_length",
+               "rewards/accuracy/mean", "language/mixed_frac", "rewards/language_consistency/mean", "rewards/language/mean"]
+
+
+def run_signals(*, run: Run) -> dict:
+    """The aha moment and the alarms of a run, from the same points a run page's first paint reads."""
+    data = run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"]
+    return {"aha": run_aha(series=data), "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()})}
+
+
 def run_alarms(*, run: Run) -> list[dict]:
     data = run_series_data(run=run, max_points=DEFAULT_MAX_POINTS)["series"]
     return analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()})

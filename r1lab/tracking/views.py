@@ -8,6 +8,7 @@ import json
 import orjson
 from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -58,6 +59,18 @@ def run_data(request, run_id: int):
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return HttpResponse(orjson.dumps(selectors.run_series_data(run=run, **query)), content_type="application/json")
+
+
+SIGNALS_CACHE_S = 10
+
+
+@require_action("runs.view")
+def run_signals(request, run_id: int):
+    """The aha moment and alarms, for a live page to refresh its badges and marker. Computed at most
+    once per SIGNALS_CACHE_S per run and process: 50 open pages polling cost one computation."""
+    run = _run_or_404(request, run_id)
+    data = cache.get_or_set(f"tracking:signals:{run.pk}", lambda: selectors.run_signals(run=run), SIGNALS_CACHE_S)
+    return HttpResponse(orjson.dumps(data), content_type="application/json")
 
 
 class _Echo:

@@ -563,6 +563,7 @@
     if (msg.type === "metrics.points") {
       this.lastSeen[runId] = Date.now();
       this.setStatusFromLive();
+      this.scheduleSignals();
       if (msg.backfill) this.backfill(runId);
       else this.appendPoints(runId, msg.points || {});
     } else if (msg.type === "run.status") {
@@ -695,6 +696,49 @@
       if (test(key)) { const p = this.panels.find((x) => x.spec.id === id); if (p) return p.spec; }
     }
     return null;
+  };
+
+  // --- aha moment and alarms, refreshed while the run reports ------------------------------------
+  // The server computes them (change-point detection, alarm rules) and caches them 10 s per run;
+  // a page asks at most every SIGNALS_MS after new points, with jitter so 50 pages do not align.
+  const SIGNALS_MS = 10000;
+  Charts.prototype.scheduleSignals = function () {
+    if (this.cfg.mode !== "run" || this._signalsTimer) return;
+    this._signalsTimer = setTimeout(() => {
+      fetch(`/metrics/runs/${this.runs[0].id}/signals.json`, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((d) => { if (d) this.showSignals(d); })
+        .catch(() => {})
+        .finally(() => (this._signalsTimer = null));
+    }, (this.cfg.signals_ms || SIGNALS_MS) * (1 + Math.random() * 0.2));
+  };
+
+  Charts.prototype.showSignals = function (d) {
+    const box = this.root.querySelector("[data-signals]");
+    const runId = this.runs[0].id;
+    const before = JSON.stringify(this.cfg.aha || null);
+    this.cfg.aha = d.aha || null;
+    this.cfg.alarms = d.alarms || [];
+    if (box) {
+      const badges = [];
+      const badge = (cls, href, title, text) => {
+        const a = document.createElement("a");
+        a.className = cls; a.href = href; a.title = title; a.textContent = text;
+        badges.push(a);
+      };
+      const aha = this.cfg.aha;
+      if (aha) badge("badge aha", rolloutUrl(runId, aha.step) + "?reflection=1", aha.method,
+        `aha moment @ step ${aha.step}: reflection ${aha.before.toFixed(2)} → ${aha.after.toFixed(2)}`);
+      for (const a of this.cfg.alarms) badge("badge alarm alarm-" + a.kind, rolloutUrl(runId, a.step), a.message, `⚠ ${a.message} · step ${a.step}`);
+      box.replaceChildren(...badges);
+    }
+    if (JSON.stringify(this.cfg.aha) !== before) {
+      for (const p of this.panels) {
+        if (!p.rendered || !p.spec.aha) continue;
+        const l = this.layout(p);
+        Plotly.relayout(p.plot, { shapes: l.shapes, annotations: l.annotations });
+      }
+    }
   };
 
   // --- status & comments -----------------------------------------------------------------------

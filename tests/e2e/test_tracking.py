@@ -152,3 +152,21 @@ def test_constant_series_gets_a_range_around_its_value(page, live_asgi, login_as
     open_run(page, live_asgi, run)
     lo, hi = page.evaluate("() => document.querySelector('[data-panel=lr] .chart-plot').layout.yaxis.range")
     assert 0 < lo < 1e-4 < hi < 2e-4  # not plotly's default of 1e-4 ± 1, which reads as a line at 0
+
+
+def test_aha_badge_and_marker_appear_live_when_reflection_changes_level(page, live_asgi, login_as):
+    from django.core.cache import cache
+
+    cache.clear()
+    run, token = tracked_run_create(name="aha-live")
+    post_log(live_asgi, run, token, metrics(range(20), key="reflection/rate_per_1k_tokens", f=lambda s: 0.5))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    assert page.locator("[data-signals] .badge.aha").count() == 0
+    page.evaluate("() => { document.querySelector('[data-r1-charts]').__charts.cfg.signals_ms = 100; }")
+    post_log(live_asgi, run, token, metrics(range(20, 40), key="reflection/rate_per_1k_tokens", f=lambda s: 3.0))
+    badge = page.locator("[data-signals] .badge.aha")
+    badge.wait_for(timeout=15_000)
+    assert "aha moment @ step 20" in badge.inner_text()
+    shapes = page.evaluate("() => document.querySelector('[data-panel=reflection] .chart-plot').layout.shapes")
+    assert any(sh["x0"] == 20 and sh["line"]["dash"] == "dash" for sh in shapes)

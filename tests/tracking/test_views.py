@@ -54,6 +54,24 @@ def test_data_json_and_csv(client_as, run):
     assert csv.splitlines() == ["run,key,step,value,wall_time", *[f"{run.pk},kl,{s},{s * 0.1!r},{l.split(',')[-1]}" for s, l in zip((0, 1), csv.splitlines()[1:])]]
 
 
+def test_signals_json_finds_the_aha_moment_as_the_run_reports(client_as, run):
+    from django.core.cache import cache
+
+    cache.clear()
+    client = client_as("viewer")
+    url = f"/metrics/runs/{run.pk}/signals.json"
+    assert client.get(url).json() == {"aha": None, "alarms": []}
+    log(run, {"metrics": [{"step": s, "key": "reflection/rate_per_1k_tokens", "value": 0.5 if s < 20 else 3.0}
+                          for s in range(40)]})
+    assert client.get(url).json()["aha"] is None  # cached for SIGNALS_CACHE_S: one computation per run
+    cache.clear()
+    aha = client.get(url).json()["aha"]
+    assert aha["step"] == 20 and aha["before"] == pytest.approx(0.5) and aha["after"] == pytest.approx(3.0)
+    assert client.get("/metrics/runs/999999/signals.json").status_code == 404
+    client.logout()
+    assert client.get(url).status_code in (302, 403)
+
+
 def test_comment_needs_the_comment_action_and_valid_input(client_as, run):
     viewer = client_as("viewer")
     assert viewer.post(f"/metrics/runs/{run.pk}/comments/", {"step": 3, "body": "x"}).status_code == 403
