@@ -397,10 +397,38 @@
     if (this._relayoutBusy) return;
     if (ev["xaxis.autorange"]) { if (panel.zoom) { panel.zoom = null; this.state.range = null; writeState(this.state); this.renderPanel(panel); } return; }
     const a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
-    if (a === undefined || b === undefined || this.state.x !== "step") return;
+    if (a === undefined || b === undefined) return;
+    if (this.state.x === "time") {
+      // Wall-time zoom: the steps logged in that time span are fetched finer, like a step zoom.
+      const steps = this.stepsBetween(panel, toMs(a), toMs(b));
+      if (steps) this.zoomPanel(panel, steps[0], steps[1]);
+      return;
+    }
     this.state.range = [a, b];
     writeState(this.state);
     this.zoomPanel(panel, Math.floor(a), Math.ceil(b));
+  };
+
+  // Plotly hands date ranges back as local-time strings ("2026-11-21 23:10:05.5") or numbers.
+  function toMs(v) {
+    if (v instanceof Date) return v.getTime();
+    return typeof v === "number" ? v : new Date(String(v).replace(" ", "T")).getTime();
+  }
+
+  // [first, last] step of the panel's lines whose wall time falls in [ms0, ms1], or null.
+  Charts.prototype.stepsBetween = function (panel, ms0, ms1) {
+    let lo = Infinity, hi = -Infinity;
+    for (const { line } of this.panelLines(panel)) {
+      // (the lines may be downsampled: one point beyond each end, so the edges are not cut short)
+      for (let i = 0; i < line.t.length; i++) {
+        const ms = line.t[i] * 1000;
+        if (ms >= ms0 && ms <= ms1) {
+          lo = Math.min(lo, line.x[Math.max(0, i - 1)]);
+          hi = Math.max(hi, line.x[Math.min(line.x.length - 1, i + 1)]);
+        }
+      }
+    }
+    return Number.isFinite(lo) ? [lo, hi] : null;
   };
 
   Charts.prototype.zoomPanel = function (panel, lo, hi) {

@@ -170,3 +170,24 @@ def test_aha_badge_and_marker_appear_live_when_reflection_changes_level(page, li
     assert "aha moment @ step 20" in badge.inner_text()
     shapes = page.evaluate("() => document.querySelector('[data-panel=reflection] .chart-plot').layout.shapes")
     assert any(sh["x0"] == 20 and sh["line"]["dash"] == "dash" for sh in shapes)
+
+
+def test_zoom_on_the_wall_time_axis_fetches_every_point_of_that_span(page, live_asgi, login_as):
+    run, token = tracked_run_create(name="time-zoom")
+    post_log(live_asgi, run, token, {"metrics": [{"step": s, "key": "reward", "value": (s % 7) / 7, "ts": 1.7e9 + 10 * s}
+                                                 for s in range(3000)]})
+    login_as("viewer")
+    open_run(page, live_asgi, run, "?x=time")
+    assert "of 3,000 points, min/max kept" in page.locator("[data-panel=reward] .chart-info").inner_text()
+    # zoom to the wall-time span of steps 1000-1100 as a drag does (plotly's local-time strings)
+    page.evaluate(f"""() => {{ const gd = document.querySelector('{REWARD_PLOT}');
+        const p = (n) => String(n).padStart(2, '0');
+        const d = (s) => {{ const t = new Date((1.7e9 + 10 * s) * 1000);
+            return `${{t.getFullYear()}}-${{p(t.getMonth() + 1)}}-${{p(t.getDate())}} ${{p(t.getHours())}}:${{p(t.getMinutes())}}:${{p(t.getSeconds())}}`; }};
+        return Plotly.relayout(gd, {{'xaxis.range[0]': d(1000), 'xaxis.range[1]': d(1100)}}); }}""")
+    page.wait_for_function(f"""(() => {{ const gd = document.querySelector('{REWARD_PLOT}');
+        const t = gd.data.find(t => t.name && t.name.startsWith('reward')); return t && t.x.length < 400; }})()""")
+    info = page.locator("[data-panel=reward] .chart-info").inner_text()
+    xs = page.evaluate(f"""() => {{ const c = document.querySelector('[data-r1-charts]').__charts;
+        const p = c.panels.find(p => p.spec.id === 'reward'); return p.zoom[Object.keys(p.zoom)[0]].x; }}""")
+    assert xs == list(range(xs[0], xs[-1] + 1)) and xs[0] <= 1000 and xs[-1] >= 1100, info  # every step, none missing
