@@ -191,3 +191,19 @@ def test_zoom_on_the_wall_time_axis_fetches_every_point_of_that_span(page, live_
     xs = page.evaluate(f"""() => {{ const c = document.querySelector('[data-r1-charts]').__charts;
         const p = c.panels.find(p => p.spec.id === 'reward'); return p.zoom[Object.keys(p.zoom)[0]].x; }}""")
     assert xs == list(range(xs[0], xs[-1] + 1)) and xs[0] <= 1000 and xs[-1] >= 1100, info  # every step, none missing
+
+
+def test_compare_overlays_runs_with_a_legend_and_gains_points_live(page, live_asgi, login_as):
+    a, token_a = tracked_run_create(name="run-a", config={"lr": 1e-6})
+    b, token_b = tracked_run_create(name="run-<b>", config={"lr": 3e-6})
+    post_log(live_asgi, a, token_a, metrics(range(10)))
+    post_log(live_asgi, b, token_b, metrics(range(12), f=lambda s: s / 5))
+    login_as("viewer")
+    page.goto(f"{live_asgi}/metrics/compare/?runs={a.pk},{b.pk}&metrics=reward")
+    page.wait_for_selector("[data-r1-charts][data-ready='1']")
+    plot = "[data-panel='m-reward'] .chart-plot"
+    gd = page.evaluate(f"() => {{ const gd = document.querySelector(\"{plot}\"); return {{names: gd.data.filter(t => t.showlegend !== false).map(t => t.name), legend: gd._fullLayout.showlegend}}; }}")
+    assert gd["names"] == ["run-a", "run-&lt;b&gt;"] and gd["legend"]  # one colour per run, named, escaped
+    page.wait_for_function("[...document.querySelectorAll('[data-live]')].every(e => e.textContent.includes('live'))")
+    post_log(live_asgi, a, token_a, metrics([10], f=lambda s: 0.5))
+    page.wait_for_function(f"document.querySelector(\"{plot}\").data.some(t => t.name === 'run-a' && t.x.length === 11)")
