@@ -1,5 +1,6 @@
 // Live training curves: plotly panels for one run (or several, compared), fed first by the JSON
-// the page embeds (json_script) and then by the run's WebSocket, appended with Plotly.extendTraces.
+// the page embeds (json_script) and then by the run's WebSocket: a live point is drawn at once as a
+// "live tail" over its panel and folded into the trace with Plotly.extendTraces when the page idles.
 // A closed socket reconnects and back-fills what it missed over HTTP. Zooming fetches finer data.
 // Everything user-provided (run names, keys, comments) reaches plotly escaped; no innerHTML.
 (function () {
@@ -15,7 +16,7 @@
   // Live points are drawn at once as a "tail" (an SVG path over the chart, on Plotly's own axis
   // transforms) and folded into the Plotly trace with extendTraces at most this often per panel,
   // when the page is idle. A Plotly redraw of one panel costs 6-20 ms whatever it adds; a tail
-  // segment costs microseconds. A point outside the drawn axes is extended at once instead.
+  // segment costs microseconds. A point outside the drawn axes redraws its panel at once instead.
   const SYNC_MS = 2000;
   // Wall-clock ms with sub-ms precision (comparable with the server's and a benchmark's clock).
   const now = () => performance.timeOrigin + performance.now();
