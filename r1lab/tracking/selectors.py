@@ -79,8 +79,7 @@ def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
         "run": {"id": run.pk, "name": run.name, **run.status_payload()},
         "panels": panels_for_keys(keys),
         "series": data,
-        "aha": run_aha(series=data),
-        "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()}),
+        **signals_from(data),
         "comments": [comment_payload(c) for c in run_comments(run=run)],
     }
 
@@ -103,15 +102,14 @@ SIGNAL_KEYS = [AHA_KEY, "reflection/frac_responses", "entropy", "frac_reward_zer
                "rewards/accuracy/mean", "language/mixed_frac", "rewards/language_consistency/mean", "rewards/language/mean"]
 
 
+def signals_from(series: dict) -> dict:
+    """{"aha", "alarms"} of windows as run_series_data returns them."""
+    return {"aha": run_aha(series=series), "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in series.items()})}
+
+
 def run_signals(*, run: Run) -> dict:
     """The aha moment and the alarms of a run, from the same points a run page's first paint reads."""
-    data = run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"]
-    return {"aha": run_aha(series=data), "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()})}
-
-
-def run_alarms(*, run: Run) -> list[dict]:
-    data = run_series_data(run=run, max_points=DEFAULT_MAX_POINTS)["series"]
-    return analysis.alarms({k: (v["x"], v["y"]) for k, v in data.items()})
+    return signals_from(run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"])
 
 
 def run_comments(*, run: Run) -> QuerySet[Comment]:

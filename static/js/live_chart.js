@@ -81,7 +81,7 @@
     this.buildPanels();
     this.firstPaint().then(() => { window.__r1lab_ready = performance.now(); root.dataset.ready = "1"; });
     for (const run of this.runs) this.connect(run.id, true);
-    if (cfg.mode === "run") this.watchStale();
+    if (cfg.mode === "run") { this.watchStale(); this.showSignals({ aha: cfg.aha, alarms: cfg.alarms }); }
   }
 
   Charts.prototype.addLine = function (runId, key, w) {
