@@ -85,13 +85,14 @@ def _png_with_chromium(fig, png: Path) -> None:
 
     from playwright.sync_api import sync_playwright
 
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _tracking_browser import ARGS, CHROMIUM  # the benchmarks' one Chromium launch setup
+
     with tempfile.TemporaryDirectory() as tmp:
         page_html = Path(tmp) / "fig.html"
         fig.write_html(page_html, include_plotlyjs=True, full_html=True, div_id="fig")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": fig.layout.width, "height": fig.layout.height})
             page.goto(page_html.as_uri())
             page.wait_for_selector("#fig .main-svg")
