@@ -96,6 +96,9 @@ _TEX_FRACTION = re.compile(r"(-?)\\[dt]?frac\{\s*(-?\d{1,300})\s*\}\{\s*(\d{1,30
 _FLOAT_CLEARLY_DIFFERENT = Fraction(2, 10**6)
 _FLOAT_DIGITS = 15  # math-verify parses decimals as 15-digit sympy Floats
 _HAS_ALNUM = re.compile(r"[0-9A-Za-z]")
+# Every character the four number patterns below can match (digits, sign, point, slash,
+# whitespace, `\\frac`/`\\dfrac`/`\\tfrac` and braces).
+_PLAIN_NUMBER_CHARS = re.compile(r"[-\d./\s\\dtfrac{}]*")
 
 
 def _unwrap(text: str) -> str:
@@ -134,6 +137,8 @@ def _as_number(text: str) -> tuple[str | None, Fraction, bool, int] | None:
     m = _VAR_PREFIX.fullmatch(text)
     if m:
         var, text = m.group(1), _unwrap(m.group(2))
+    if not _PLAIN_NUMBER_CHARS.fullmatch(text):
+        return None  # a cheap test first: prose would otherwise be scanned digit by digit below
     digits = sum(c.isdigit() for c in text)
     if _INT.fullmatch(text):
         return var, Fraction(int(text)), False, digits
@@ -538,13 +543,29 @@ def _sympy_verdicts(
     threads = min(_pool.size, len(pairs))
     if threads == 0:
         return meanwhile()
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        drains = [ex.submit(_drain, queue, timeout_s, results) for _ in range(threads)]
-        own = meanwhile()
-        for done in drains:
-            done.result()  # a worker that cannot start raises MathWorkerError here
+    ex = _drain_threads(_pool.size)
+    drains = [ex.submit(_drain, queue, timeout_s, results) for _ in range(threads)]
+    own = meanwhile()
+    for done in drains:
+        done.result()  # a worker that cannot start raises MathWorkerError here
     results.update(own)
     return results
+
+
+_executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, size, threads)
+_executor_lock = threading.Lock()
+
+
+def _drain_threads(size: int) -> ThreadPoolExecutor:
+    """The threads that talk to the workers, kept between calls (starting them cost ~1 ms a call);
+    new ones in a forked child (threads do not survive fork) or when the pool size changed."""
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor[:2] != (os.getpid(), size):
+            if _executor is not None and _executor[0] == os.getpid():
+                _executor[2].shutdown(wait=False)  # idle: the calls that used it have returned
+            _executor = (os.getpid(), size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="math-worker"))
+        return _executor[2]
 
 
 # --- the reward -------------------------------------------------------------------------------
