@@ -1,3 +1,4 @@
+import itertools
 import json
 import random
 import threading
@@ -223,15 +224,25 @@ def test_never_raises_on_garbage(completion):
     assert accuracy_reward(completion, "1") in (0.0, 1.0)
 
 
+# Powers, subscripts and relations in lists and sets: strings SLL cannot parse, so they reach
+# the LL parse and its full-context predictions from many different rule stacks.
+_LL_STRINGS = [
+    "$x^2$", "$a_3$", "$a_3 = 2, a_{37} = 19$", "$x^2/4 + y^2/3 = 1$", "$\\{x^2, y_1, 3\\}$",
+    "$(a_1, b^2) = (x_2^3, 4)$", "$f(x) = x^3 - 2x_0$", "$\\frac{x^2}{a_1} \\le y^{n+1}$",
+    "$[x_1, x^2)$", "$\\sqrt{a^2+b^2} = c_0$", "$e^{x^2} + 2^{a_1}$", "$x^2 = 4 \\text{ or } y_1 = 2$",
+]
+
+
 @pytest.mark.skipif(not PEER_CASES.exists(), reason=f"peer cases not found at {PEER_CASES}")
-def test_two_stage_parsing_gives_latex2sympys_own_parse():
-    """The worker parses SLL first (LL on a syntax error); on every peer string the result must
-    be the plain LL parse's, as ANTLR promises."""
+def test_worker_parsing_gives_latex2sympys_own_parse():
+    """The worker parses SLL first (LL on a syntax error) and keeps full-context start states;
+    on every peer string (and strings made to reach LL), in one process, the result must be the
+    plain parse's: ANTLR's promise for SLL, and the memo's key for the start states."""
     from math_verify import parser as mv_parser
 
-    from training_backend.rewards._math_worker import install_two_stage_parsing
+    from training_backend.rewards._math_worker import install_full_context_start_memo, install_two_stage_parsing
 
-    texts = sorted({prepare(c[side]) for c in _peer_cases() for side in ("gold", "pred")})
+    texts = sorted({prepare(c[side]) for c in _peer_cases() for side in ("gold", "pred")} | set(_LL_STRINGS))
 
     def parse_all() -> list[str]:
         mv_parser.parse_latex_cached.cache_clear()
@@ -239,14 +250,55 @@ def test_two_stage_parsing_gives_latex2sympys_own_parse():
         return [str(parse(t, parsing_timeout=None)) for t in texts]
 
     plain = parse_all()
-    undo = install_two_stage_parsing()
+    undo_two_stage = install_two_stage_parsing()
     try:
         two_stage = parse_all()
+        clear_memo, undo_memo = install_full_context_start_memo()
+        try:
+            with_memo = parse_all()
+            with_memo_again = parse_all()  # now every start state comes from the memo
+        finally:
+            undo_memo()
     finally:
-        undo()
+        undo_two_stage()
         mv_parser.parse_latex_cached.cache_clear()
         mv_parser.parse_expr_cached.cache_clear()
     assert [(t, p, q) for t, p, q in zip(texts, plain, two_stage) if p != q] == []
+    assert [(t, p, q) for t, p, q in zip(texts, plain, with_memo) if p != q] == []
+    assert [(t, p, q) for t, p, q in zip(texts, plain, with_memo_again) if p != q] == []
+
+
+def test_full_context_start_memo_is_used_and_undone():
+    from antlr4.atn.ParserATNSimulator import ParserATNSimulator
+    from latex2sympy2_extended.latex2sympy2 import latex2sympy
+
+    from training_backend.rewards._math_worker import install_full_context_start_memo
+
+    original = ParserATNSimulator.computeStartState
+    computed = []
+
+    def counting(self, p, ctx, full_ctx):
+        if full_ctx:
+            computed.append(p.stateNumber)
+        return original(self, p, ctx, full_ctx)
+
+    ParserATNSimulator.computeStartState = counting
+    try:
+        clear_memo, undo = install_full_context_start_memo()
+        try:
+            first = str(latex2sympy("x^2 + y^2"))  # plain LL parse: full-context predictions
+            n_first = len(computed)
+            second = str(latex2sympy("x^2 + y^2"))
+            assert n_first > 0 and len(computed) == n_first  # the same stacks: all remembered
+            assert second == first
+            clear_memo()
+            latex2sympy("x^2 + y^2")
+            assert len(computed) == 2 * n_first  # cleared: computed again
+        finally:
+            undo()
+        assert ParserATNSimulator.computeStartState is counting
+    finally:
+        ParserATNSimulator.computeStartState = original
 
 
 def test_gold_queue_keeps_each_gold_on_one_worker_while_there_is_other_work():
@@ -343,3 +395,99 @@ def test_nonzero_shortcut_keeps_math_verifys_verdicts():
         undo()
     assert [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s] == []
     assert sum(plain[: len(cases)]) == sum(c["expected"] for c in cases)
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "proportional"),
+    [
+        ("x^2/4 + y^2/3 = 1", "x^2/16 + y^2/12 = 1/4", True),  # a peer case
+        ("2x+4y-3=0", "y=-\\frac{1}{2}x+\\frac{3}{4}", True),  # a peer case
+        ("34x+45y-20z+100=0", "-34x-45y+20z-100=0", True),
+        ("(x-1)^2 + (y+2)^2 = 9", "x^2 - 2x + y^2 + 4y = 4", True),
+        ("x y = 6", "3 x y - 18 = 0", True),
+        # not the same polynomial up to a factor
+        ("x^2/4 + y^2/3 = 1", "x^2/4 + y^2/3 = 2", False),
+        ("2x+4y-3=0", "2x+4y-3=x", False),
+        ("x + y = 1", "x^2 + 2xy + y^2 = 1", False),
+        # outside what the check reads: math-verify's own way
+        ("x = 3", "2x = 6", False),  # one symbol: math-verify's solve path differs there
+        ("x + y = 1", "x + z = 1", False),  # other symbols
+        ("\\sqrt{2} x + y = 1", "2x + \\sqrt{2} y = \\sqrt{2}", False),  # irrational coefficients
+        ("0.5x + y = 1", "x + 2y = 2", False),  # floats
+        ("\\sin x + y = 0", "2\\sin x + 2y = 0", False),  # not a polynomial
+        ("x^5 + y = 0", "2x^5 + 2y = 0", False),  # degree above 4
+        ("x + y < 1", "2x + 2y < 2", False),  # not equations
+    ],
+)
+def test_proportional_equations(gold, pred, proportional):
+    from training_backend.rewards._math_worker import proportional_equations
+
+    assert proportional_equations(_parsed(gold), _parsed(pred)) is proportional
+
+
+def _equation_family(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Pairs of LaTeX equations from random integer polynomials in 1-3 of x, y, z (degree 1-4),
+    each written with its terms split at random between the sides: the polynomial against a
+    rational multiple of itself, against a multiple of a perturbed copy, and against the
+    multiple plus one. Proportional pairs are what the shortcut decides; the others it passes on."""
+    import sympy
+
+    x, y, z = sympy.symbols("x y z")
+    rng = random.Random(seed)
+    factors = [sympy.Rational(a, b) for a, b in [(2, 1), (-1, 1), (1, 2), (-3, 4), (4, 1), (1, 3), (-2, 5), (12, 1)]]
+
+    def polynomial(symbols, degree):
+        monomials = [sympy.Integer(1)] + [
+            sympy.Mul(*c) for d in range(1, degree + 1) for c in itertools.combinations_with_replacement(symbols, d)
+        ]
+        top = [m for m in monomials if sympy.Poly(m, *symbols).total_degree() == degree]
+        chosen = set(rng.sample(monomials, k=min(len(monomials), rng.randint(2, 4)))) | {rng.choice(top)}
+        return sympy.expand(sum(rng.choice([-5, -3, -2, -1, 1, 2, 3, 4, 7]) * m for m in chosen))
+
+    def written(p) -> str:
+        terms = list(sympy.Add.make_args(p))
+        rng.shuffle(terms)
+        cut = rng.randint(1, len(terms))
+        left, right = sympy.Add(*terms[:cut]), -sympy.Add(*terms[cut:])
+        if rng.random() < 0.5:
+            return f"${sympy.latex(left)} = {sympy.latex(right)}$"
+        plain = lambda e: str(e).replace("**", "^").replace("*", " ")  # noqa: E731
+        return f"${plain(left)} = {plain(right)}$"
+
+    pairs = []
+    while len(pairs) < 3 * n:
+        symbols = rng.sample([x, y, z], k=rng.choice([1, 2, 2, 3, 3]))
+        p = polynomial(symbols, rng.randint(1, 4))
+        if not p.free_symbols:
+            continue
+        k = rng.choice(factors)
+        gold = written(p)
+        perturbed = sympy.expand(p + rng.choice([1, -1, 2]) * rng.choice(sorted(p.free_symbols, key=str)))
+        pairs += [(gold, written(sympy.expand(k * p))), (gold, written(sympy.expand(k * perturbed))),
+                  (gold, written(sympy.expand(k * p + 1)))]  # fmt: skip
+    return pairs
+
+
+def test_proportional_shortcut_keeps_math_verifys_verdicts():
+    """With the shortcut installed (as in the worker) verify gives the plain verdict on the
+    peer cases with two equations and on a generated family of equations. An ad-hoc run of the
+    same family at n=150, seed=1 (450 pairs, 120 decided by the shortcut) gave 0 differences too."""
+    from training_backend.rewards._math_worker import install_proportional_equations_shortcut, proportional_equations
+
+    pairs = _equation_family(8)
+    if PEER_CASES.exists():
+        pairs += [(c["gold"], c["pred"]) for c in _peer_cases() if "=" in c["gold"] and "=" in c["pred"]]
+    parsed = {t: parse(prepare(t), parsing_timeout=None) for pair in pairs for t in pair}
+
+    def verdicts() -> list[bool]:
+        return [verify(parsed[g], parsed[a], timeout_seconds=None) for g, a in pairs]
+
+    plain = verdicts()
+    undo = install_proportional_equations_shortcut()
+    try:
+        shortcut = verdicts()
+    finally:
+        undo()
+    assert [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s] == []
+    decided = [(g, a) for g, a in pairs if parsed[g] and parsed[a] and proportional_equations(parsed[g][0], parsed[a][0])]
+    assert len(decided) >= 4  # the family does exercise the shortcut

@@ -1,11 +1,12 @@
 """The sympy side of the accuracy reward, run as a child process (see accuracy.py).
 
 Protocol, one line each way: the parent writes `["gold", "answer"]` (JSON) and reads `1` or `0`;
-`"clear"` empties the parse caches (and sympy's own memo) and answers `ok`; `"warm"` finishes the warm-up (below) and
-answers `ok`. The first line written is `ready`, once math-verify is imported. This file is run by path with `python -P` (no script dir
+`"clear"` empties the parse caches (with sympy's own memo and the start-state memo below) and
+answers `ok`; `"warm"` finishes the warm-up (below) and answers `ok`. The first line written is
+`ready`, once math-verify is imported. This file is run by path with `python -P` (no script dir
 on sys.path), so it imports nothing from training_backend; it must stay standalone.
 
-Two things make a parse here cheaper than math-verify's own, with the same result:
+Three things make a parse here cheaper than math-verify's own, with the same result:
 
 - two-stage ANTLR parsing. latex2sympy's generated parser runs ANTLR's full LL(*) prediction,
   which re-does its context-sensitive lookahead on every parse (ANTLR caches only SLL decisions).
@@ -15,17 +16,24 @@ Two things make a parse here cheaper than math-verify's own, with the same resul
   latex2sympy would have. About 3x less time per LaTeX string; nothing about the grammar, the
   tree or the conversion to sympy changes. `install_two_stage_parsing` returns an undo, so the
   tests can compare both modes in one process.
+- a memo of the start states of full-context predictions (`install_full_context_start_memo`):
+  the LL parse's most repeated work, a function of the rule invocation stack, not of the input.
 - a warm-up: ANTLR builds its prediction DFA lazily and sympy fills its own caches, so the first
   few dozen parses in a process cost several times the later ones. `WARM_UP` (generic answer
   shapes, none taken from any test or benchmark set) is parsed and compared one item at a time
   whenever no request is waiting, so a fresh worker answers at once and is warm a few seconds
   later; `"warm"` (the parent's `warm_up()`) waits for the rest.
 
-And one thing makes a comparison cheaper, with the same verdict: math-verify's last resort for
-two expressions is `simplify(a - b).is_zero`, which on a nonzero difference tries a dozen
-rewrites before it says no; `install_nonzero_shortcut` answers False at once when a - b is shown
-nonzero at a point (exactly, or at two precisions), which no simplification can turn into zero.
-Checked against plain `verify` on every peer case and ~6,000 cross pairs of them (0 differences).
+And two things make a comparison cheaper, with the same verdict:
+
+- math-verify's last resort for two expressions is `simplify(a - b).is_zero`, which on a nonzero
+  difference tries a dozen rewrites before it says no; `install_nonzero_shortcut` answers False
+  at once when a - b is shown nonzero at a point (exactly, or at two precisions), which no
+  simplification can turn into zero. Checked against plain `verify` on every peer case and
+  ~6,000 cross pairs of them (0 differences).
+- its last resort for two equations is to `solve` both; `install_proportional_equations_shortcut`
+  answers True at once for two polynomial equations in the same 2-3 symbols whose sides differ by
+  a rational factor (the same solution set), where solve would have found the same solutions.
 """
 
 import json
@@ -93,6 +101,55 @@ def install_two_stage_parsing():
     create_parser.two_stage = True
     _Latex2Sympy.create_parser = create_parser
     return lambda: setattr(_Latex2Sympy, "create_parser", original)
+
+
+_START_STATES_REMEMBERED = 4096
+
+
+def install_full_context_start_memo():
+    """Remember the start states of latex2sympy's full-context (LL) predictions; returns
+    `(clear, undo)`.
+
+    A string that SLL cannot parse (any `x^2` or `a_3`) is parsed again in LL mode, where each
+    context-sensitive decision first builds a full-context start state: the closure of the
+    decision's ATN state through the whole rule invocation stack (~0.3-1 ms each, about a third
+    of an LL parse's prediction time). ANTLR does not keep these. The closure is a function of
+    the decision's ATN state, the invoking states of the stack (from which ANTLR builds its
+    prediction context) and the parser's current precedence (this grammar's only predicates are
+    `precpred` on it); it reads no input. So it is kept under that key and handed back as is:
+    the prediction that follows only reads it. Answers repeat these stacks (every power in a
+    relation in a list...): ~70% of them are found here within one pass over fresh strings.
+    `tests/training_backend/test_rewards_accuracy.py` checks every peer string parses to the
+    same tree with and without it.
+    """
+    try:
+        from antlr4.atn.ParserATNSimulator import ParserATNSimulator
+    except ImportError:
+        return (lambda: None), (lambda: None)
+    original = ParserATNSimulator.computeStartState
+    if getattr(original, "start_memo", False):
+        return (lambda: None), (lambda: None)
+    memo: dict = {}
+
+    def computeStartState(self, p, ctx, fullCtx):
+        if not fullCtx:  # SLL start states are kept in ANTLR's DFA already
+            return original(self, p, ctx, fullCtx)
+        stack, outer = [], ctx
+        while outer is not None and not outer.isEmpty():
+            stack.append(outer.invokingState)
+            outer = outer.parentCtx
+        key = (p.stateNumber, tuple(stack), self.parser._precedenceStack[-1])
+        configs = memo.get(key)
+        if configs is None:
+            configs = original(self, p, ctx, fullCtx)
+            if len(memo) >= _START_STATES_REMEMBERED:
+                memo.clear()
+            memo[key] = configs
+        return configs
+
+    computeStartState.start_memo = True
+    ParserATNSimulator.computeStartState = computeStartState
+    return memo.clear, lambda: setattr(ParserATNSimulator, "computeStartState", original)
 
 
 @lru_cache(maxsize=1)
@@ -181,6 +238,75 @@ def install_nonzero_shortcut():
     return lambda: setattr(grader, "sympy_symbolic_eq", original)
 
 
+# Equations whose two sides differ by a polynomial of at most this degree in at most this many
+# symbols are compared by proportionality (see `install_proportional_equations_shortcut`).
+_PROPORTIONAL_MAX_DEGREE = 4
+_PROPORTIONAL_MAX_SYMBOLS = 3
+
+
+def proportional_equations(gold, pred) -> bool:
+    """True only when gold and pred are both equations `lhs = rhs` whose differences lhs - rhs are
+    polynomials with rational coefficients in the same symbols (2 or 3 of them, total degree 1 to 4),
+    one a nonzero rational multiple of the other: `x^2/4 + y^2/3 = 1` and `x^2/16 + y^2/12 = 1/4`,
+    `2x + 4y - 3 = 0` and `y = -x/2 + 3/4`. Such equations have the same solution set."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Eq) and isinstance(pred, sympy.Eq)):
+        return False
+    g, p = gold.lhs - gold.rhs, pred.lhs - pred.rhs
+    if not (isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr)) or g.has(sympy.Float) or p.has(sympy.Float):
+        return False
+    symbols = g.free_symbols
+    if not 2 <= len(symbols) <= _PROPORTIONAL_MAX_SYMBOLS or symbols != p.free_symbols:
+        return False
+    gens = sorted(symbols, key=str)
+    try:
+        pg = sympy.Poly(g, *gens, domain="QQ")
+        pp = sympy.Poly(p, *gens, domain="QQ")
+    except (sympy.PolynomialError, sympy.CoercionFailed, sympy.GeneratorsNeeded):
+        return False  # not a polynomial in its symbols over the rationals (sqrt(2) x, sin x, 1/x)
+    if not 1 <= pg.total_degree() <= _PROPORTIONAL_MAX_DEGREE or pg.total_degree() != pp.total_degree():
+        return False
+    ratio = pp.LC() / pg.LC()
+    return ratio != 0 and pp == pg.mul_ground(ratio)
+
+
+def install_proportional_equations_shortcut():
+    """Let math-verify's `sympy_solve_and_compare(gold, pred, ...)` answer True without `solve`
+    when `proportional_equations(gold, pred)`; returns a function that undoes it.
+
+    math-verify's last resort for two equations is to `solve` each for its free symbols and
+    compare the solutions (~50 ms a side with sympy's cache cold: solve checks every solution by
+    substituting it back). For two proportional polynomial equations in the same symbols the
+    solution sets are the same set, and `solve` finds them as the same expressions up to form
+    (it solves the numerator; a rational factor changes neither the roots nor which symbol it
+    solves for), which math-verify's comparison then equates. Checked against plain `verify` on
+    the peer cases and a generated family of proportional and non-proportional lines, planes,
+    conics, parabolas and polynomial equations up to degree 4 in 1-3 symbols
+    (tests/training_backend/test_rewards_accuracy.py): the same verdicts. Anything else goes
+    the original way.
+    """
+    try:
+        from math_verify import grader
+    except ImportError:
+        return lambda: None
+    original = getattr(grader, "sympy_solve_and_compare", None)
+    if original is None or getattr(original, "proportional_shortcut", False):
+        return lambda: None
+
+    def sympy_solve_and_compare(gold, pred, *args, **kwargs):
+        try:
+            if proportional_equations(gold, pred):
+                return True
+        except Exception:  # an optimisation only: anything odd goes the original way
+            pass
+        return original(gold, pred, *args, **kwargs)
+
+    sympy_solve_and_compare.proportional_shortcut = True
+    grader.sympy_solve_and_compare = sympy_solve_and_compare
+    return lambda: setattr(grader, "sympy_solve_and_compare", original)
+
+
 def main() -> None:
     # Results go on a private duplicate of stdout; anything a library prints lands on stderr,
     # which the parent discards, so stray output can never be read as a verdict.
@@ -199,6 +325,8 @@ def main() -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     install_two_stage_parsing()
     install_nonzero_shortcut()
+    install_proportional_equations_shortcut()
+    clear_start_states, _ = install_full_context_start_memo()
 
     @lru_cache(maxsize=8192)
     def parse(text: str) -> list:
@@ -210,6 +338,7 @@ def main() -> None:
         mv_parser.parse_latex_cached.cache_clear()
         mv_parser.parse_expr_cached.cache_clear()
         clear_sympy_cache()
+        clear_start_states()  # parser machinery like ANTLR's DFA, but learnt from these strings
 
     warm_up = iter(WARM_UP)
     previous: list = []
