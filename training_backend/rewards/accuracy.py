@@ -27,8 +27,9 @@ layers in front of it make it cheap enough for a GRPO loop, and one behind it ma
    Almost all of this path's time is math-verify's own work on distinct strings: parsing LaTeX
    (latex2sympy's ANTLR parser) and sympy's comparison; pipes and preparation are noise. So a
    worker parses each string once (its own cache), parses SLL-first (same trees, ~3x cheaper;
-   see `_math_worker.py`), warms its parser while idle and skips `simplify` on differences it
-   shows nonzero (false verdicts' main cost; same verdicts, see there); and the distinct pairs
+   see `_math_worker.py`) and keeps the start states of LL predictions, warms its parser while
+   idle, skips `simplify` on differences it shows nonzero (false verdicts' main cost) and `solve`
+   on two proportional polynomial equations (same verdicts, see there); and the distinct pairs
    of a call are handed out by gold (`_GoldQueue`): the G answers of a prompt go to the worker
    that parses that prompt's gold, preferably one that parsed it in an earlier step.
 
