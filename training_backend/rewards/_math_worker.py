@@ -257,8 +257,10 @@ def proportional_equations(gold, pred) -> bool:
     if not (isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr)) or g.has(sympy.Float) or p.has(sympy.Float):
         return False
     symbols = g.free_symbols
-    if not 2 <= len(symbols) <= _PROPORTIONAL_MAX_SYMBOLS or symbols != p.free_symbols:
+    if not 2 <= len(symbols) <= _PROPORTIONAL_MAX_SYMBOLS:
         return False
+    if not symbols == p.free_symbols == gold.free_symbols == pred.free_symbols:
+        return False  # math-verify solves for the equation's symbols: none may cancel out
     gens = sorted(symbols, key=str)
     try:
         pg = sympy.Poly(g, *gens, domain="QQ")
