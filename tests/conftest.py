@@ -43,3 +43,15 @@ def pytest_collection_modifyitems(config, items):
         return 1 if "/e2e/" in str(item.fspath) else 0
 
     items.sort(key=rank)
+
+
+@pytest.fixture
+def in_memory_channel_layer(settings):
+    """Consumers run in pytest-asyncio's event loop on the in-memory channel layer.
+
+    With the Redis layer (CI sets REDIS_URL) a consumer still blocked in channels_redis's BZPOPMIN
+    when the test's loop shuts down must be cancelled there, and once in a full CI run that
+    cancellation never finished: the teardown hung until pytest-timeout (900 s). The Redis layer
+    is exercised where it runs in production, by the daphne servers of tests/e2e and
+    tests/r1lab_client, and by benchmarks/live_latency.py."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

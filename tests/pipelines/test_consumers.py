@@ -6,7 +6,7 @@ from r1lab.asgi import application
 from r1lab.pipelines.services import pipeline_run_set_status
 from tests.factories import PipelineRunFactory, UserFactory
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_channel_layer")]
 
 
 async def _communicator(user, run_id):
@@ -47,6 +47,7 @@ async def test_anonymous_socket_is_refused():
     comm = await _communicator(None, run.pk)
     connected, code = await comm.connect()
     assert not connected and code == 4403
+    await comm.disconnect()  # the consumer ends its own way, not cancelled at the loop's close
 
 
 async def test_foreign_origin_is_refused():
@@ -56,6 +57,7 @@ async def test_foreign_origin_is_refused():
     comm.scope["headers"] = [h for h in comm.scope["headers"] if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
     connected, _ = await comm.connect()
     assert not connected
+    await comm.disconnect()
 
 
 async def test_runs_list_socket_receives_every_runs_changes():
@@ -75,3 +77,4 @@ async def test_anonymous_list_socket_is_refused():
     comm = WebsocketCommunicator(application, "/ws/runs/", headers=[(b"origin", b"http://localhost")])
     connected, code = await comm.connect()
     assert not connected and code == 4403
+    await comm.disconnect()  # the consumer ends its own way, not cancelled at the loop's close

@@ -132,6 +132,7 @@ def test_samples_selectors_serve_the_rollout_browser():
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("in_memory_channel_layer")
 async def test_socket_gets_points_after_commit_and_refuses_anonymous():
     from tests.factories import UserFactory
     from tests.pipelines.test_consumers import _communicator
@@ -157,3 +158,4 @@ async def test_socket_gets_points_after_commit_and_refuses_anonymous():
     anon.scope["path"] = f"/ws/metrics/runs/{run.pk}/"
     connected, code = await anon.connect()
     assert not connected and code == 4403
+    await anon.disconnect()  # the consumer ends its own way, not cancelled at the loop's close
