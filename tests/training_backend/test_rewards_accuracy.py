@@ -383,18 +383,24 @@ def test_nonzero_shortcut_keeps_math_verifys_verdicts():
     pairs = [(c["gold"], c["pred"]) for c in cases]
     pairs += [(rng.choice(cases)["gold"], rng.choice(cases)["pred"]) for _ in range(300)]
     parsed = {t: parse(prepare(t), parsing_timeout=None) for pair in pairs for t in pair}
+    plain, changed = _verdicts_with_and_without(install_nonzero_shortcut, pairs, parsed)
+    assert changed == []
+    assert sum(plain[: len(cases)]) == sum(c["expected"] for c in cases)
+
+
+def _verdicts_with_and_without(install, pairs, parsed) -> tuple[list[bool], list[tuple[str, str]]]:
+    """Plain `verify` on each pair, and the pairs whose verdict differs once `install()` ran."""
 
     def verdicts() -> list[bool]:
         return [verify(parsed[g], parsed[a], timeout_seconds=None) for g, a in pairs]
 
     plain = verdicts()
-    undo = install_nonzero_shortcut()
+    undo = install()
     try:
         shortcut = verdicts()
     finally:
         undo()
-    assert [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s] == []
-    assert sum(plain[: len(cases)]) == sum(c["expected"] for c in cases)
+    return plain, [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s]
 
 
 @pytest.mark.parametrize(
@@ -479,16 +485,7 @@ def test_proportional_shortcut_keeps_math_verifys_verdicts():
     if PEER_CASES.exists():
         pairs += [(c["gold"], c["pred"]) for c in _peer_cases() if "=" in c["gold"] and "=" in c["pred"]]
     parsed = {t: parse(prepare(t), parsing_timeout=None) for pair in pairs for t in pair}
-
-    def verdicts() -> list[bool]:
-        return [verify(parsed[g], parsed[a], timeout_seconds=None) for g, a in pairs]
-
-    plain = verdicts()
-    undo = install_proportional_equations_shortcut()
-    try:
-        shortcut = verdicts()
-    finally:
-        undo()
-    assert [pair for pair, p, s in zip(pairs, plain, shortcut) if p != s] == []
+    _, changed = _verdicts_with_and_without(install_proportional_equations_shortcut, pairs, parsed)
+    assert changed == []
     decided = [(g, a) for g, a in pairs if parsed[g] and parsed[a] and proportional_equations(parsed[g][0], parsed[a][0])]
     assert len(decided) >= 4  # the family does exercise the shortcut

@@ -217,25 +217,32 @@ def install_nonzero_shortcut():
     way. This is where false verdicts spent most of their sympy time: simplify tries a dozen
     rewrites before it gives up on a nonzero difference (~5-30 ms each on a cold sympy cache).
     """
+    return _install_grader_shortcut("sympy_symbolic_eq", surely_nonzero, False)
+
+
+def _install_grader_shortcut(name: str, decides, verdict: bool):
+    """Wrap math-verify's `grader.<name>(a, b, ...)` so that it returns `verdict` at once when
+    `decides(a, b)`, and otherwise (or when `decides` raises) calls the original; returns a
+    function that undoes it. A no-op where math-verify lacks that function or it is wrapped."""
     try:
         from math_verify import grader
     except ImportError:
         return lambda: None
-    original = getattr(grader, "sympy_symbolic_eq", None)
-    if original is None or getattr(original, "nonzero_shortcut", False):
+    original = getattr(grader, name, None)
+    if original is None or getattr(original, "shortcut", False):
         return lambda: None
 
-    def sympy_symbolic_eq(a, b):
+    def shortcut(a, b, *args, **kwargs):
         try:
-            if surely_nonzero(a, b):
-                return False
+            if decides(a, b):
+                return verdict
         except Exception:  # an optimisation only: anything odd goes the original way
             pass
-        return original(a, b)
+        return original(a, b, *args, **kwargs)
 
-    sympy_symbolic_eq.nonzero_shortcut = True
-    grader.sympy_symbolic_eq = sympy_symbolic_eq
-    return lambda: setattr(grader, "sympy_symbolic_eq", original)
+    shortcut.shortcut = True
+    setattr(grader, name, shortcut)
+    return lambda: setattr(grader, name, original)
 
 
 # Equations whose two sides differ by a polynomial of at most this degree in at most this many
@@ -288,25 +295,7 @@ def install_proportional_equations_shortcut():
     (tests/training_backend/test_rewards_accuracy.py): the same verdicts. Anything else goes
     the original way.
     """
-    try:
-        from math_verify import grader
-    except ImportError:
-        return lambda: None
-    original = getattr(grader, "sympy_solve_and_compare", None)
-    if original is None or getattr(original, "proportional_shortcut", False):
-        return lambda: None
-
-    def sympy_solve_and_compare(gold, pred, *args, **kwargs):
-        try:
-            if proportional_equations(gold, pred):
-                return True
-        except Exception:  # an optimisation only: anything odd goes the original way
-            pass
-        return original(gold, pred, *args, **kwargs)
-
-    sympy_solve_and_compare.proportional_shortcut = True
-    grader.sympy_solve_and_compare = sympy_solve_and_compare
-    return lambda: setattr(grader, "sympy_solve_and_compare", original)
+    return _install_grader_shortcut("sympy_solve_and_compare", proportional_equations, True)
 
 
 def main() -> None:
