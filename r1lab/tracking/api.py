@@ -16,7 +16,7 @@ from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.accounts.selectors import api_token_user, bearer_token
 from r1lab.tracking import selectors, services
-from r1lab.tracking.ingest import IngestError, parse_log_body
+from r1lab.tracking.ingest import IngestError, parse_log_body, parse_run_create
 from r1lab.tracking.models import Run
 from r1lab.tracking.openapi import OPENAPI
 
@@ -118,23 +118,8 @@ def runs(request):
         return _json({"runs": [selectors.run_summary(run=r) for r in selectors.runs_visible(user=user, project=project)[:500]]})
     if not can(user, "runs.launch"):
         raise IngestError(403, "your role may not create runs (researchers may)")
-    body = _body(request)
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise IngestError(400, "body must be a JSON object {name, project?, config?}")
-    name, project, config = payload.get("name"), payload.get("project") or "default", payload.get("config") or {}
-    if not isinstance(name, str) or not name.strip():
-        raise IngestError(400, "name: required, a non-empty string")
-    if len(name) > 200:
-        raise IngestError(400, "name: longer than 200 characters")
-    if not isinstance(project, str) or len(project) > 100:
-        raise IngestError(400, "project: must be a string of at most 100 characters")
-    if not isinstance(config, dict):
-        raise IngestError(400, "config: must be a JSON object")
-    run, token = services.tracked_run_create(name=name.strip(), project=project, config=config, user=user, external=True)
+    fields = parse_run_create(_body(request))
+    run, token = services.tracked_run_create(**fields, user=user, external=True)
     return _json({"id": run.pk, "token": token, "url": f"{settings.R1LAB_PUBLIC_URL}/api/v1/runs/{run.pk}",
                   "page": f"{settings.R1LAB_PUBLIC_URL}/metrics/runs/{run.pk}/"}, status=201)
 

@@ -15,6 +15,11 @@ import orjson
 MAX_KEY_LEN = 200
 MAX_TEXT_LEN = 1_000_000  # per prompt / completion
 MAX_STEP = 2**62
+MAX_INT32 = 2**31 - 1  # group, index, length are `integer` columns
+# PostgreSQL cannot store U+0000 in text or jsonb. Names (metric keys, reward names, prompt ids,
+# run names) are refused with a 400; model text is stored with each NUL replaced by U+2400 (␀),
+# the field named in the sample's `extra["escaped_nul"]`, so what the model wrote stays visible.
+NUL, NUL_SHOWN = "\x00", "\u2400"
 _isfinite = math.isfinite
 
 SAMPLE_FIELDS = {
@@ -105,6 +110,8 @@ def parse_log_body(body: bytes, *, now: float | None = None) -> ParsedLog:
                 raise _bad(f"metrics[{i}].key", "must be a non-empty string", key)
             if len(key) > MAX_KEY_LEN:
                 raise IngestError(400, f"metrics[{i}].key: longer than {MAX_KEY_LEN} characters ({len(key)})")
+            if NUL in key:
+                raise _bad(f"metrics[{i}].key", "must not contain NUL (\\u0000) characters", key)
             valid_keys.add(key)
         tv = type(value)
         if tv is float:
@@ -127,13 +134,46 @@ def parse_log_body(body: bytes, *, now: float | None = None) -> ParsedLog:
     return out
 
 
-def _text(where: str, v, *, required: bool = True) -> str:
-    if v is None and not required:
-        return ""
+def _name(where: str, v: str) -> str:
+    """A name (key, reward name, prompt id): at most MAX_KEY_LEN characters, no NUL."""
+    if len(v) > MAX_KEY_LEN:
+        raise IngestError(400, f"{where}: longer than {MAX_KEY_LEN} characters")
+    if NUL in v:
+        raise _bad(where, "must not contain NUL (\\u0000) characters", v)
+    return v
+
+
+def _text(where: str, v, escaped: list[str]) -> str:
+    """Model text: kept as written, except NUL (which PostgreSQL cannot store) shown as ␀."""
     if type(v) is not str:
         raise _bad(where, "must be a string", v)
     if len(v) > MAX_TEXT_LEN:
         raise IngestError(400, f"{where}: longer than {MAX_TEXT_LEN} characters")
+    if NUL in v:
+        escaped.append(where.rsplit(".", 1)[-1])
+        v = v.replace(NUL, NUL_SHOWN)
+    return v
+
+
+def _json_value(v, escaped: list[bool]):
+    """A trainer's extra JSON field, with NUL in any string or key shown as ␀ (jsonb refuses it)."""
+    t = type(v)
+    if t is str:
+        if NUL in v:
+            escaped[0] = True
+            return v.replace(NUL, NUL_SHOWN)
+        return v
+    if t is dict:
+        return {_json_value(k, escaped): _json_value(x, escaped) for k, x in v.items()}
+    if t is list:
+        return [_json_value(x, escaped) for x in v]
+    return v
+
+
+def _int32(where: str, v) -> int:
+    v = _step(where, v)
+    if v > MAX_INT32:
+        raise _bad(where, f"must be at most {MAX_INT32}", v)
     return v
 
 
@@ -149,23 +189,23 @@ def _sample(i: int, s) -> dict:
         raise _bad(f"{w}.rewards", "must be an object {name: number}", rewards)
     clean_rewards = {}
     for name, v in rewards.items():
-        if len(name) > MAX_KEY_LEN:
-            raise IngestError(400, f"{w}.rewards: name longer than {MAX_KEY_LEN} characters")
+        _name(f"{w}.rewards: name {name[:40]!r}", name)
         clean_rewards[name] = None if v is None else _number(f"{w}.rewards[{name!r}]", v)
+    escaped: list[str] = []
     out = {
         "step": _step(f"{w}.step", s["step"]),
-        "prompt": _text(f"{w}.prompt", s["prompt"]),
-        "completion": _text(f"{w}.completion", s["completion"]),
+        "prompt": _text(f"{w}.prompt", s["prompt"], escaped),
+        "completion": _text(f"{w}.completion", s["completion"], escaped),
         "rewards": clean_rewards,
-        "think": _text(f"{w}.think", s.get("think"), required=False) if s.get("think") is not None else None,
-        "answer": _text(f"{w}.answer", s.get("answer"), required=False) if s.get("answer") is not None else None,
+        "think": _text(f"{w}.think", s["think"], escaped) if s.get("think") is not None else None,
+        "answer": _text(f"{w}.answer", s["answer"], escaped) if s.get("answer") is not None else None,
     }
     for name in ("advantage", "reward", "language_consistency"):
         v = s.get(name)
         out[name] = None if v is None else _number(f"{w}.{name}", v)
     for name in ("group", "index", "length"):
         v = s.get(name)
-        out[name] = None if v is None else _step(f"{w}.{name}", v)
+        out[name] = None if v is None else _int32(f"{w}.{name}", v)
     for name in ("truncated", "language_mixed"):
         v = s.get(name)
         if v is not None and type(v) is not bool:
@@ -175,9 +215,57 @@ def _sample(i: int, s) -> dict:
     if pid is not None:
         if type(pid) not in (str, int) or type(pid) is bool:
             raise _bad(f"{w}.prompt_id", "must be a string or an integer", pid)
-        pid = str(pid)
-        if len(pid) > MAX_KEY_LEN:
-            raise IngestError(400, f"{w}.prompt_id: longer than {MAX_KEY_LEN} characters")
+        pid = _name(f"{w}.prompt_id", str(pid))
     out["prompt_id"] = pid or ""
-    out["extra"] = {k: v for k, v in s.items() if k not in SAMPLE_FIELDS}
+    extra_escaped = [False]
+    out["extra"] = {_json_value(k, extra_escaped): _json_value(v, extra_escaped)
+                    for k, v in s.items() if k not in SAMPLE_FIELDS}
+    if extra_escaped[0]:
+        escaped.append("extra")
+    if escaped:
+        out["extra"]["escaped_nul"] = escaped
     return out
+
+
+def nul_path(v, where: str) -> str | None:
+    """Where in a JSON value the first NUL character is (`config.a[2]`), else None."""
+    t = type(v)
+    if t is str:
+        return where if NUL in v else None
+    if t is dict:
+        for k, x in v.items():
+            if NUL in k:
+                return f"{where} (a key)"
+            found = nul_path(x, f"{where}.{k}")
+            if found:
+                return found
+    elif t is list:
+        for i, x in enumerate(v):
+            found = nul_path(x, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def parse_run_create(body: bytes) -> dict:
+    """`POST /api/v1/runs` body → {name, project, config}; IngestError naming the bad field."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    if type(payload) is not dict:
+        raise IngestError(400, "body must be a JSON object {name, project?, config?}")
+    name, project, config = payload.get("name"), payload.get("project") or "default", payload.get("config") or {}
+    if type(name) is not str or not name.strip():
+        raise IngestError(400, "name: required, a non-empty string")
+    if len(name) > 200:
+        raise IngestError(400, "name: longer than 200 characters")
+    if type(project) is not str or len(project) > 100:
+        raise IngestError(400, "project: must be a string of at most 100 characters")
+    if type(config) is not dict:
+        raise IngestError(400, "config: must be a JSON object")
+    for field, value in (("name", name), ("project", project), ("config", config)):
+        where = nul_path(value, field)
+        if where:
+            raise IngestError(400, f"{where}: must not contain NUL (\\u0000) characters")
+    return {"name": name.strip(), "project": project, "config": config}

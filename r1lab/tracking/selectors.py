@@ -6,6 +6,7 @@ from django.db.models import Q, QuerySet
 from r1lab.accounts.permissions import can
 from r1lab.tracking import analysis, store
 from r1lab.tracking.models import Comment, Run, Sample, Series
+from r1lab.tracking.ingest import MAX_STEP
 from r1lab.tracking.panels import panels_for_keys
 
 DEFAULT_MAX_POINTS = 2000
@@ -45,9 +46,15 @@ def parse_window_query(params) -> dict:
         raw = params.get(name)
         if raw not in (None, ""):
             try:
-                out[name] = int(float(raw))
+                value = float(raw)
             except ValueError:
-                raise ValueError(f"{name} must be an integer (got {raw!r})") from None
+                raise ValueError(f"{name} must be an integer (got {raw[:40]!r})") from None
+            if value != value:
+                raise ValueError(f"{name} must be an integer (got {raw[:40]!r})")
+            # A range bound: clamped to the bigint steps can take (a zoom may start left of 0;
+            # beyond the column's range the SQL overflowed and answered 500).
+            value = int(min(max(value, 0.0), float(MAX_STEP)))
+            out[name] = value
     raw = params.get("max_points")
     if raw not in (None, ""):
         try:

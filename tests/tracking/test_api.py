@@ -109,6 +109,15 @@ BAD_INPUTS = [
     ("sample missing completion", "ok", {"metrics": [{"key": "a", "step": 1, "value": 1}], "samples": [{"step": 1, "prompt": "p", "rewards": {}}]}, False, 400, "samples[0]: missing field 'completion'"),
     ("sample reward not a number", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {"accuracy": "yes"}}]}, False, 400, "samples[0].rewards['accuracy']"),
     ("sample negative step", "ok", {"samples": [{"step": -2, "prompt": "p", "completion": "c", "rewards": {}}]}, False, 400, "samples[0].step"),
+    # PostgreSQL cannot store NUL, and group/index/length are 32-bit columns: these answered 500,
+    # which the client retries forever (issue 15: one bad sample blocked a run for good).
+    ("NUL in a metric key", "ok", {"metrics": [{"key": "a\x00b", "step": 1, "value": 1}]}, False, 400, "metrics[0].key: must not contain NUL"),
+    ("NUL in a reward name", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {"acc\x00": 1}}]}, False, 400, "samples[0].rewards"),
+    ("NUL in a prompt id", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "prompt_id": "q\x00"}]}, False, 400, "samples[0].prompt_id: must not contain NUL"),
+    ("group beyond int32", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "group": 2**31}]}, False, 400, "samples[0].group: must be at most 2147483647"),
+    ("index beyond int32", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "group": 0, "index": 2**40}]}, False, 400, "samples[0].index"),
+    ("length beyond int32", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "length": 2**33}]}, False, 400, "samples[0].length"),
+    ("step beyond bigint", "ok", {"metrics": [{"key": "a", "step": 2**63, "value": 1}]}, False, 400, "metrics[0].step"),
 ]
 
 
@@ -188,3 +197,53 @@ def test_openapi_schema_lists_the_endpoints(client):
     assert r.status_code == 200
     paths = r.json()["paths"]
     assert {"/runs", "/runs/{id}/log", "/runs/{id}/finish", "/runs/{id}/metrics"} <= set(paths)
+
+
+def test_model_text_with_nul_is_stored_faithfully_escaped(client, run_and_token):
+    """Model output is untrusted and may hold NUL: stored (as ␀, the fields named), never a 500."""
+    run, token = run_and_token
+    body = {"samples": [{"step": 1, "prompt": "p\x00", "completion": "<think>a\x00b</think><answer>2</answer>",
+                         "rewards": {"accuracy": 1.0}, "group": 0, "index": 0, "meta": {"raw\x00": ["x\x00"]}}]}
+    r = post(client, log_url(run), body, token)
+    assert r.status_code == 200, r.content
+    s = Sample.objects.get(run=run)
+    assert s.prompt == "p\u2400" and s.completion == "<think>a\u2400b</think><answer>2</answer>"
+    assert s.think == "a\u2400b" and s.answer == "2" and s.correct is True
+    assert s.extra == {"meta": {"raw\u2400": ["x\u2400"]}, "escaped_nul": ["prompt", "completion", "extra"]}
+
+
+CREATE_BAD = [
+    ({"name": "a\x00"}, "name: must not contain NUL"),
+    ({"name": "a", "project": "p\x00"}, "project: must not contain NUL"),
+    ({"name": "a", "config": {"lr": ["x\x00"]}}, "config.lr[0]: must not contain NUL"),
+    ({"name": "a", "config": {"k\x00": 1}}, "config (a key)"),
+    ({"name": "a", "config": [1]}, "config: must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("body,fragment", CREATE_BAD, ids=[c[1] for c in CREATE_BAD])
+def test_create_run_bad_input_is_400(client, make_user, body, fragment):
+    raw = api_token_create(user=make_user("researcher"))[1]
+    r = post(client, "/api/v1/runs", body, raw)
+    assert r.status_code == 400, r.content
+    assert fragment in r.json()["error"]
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize("query", ["min_step=1e400", "max_step=-1e400", "min_step=99999999999999999999999",
+                                   "max_step=inf", "min_step=1e30", "min_step=nan", "keys=%00"])
+def test_metrics_window_bounds_never_500(client, run_and_token, make_user, query):
+    run, token = run_and_token
+    post(client, log_url(run), {"metrics": [{"key": "reward", "step": i, "value": i} for i in range(5)]}, token)
+    raw = api_token_create(user=make_user("viewer"))[1]
+    r = client.get(f"/api/v1/runs/{run.pk}/metrics?{query}", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert r.status_code in (200, 400), (query, r.status_code)
+    assert "error" in r.json() if r.status_code == 400 else "series" in r.json()
+
+
+def test_a_zoom_left_of_zero_is_clamped(client, run_and_token, make_user):
+    run, token = run_and_token
+    post(client, log_url(run), {"metrics": [{"key": "reward", "step": i, "value": i} for i in range(5)]}, token)
+    raw = api_token_create(user=make_user("viewer"))[1]
+    r = client.get(f"/api/v1/runs/{run.pk}/metrics?min_step=-3.5&max_step=2", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert r.json()["series"]["reward"]["x"] == [0, 1, 2]
