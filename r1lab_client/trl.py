@@ -40,6 +40,9 @@ class R1labCallback(TrainerCallback):
             config = {**_plain(args.to_sanitized_dict()), **kw.pop("config")}
             name = kw.pop("name") or getattr(args, "run_name", None) or "trl-run"
             self.run = init(kw.pop("base_url"), kw.pop("token"), name=name, project=kw.pop("project"), config=config, **kw)
+        elif self.run is not None and state.is_world_process_zero and state.global_step > 0:
+            # resume_from_checkpoint into an existing run: the steps after the checkpoint are redone
+            self.run.rewind(int(state.global_step))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not state.is_world_process_zero:

@@ -211,6 +211,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     total = math.ceil(len(rows) / B)
     start = len(done) // B if len(done) % B == 0 or len(done) == len(rows) else 0
     done = done[: start * B]
+    reporter.rewind(-1)  # everything is logged at the end
     t_run = time.perf_counter()
     try:
         with open(partial, "a") as f:

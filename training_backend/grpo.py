@@ -293,6 +293,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     if ckpts:
         backend.load_state(ckpts[-1])
         start_step = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
+    reporter.rewind(start_step if ckpts else -1)  # a crashed attempt's later steps are history now
     if cfg.rollout_engine == "vllm":
         # GPU workers: a colocated vLLM engine loaded from the same weights; the trainer pushes
         # its parameters into it after every step's optimisation passes (below).

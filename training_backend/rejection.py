@@ -260,6 +260,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     total = math.ceil(len(rows) / B)
     start = len(done) // (B * n)
     done = done[: start * B * n]
+    reporter.rewind(start if start else -1)  # metrics are per batch: batches done are kept
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True)) if handle_sigterm else None
     t_run = time.perf_counter()

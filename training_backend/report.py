@@ -1,7 +1,12 @@
-"""Reporters: where a stage's numbers go. The trainer only ever calls these four methods:
+"""Reporters: where a stage's numbers go. The trainer only ever calls these five methods:
 
-    log_metrics(step, {"reward": 0.5, ...})     log_samples(step, [{"prompt": ..., ...}])
-    flush()                                      finish("succeeded" | "failed" | "cancelled")
+    rewind(step)                                 log_metrics(step, {"reward": 0.5, ...})
+    log_samples(step, [{"prompt": ..., ...}])    flush()
+    finish("succeeded" | "failed" | "cancelled")
+
+`rewind(step)` comes first: the attempt continues after `step` (-1: from the start), so what an
+earlier, crashed attempt logged after it stops being the run's curve (the dashboard keeps it as
+history) and this attempt's values are stored instead of being dropped as retries.
 
 - `JsonlReporter(path)`: one JSON object per line, `{"step", "key", "value"}` for a metric and
   `{"step", "sample": {...}}` for a sample (what `run` writes without --report-url).
@@ -23,6 +28,7 @@ from typing import Protocol
 
 
 class Reporter(Protocol):
+    def rewind(self, step: int) -> None: ...
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
     def log_samples(self, step: int, samples: list[dict]) -> None: ...
     def flush(self) -> None: ...
@@ -41,6 +47,9 @@ class JsonlReporter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", buffering=1 << 16)
+
+    def rewind(self, step: int) -> None:
+        self._f.write(json.dumps({"rewind": step}) + "\n")
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
@@ -64,6 +73,12 @@ class MemoryReporter:
         self.samples: list[tuple[int, dict]] = []
         self.status: str | None = None
         self.flushes = 0
+        self.rewinds: list[int] = []
+
+    def rewind(self, step: int) -> None:
+        self.rewinds.append(step)
+        self.metrics = [m for m in self.metrics if m[0] <= step]
+        self.samples = [s for s in self.samples if s[0] <= step]
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         self.metrics.extend((step, k, float(v)) for k, v in metrics.items())
@@ -88,6 +103,9 @@ class HttpReporter:
         from r1lab_client import Run
 
         self.run = Run(run_url, token, spool_dir=spool_dir, **client_kw)
+
+    def rewind(self, step: int) -> None:
+        self.run.rewind(step)
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         self.run.log({k: _clean(float(v)) for k, v in metrics.items()}, step=step)

@@ -201,6 +201,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     if ckpts:
         backend.load_state(ckpts[-1])
         start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
+    reporter.rewind(start if ckpts else -1)  # a crashed attempt's later steps are history now
     rm = backend.module
     saved = [str(p) for p in ckpts]
 

@@ -182,6 +182,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     if ckpts:
         backend.load_state(ckpts[-1])
         start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
+    reporter.rewind(start if ckpts else -1)  # a crashed attempt's later steps are history now
     policy = backend.module
     engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     encode, decode = text_codec(tok)

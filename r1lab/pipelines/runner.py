@@ -170,7 +170,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
     report_url = token = None
     if start.tracked_run_id:
         tracked = TrackedRun.objects.get(pk=start.tracked_run_id)
-        token = tracked_run_rotate_token(run=tracked)  # the per-attempt ingest token
+        token = tracked_run_rotate_token(run=tracked, attempt=start.attempt)  # the per-attempt ingest token
         report_url = f"{settings.R1LAB_PUBLIC_URL}/api/v1/runs/{tracked.pk}"
     metrics_out = attempt_dir / "metrics.jsonl"
     cmd = trainer_command(start, spec_path, report_url=report_url, token=token, metrics_out=metrics_out)

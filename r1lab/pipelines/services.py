@@ -297,7 +297,7 @@ def _ensure_tracked_run(stage: Stage, user, *, fresh: bool) -> None:
         # a retry starts new curves; the old tracked run keeps its own, closed
         tracked_run_set_status(run=stage.tracked_run, status=TrackedRun.Status.FAILED)
     tracked, _raw = tracked_run_create(  # the raw token is minted again by the worker per attempt
-        name=f"{stage.run.name} · {stage.name}", project=stage.run.name, user=user,
+        name=f"{stage.run.name} · {stage.name}", project=stage.run.name, user=user, attempt=stage.attempt,
         config={"kind": stage.kind, "stage_id": stage.pk, "pipeline_run_id": stage.run_id, **stage.config})
     stage.tracked_run = tracked
 

@@ -16,7 +16,7 @@ from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.accounts.selectors import api_token_user, bearer_token
 from r1lab.tracking import selectors, services
-from r1lab.tracking.ingest import IngestError, parse_log_body, parse_run_create
+from r1lab.tracking.ingest import IngestError, parse_log_body, parse_rewind_body, parse_run_create
 from r1lab.tracking.models import Run
 from r1lab.tracking.openapi import OPENAPI
 
@@ -89,6 +89,21 @@ def run_log(request, run_id: int):
     body = _body(request)
     parsed = parse_log_body(body)
     return _json(services.tracked_run_log(run_id=run.pk, parsed=parsed))
+
+
+@_api
+@require_POST
+def run_rewind(request, run_id: int):
+    """`{"step": k}`: this attempt continues after step k (-1: from the start); what earlier
+    attempts logged after it becomes history and the values logged from now on make the curve."""
+    run = _run_for_token(request, run_id)
+    step = parse_rewind_body(_body(request))
+    rewind = services.tracked_run_rewind(run=Run.objects.get(pk=run.pk), after_step=step)
+    if rewind is None:
+        return _json({"step": step, "attempt": Run.objects.values_list("attempt", flat=True).get(pk=run.pk),
+                      "lost": {"metrics": 0, "samples": 0}})
+    return _json({"step": step, "attempt": rewind.attempt,
+                  "lost": {"metrics": rewind.lost_points, "samples": rewind.lost_samples}})
 
 
 @_api

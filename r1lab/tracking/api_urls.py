@@ -7,6 +7,7 @@ urlpatterns = [
     path("openapi.json", api.openapi, name="openapi"),
     path("runs", api.runs, name="runs"),
     path("runs/<int:run_id>/log", api.run_log, name="run_log"),
+    path("runs/<int:run_id>/rewind", api.run_rewind, name="run_rewind"),
     path("runs/<int:run_id>/finish", api.run_finish, name="run_finish"),
     path("runs/<int:run_id>/metrics", api.run_metrics, name="run_metrics"),
 ]

@@ -39,6 +39,9 @@ class RunMetricsConsumer(AsyncJsonWebsocketConsumer):
     async def comment_added(self, event):
         await self.send_json(event)
 
+    async def run_rewound(self, event):
+        await self.send_json(event)
+
     @database_sync_to_async
     def _status(self) -> dict | None:
         run = Run.objects.filter(pk=self.run_id).first()

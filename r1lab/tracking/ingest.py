@@ -269,3 +269,17 @@ def parse_run_create(body: bytes) -> dict:
         if where:
             raise IngestError(400, f"{where}: must not contain NUL (\\u0000) characters")
     return {"name": name.strip(), "project": project, "config": config}
+
+
+def parse_rewind_body(body: bytes) -> int:
+    """`POST /api/v1/runs/{id}/rewind` body `{"step": k}` → k (-1 … MAX_STEP)."""
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    if type(payload) is not dict or set(payload) != {"step"}:
+        raise IngestError(400, 'body must be {"step": k}: the attempt continues after step k (-1: from the start)')
+    step = payload["step"]
+    if type(step) is not int or not -1 <= step <= MAX_STEP:
+        raise _bad("step", f"must be an integer from -1 to {MAX_STEP}", step)
+    return step

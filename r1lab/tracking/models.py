@@ -30,6 +30,11 @@ class Run(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True, help_text="last time the trainer reported")
     finished_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
+    # Attempts: a resumed trainer rewinds the run (Rewind) and its values make the curve from
+    # there on. `first_attempt` labels what was logged before any rewind; `attempt` is the one
+    # logging now (a pipeline stage's attempt number, set by its worker; +1 per API rewind).
+    first_attempt = models.PositiveIntegerField(default=1)
+    attempt = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at"]
@@ -154,6 +159,51 @@ class Sample(models.Model):
             models.Index(fields=["run", "step"], name="tracking_sample_mixed", condition=models.Q(language_mixed=True)),
             models.Index(fields=["run", "step"], name="tracking_sample_zstd", condition=models.Q(zero_std_group=True)),
         ]
+
+
+class Rewind(models.Model):
+    """A resumed attempt took the run back to `after_step`: what earlier attempts had logged after
+    it was moved out of the curve into LostPoint / LostSample (history, drawn faintly), so that
+    the new attempt's values are stored instead of being dropped as duplicates."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="rewinds")
+    after_step = models.BigIntegerField(help_text="steps after this one were lost; -1: all of them")
+    attempt = models.PositiveIntegerField(help_text="the attempt that starts here")
+    lost_points = models.IntegerField(default=0)
+    lost_samples = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class LostPoint(models.Model):
+    """A point of an earlier attempt that a rewind took out of the curve. Same columns as Point,
+    plus the attempt that logged it; no FK constraint on series (as Point), deleted with its run."""
+
+    pk = models.CompositePrimaryKey("rewind", "series", "step")
+    rewind = models.ForeignKey(Rewind, on_delete=models.CASCADE, related_name="+")
+    series = models.ForeignKey(Series, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
+    step = models.BigIntegerField()
+    value = models.FloatField()
+    ts = models.FloatField()
+    attempt = models.PositiveIntegerField()
+
+
+class LostSample(models.Model):
+    """A rollout of an earlier attempt that a rewind took out of the run (kept as history)."""
+
+    rewind = models.ForeignKey(Rewind, on_delete=models.CASCADE, related_name="samples")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    step = models.BigIntegerField()
+    group = models.IntegerField(default=0)
+    index = models.IntegerField(default=0)
+    attempt = models.PositiveIntegerField()
+    data = models.JSONField(help_text="the Sample row's fields as they were")
+
+    class Meta:
+        ordering = ["step", "group", "index"]
+        indexes = [models.Index(fields=["run", "step"], name="tracking_lostsample_step")]
 
 
 class Comment(models.Model):

@@ -67,6 +67,18 @@ OPENAPI: dict = {
             "responses": {"200": {"description": "accepted (what the batch held) and stored (what was new)", "content": {"application/json": {"schema": {"type": "object", "properties": {
                 "accepted": {"$ref": "#/components/schemas/Counts"}, "stored": {"$ref": "#/components/schemas/Counts"}}}}}},
                 "400": _ERROR, "401": _ERROR, "403": _ERROR, "405": _ERROR, "413": _ERROR}}},
+        "/runs/{id}/rewind": {"post": {
+            "summary": ("Rewind a resumed run: this attempt continues after `step` (-1: from the start). What earlier "
+                        "attempts logged after it leaves the curve and is kept as history; the values logged from now "
+                        "on for those steps are stored (without it, a retry-safe ingest keeps the old ones)"),
+            "security": [{"runToken": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["step"], "properties": {
+                "step": {"type": "integer", "minimum": -1}}}}}},
+            "responses": {"200": {"description": "the attempt now logging and what left the curve", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"step": {"type": "integer"}, "attempt": {"type": "integer"},
+                                                 "lost": {"$ref": "#/components/schemas/Counts"}}}}}},
+                "400": _ERROR, "401": _ERROR, "403": _ERROR}}},
         "/runs/{id}/finish": {"post": {
             "summary": "Finish a run", "security": [{"runToken": []}],
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],

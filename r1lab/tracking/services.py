@@ -18,7 +18,7 @@ from django.utils import timezone
 from r1lab.accounts.models import hash_token
 from r1lab.tracking import store
 from r1lab.tracking.ingest import ParsedLog
-from r1lab.tracking.models import Comment, Run, Sample
+from r1lab.tracking.models import Comment, LostSample, Rewind, Run, Sample
 
 RUN_TOKEN_PREFIX = "r1r_"
 # Batches with more points than this are not pushed point by point: pages are told to back-fill.
@@ -39,20 +39,119 @@ def _push(run_id: int, event: dict) -> None:
 
 
 def tracked_run_create(*, name: str, project: str = "default", config: dict | None = None, user=None,
-                       external: bool = False) -> tuple[Run, str]:
+                       external: bool = False, attempt: int = 1) -> tuple[Run, str]:
     """Create a tracked run; returns (run, raw ingest token). Only the hash is stored."""
     raw = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     run = Run.objects.create(name=name[:200], project=(project or "default")[:100], config=config or {},
-                             created_by=user, external=external, token_hash=hash_token(raw))
+                             created_by=user, external=external, token_hash=hash_token(raw),
+                             first_attempt=attempt, attempt=attempt)
     return run, raw
 
 
-def tracked_run_rotate_token(*, run: Run) -> str:
-    """A fresh ingest token for a new attempt of the run's stage; the old one stops working."""
+def tracked_run_rotate_token(*, run: Run, attempt: int | None = None) -> str:
+    """A fresh ingest token for a new attempt of the run's stage; the old one stops working.
+    `attempt`: the stage's attempt number, which labels what this attempt logs."""
     raw = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    Run.objects.filter(pk=run.pk).update(token_hash=hash_token(raw))
-    run.token_hash = hash_token(raw)
+    fields = {"token_hash": hash_token(raw)}
+    if attempt is not None:
+        fields["attempt"] = attempt
+    Run.objects.filter(pk=run.pk).update(**fields)
+    for k, v in fields.items():
+        setattr(run, k, v)
     return raw
+
+
+def run_segments(*, run: Run) -> list[tuple[int, int]]:
+    """The attempts that make the run's curve now: [(attempt, first step)], in step order."""
+    segments = [(run.first_attempt, 0)]
+    for after_step, attempt in run.rewinds.order_by("id").values_list("after_step", "attempt"):
+        segments = [seg for seg in segments if seg[1] <= after_step] + [(attempt, after_step + 1)]
+    return segments
+
+
+def _attempt_case(segments: list[tuple[int, int]]) -> tuple[str, list]:
+    """SQL for the attempt that logged `step`, from the run's segments."""
+    sql, params = "CASE", []
+    for attempt, first in reversed(segments):
+        sql += " WHEN step >= %s THEN %s"
+        params += [first, attempt]
+    return sql + " END", params
+
+
+def tracked_run_rewind(*, run: Run, after_step: int) -> Rewind | None:
+    """A resumed attempt continues after `after_step` (-1: from the start). Points, rollups and
+    samples logged after it by earlier attempts leave the curve for LostPoint / LostSample, so
+    that the new attempt's values, which ingest would otherwise drop as retries of stored steps,
+    make the curve. None when the run holds nothing yet (a first attempt's rewind)."""
+    from django.db import connection
+
+    if after_step < -1:
+        raise ValueError("after_step must be -1 or more")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        sids = list(run.series.values_list("id", flat=True))
+        has_samples = Sample.objects.filter(run=run).exists()
+        if not sids and not has_samples and not run.rewinds.exists():
+            return None
+        segments = run_segments(run=run)
+        # A pipeline worker sets the attempt with the attempt's token; an API client does not:
+        # then each rewind starts the next attempt.
+        attempt = run.attempt if run.attempt != segments[-1][0] else max(a for a, _ in segments) + 1
+        rewind = Rewind.objects.create(run=run, after_step=after_step, attempt=attempt)
+        case, case_params = _attempt_case(segments)
+        lo = after_step + 1
+        with connection.cursor() as cur:
+            if sids:
+                marks = ",".join(["%s"] * len(sids))
+                cur.execute(
+                    f"INSERT INTO tracking_lostpoint (rewind_id, series_id, step, value, ts, attempt) "
+                    f"SELECT %s, series_id, step, value, ts, {case} FROM tracking_point "
+                    f"WHERE series_id IN ({marks}) AND step > %s",
+                    [rewind.pk, *case_params, *sids, after_step])
+                rewind.lost_points = max(cur.rowcount, 0)
+                cur.execute(f"DELETE FROM tracking_point WHERE series_id IN ({marks}) AND step > %s", [*sids, after_step])
+                # Rollups over the lost steps go too (rebuilt lazily from the new points).
+                cur.execute(f"UPDATE tracking_series SET rollup_upto = %s WHERE id IN ({marks}) AND rollup_upto >= %s",
+                            [((lo >> 3) << 3) - 1, *sids, lo])
+                cur.execute(f"DELETE FROM tracking_rollup WHERE series_id IN ({marks}) AND bucket >= (%s >> (3 * level))",
+                            [*sids, lo])
+        lost = Sample.objects.filter(run=run, step__gt=after_step)
+        attempt_of = lambda step: next(a for a, first in reversed(segments) if step >= first)  # noqa: E731
+        moved = 0
+        for chunk in _chunks(lost.values().iterator(chunk_size=1000), 1000):
+            LostSample.objects.bulk_create([
+                LostSample(rewind=rewind, run=run, step=row["step"], group=row["group"], index=row["index"],
+                           attempt=attempt_of(row["step"]),
+                           data={k: (v.isoformat() if k == "created_at" else v) for k, v in row.items()
+                                 if k not in ("id", "run_id", "dedupe")})
+                for row in chunk])
+            moved += len(chunk)
+        lost.delete()
+        rewind.lost_samples = moved
+        rewind.save(update_fields=["lost_points", "lost_samples"])
+        run.attempt = attempt
+        run.save(update_fields=["attempt"])
+        payload = {"after_step": after_step, "attempt": attempt}
+        transaction.on_commit(lambda: _rewound(run.pk, payload))
+    return rewind
+
+
+def _chunks(rows, n: int):
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _rewound(run_id: int, payload: dict) -> None:
+    from django.core.cache import cache
+
+    cache.delete(f"tracking:signals:{run_id}")  # the aha moment and alarms of the old curve
+    _push(run_id, {"type": "run.rewound", **payload})
 
 
 @transaction.atomic
@@ -90,7 +189,7 @@ def tracked_run_delete(*, run: Run) -> None:
         ids = list(run.series.values_list("id", flat=True))
         if ids:
             with connection.cursor() as cur:
-                for table in ("tracking_point", "tracking_rollup"):
+                for table in ("tracking_point", "tracking_rollup", "tracking_lostpoint"):
                     marks = ",".join(["%s"] * len(ids))
                     cur.execute(f"DELETE FROM {table} WHERE series_id IN ({marks})", ids)
         run.delete()

@@ -11,7 +11,7 @@ import pytest
 from r1lab.pipelines import services
 from r1lab.pipelines.models import PipelineRun, Stage, StageAttempt
 from r1lab.pipelines.stage_templates import TEMPLATES
-from r1lab.tracking.models import Point, Sample, Series
+from r1lab.tracking.models import LostPoint, Point, Rewind, Sample, Series
 from tests.e2e.conftest import server_env
 from tests.factories import UserFactory
 from tests.pipelines.factories import TINY_GRPO, BaseModelFactory, PromptSetFactory, write_prompts
@@ -116,6 +116,13 @@ def test_kill_9_of_the_worker_is_found_and_the_stage_resumes_without_duplicated_
     assert second.resume and second.first_step == last_checkpoint + 1  # continued from the checkpoint
     assert "--resume" in Path(second.log_path).read_text().splitlines()[0]
     assert _steps(done.tracked_run_id, "reward") == list(range(1, 41))  # every step once, none twice
+    # ... and each from the attempt that makes the curve: the resumed trainer rewound the run to
+    # its checkpoint, so nothing the killed attempt logged after it is spliced into the curve.
+    rewind = Rewind.objects.get(run_id=done.tracked_run_id)
+    assert (rewind.after_step, rewind.attempt) == (last_checkpoint, 2)
+    after = Point.objects.filter(series__run_id=done.tracked_run_id, step__gt=last_checkpoint)
+    assert after.exists() and min(after.values_list("ts", flat=True)) >= second.started_at.timestamp() - 1
+    assert all(p.attempt == 1 and p.step > last_checkpoint for p in LostPoint.objects.filter(rewind=rewind))
 
 
 def test_cancel_a_running_stage_stops_the_trainer_after_a_checkpoint(lab):

@@ -20,6 +20,8 @@ class Ingest:
         self.finished: list[str] = []
         self.auth: list[str] = []
         self.fail_next_5xx = 0
+        self.fail_all_500 = False  # a sick server: 500 on every log
+        self.rewinds: list[int] = []
         self.port = port
         self.server = None
 
@@ -38,7 +40,14 @@ class Ingest:
                     return self.reply(503, {"error": "busy"})
                 if self.path == "/api/v1/runs":
                     return self.reply(201, {"id": 42, "token": "run-token"})
+                if self.path == "/api/v1/runs/42/rewind":
+                    ingest.rewinds.append(body["step"])
+                    for key in [k for k in ingest.metrics if k[1] > body["step"]]:
+                        del ingest.metrics[key]
+                    return self.reply(200, {"step": body["step"]})
                 if self.path == "/api/v1/runs/42/log":
+                    if ingest.fail_all_500 or any(m["key"] == "poison" for m in body.get("metrics", [])):
+                        return self.reply(500, {"error": "internal error"})  # a server bug on this batch
                     bad = [m for m in body.get("metrics", []) if not isinstance(m.get("value"), (int, float))]
                     if bad:
                         return self.reply(400, {"error": f"metrics[0].value must be a number"})
@@ -142,5 +151,68 @@ def test_a_run_that_never_reaches_the_server_keeps_everything_on_disk(tmp_path):
     run = Run(url, "t", spool_dir=tmp_path, max_retries=0)
     run.log({"reward": 1.0}, step=1)
     assert not run.finish("succeeded")
-    batch = json.loads((tmp_path / "spool.jsonl").read_text())
-    assert batch["metrics"][0]["key"] == "reward"
+    entry = json.loads((tmp_path / "spool.jsonl").read_text())
+    assert entry["op"] == "log" and entry["batch"]["metrics"][0]["key"] == "reward"
+
+
+def test_one_batch_the_server_fails_on_never_blocks_the_run(ingest, tmp_path, capsys):
+    """A batch answered 500 (the server failing on it) was spooled and replayed first forever,
+    so every later batch of the run queued behind it. Once a later batch goes through, the
+    failing one is set aside into the rejected file and the run's data keeps flowing."""
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_retries=1, backoff_s=0.01)
+    run.log({"poison": 1.0}, step=1)
+    run.log({"reward": 0.2}, step=2)  # step 1's batch: 500 twice → spooled
+    assert run.pending() == 1
+    run.log({"reward": 0.3}, step=3)  # replay fails again, step 2's batch goes through → set aside
+    assert run.finish("succeeded")
+    assert run.pending() == 0
+    assert ingest.metrics == {("reward", 2): 0.2, ("reward", 3): 0.3}
+    rejected = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert [r["batch"]["metrics"][0]["key"] for r in rejected] == ["poison"]
+    assert rejected[0]["status"] == 500 and "later batches" in rejected[0]["why"]
+    assert "kept in" in capsys.readouterr().err
+
+
+def test_a_sick_server_keeps_the_spool_until_max_error_tries(ingest, tmp_path):
+    """500 on everything: nothing can tell a bad batch from a sick server, so batches stay spooled
+    in order, and only a batch that failed `max_error_tries` times is set aside."""
+    ingest.fail_all_500 = True
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_retries=0, max_error_tries=3)
+    for step in (1, 2):
+        run.log({"reward": step / 10}, step=step)
+    assert not run.flush()
+    assert run.pending() == 2
+    assert not (tmp_path / "rejected.jsonl").exists()
+    assert not run.flush() and not run.flush()  # third failure of step 1's batch (and second of step 2's)
+    assert [json.loads(x)["batch"]["metrics"][0]["step"] for x in (tmp_path / "rejected.jsonl").read_text().splitlines()] == [1]
+    ingest.fail_all_500 = False
+    assert run.finish("succeeded")
+    assert ingest.metrics == {("reward", 2): 0.2}
+
+
+def test_rewind_is_delivered_in_order_with_the_batches(tmp_path):
+    server = Ingest().start()
+    port = server.port
+    run = Run(f"{server.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_retries=0)
+    for step in (1, 2, 3):
+        run.log({"reward": step / 10}, step=step)
+    assert run.flush()
+    server.stop()
+    assert not run.rewind(1)  # the server is away: the rewind waits in the spool, in order
+    run.log({"reward": 0.9}, step=2)
+    assert not run.flush()
+    restarted = Ingest(port).start()
+    restarted.metrics = dict(server.metrics)
+    try:
+        assert run.finish("succeeded")
+        assert restarted.rewinds == [1]
+        assert restarted.metrics == {("reward", 1): 0.1, ("reward", 2): 0.9}
+    finally:
+        restarted.stop()
+
+
+def test_each_token_spools_apart(tmp_path, monkeypatch):
+    """A resumed attempt gets a fresh run token: it must not replay what the crashed attempt left."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    a, b = Run("http://127.0.0.1:9/api/v1/runs/42", "token-1"), Run("http://127.0.0.1:9/api/v1/runs/42", "token-2")
+    assert a.spool_dir != b.spool_dir

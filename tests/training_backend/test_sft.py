@@ -111,6 +111,7 @@ def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(tmp_path, m
     second = train(parse_spec(spec("sft", model_dir, tmp_path / "cut", data, **cfg)), rep, resume=True,
                    template=tiny.TEMPLATE, progress=lambda _: None)
     assert not second.stopped and sorted({s for s, k, _ in rep.metrics if k == "loss"}) == [4, 5, 6]
+    assert rep.rewinds == [3]
     a = load_file(tmp_path / "full" / "final" / "model.safetensors")
     b = load_file(tmp_path / "cut" / "final" / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6

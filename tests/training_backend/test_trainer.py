@@ -86,6 +86,7 @@ def test_resume_continues_with_the_same_numbers(tmp_path, model_dir):
     second = MemoryReporter()
     train(parse_spec(make_spec(tmp_path, model_dir, "b", max_steps=4)), second, resume=True, progress=lambda _: None)
     assert sorted({s for s, _, _ in second.metrics}) == [3, 4]
+    assert straight.rewinds == [-1] and second.rewinds == [2]  # the dashboard rewinds to the checkpoint
     for key in ("loss", "reward", "kl", "completions/mean_length"):
         assert second.series(key) == pytest.approx(straight.series(key)[2:], rel=1e-5, abs=1e-7), key
     wa = load_file(tmp_path / "a" / "final" / "model.safetensors")
