@@ -244,6 +244,8 @@ R1LAB_HEARTBEAT_TIMEOUT_S = _env_int("R1LAB_HEARTBEAT_TIMEOUT_S", 45)
 R1LAB_TRAINER_PYTHON = os.environ.get("R1LAB_TRAINER_PYTHON", "")
 # Largest body POST /api/v1/runs/{id}/log accepts (413 above it); clients batch below it.
 R1LAB_INGEST_MAX_BYTES = _env_int("R1LAB_INGEST_MAX_BYTES", 16 * 1024 * 1024)
+# Distinct metric keys one run may have (RL trainers log 1,000–3,000; one bad batch once made 70k).
+R1LAB_MAX_KEYS_PER_RUN = _env_int("R1LAB_MAX_KEYS_PER_RUN", 10000)
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,7 @@ from r1lab.accounts.selectors import api_token_user, bearer_token
 from r1lab.tracking import selectors, services
 from r1lab.tracking.ingest import IngestError, parse_log_body, parse_rewind_body, parse_run_create
 from r1lab.tracking.models import Run
+from r1lab.tracking.store import SeriesLimitError
 from r1lab.tracking.openapi import OPENAPI
 
 
@@ -88,7 +89,10 @@ def run_log(request, run_id: int):
     run = _run_for_token(request, run_id)
     body = _body(request)
     parsed = parse_log_body(body)
-    return _json(services.tracked_run_log(run_id=run.pk, parsed=parsed))
+    try:
+        return _json(services.tracked_run_log(run_id=run.pk, parsed=parsed))
+    except SeriesLimitError as exc:
+        raise IngestError(400, str(exc)) from None
 
 
 @_api

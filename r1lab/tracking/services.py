@@ -11,6 +11,7 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -210,7 +211,7 @@ def tracked_run_log(*, run_id: int, parsed: ParsedLog) -> dict:
     with transaction.atomic():
         if n_points:
             unique_keys = list(dict.fromkeys(parsed.keys))
-            ids = store.series_ids(run_id=run_id, keys=unique_keys)
+            ids = store.series_ids(run_id=run_id, keys=unique_keys, max_keys=settings.R1LAB_MAX_KEYS_PER_RUN)
             sids = [ids[k] for k in parsed.keys]
             stored_points = store.insert_points(sids=sids, steps=parsed.steps, values=parsed.values, tss=parsed.tss)
         if parsed.samples:

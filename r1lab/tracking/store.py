@@ -36,8 +36,14 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def series_ids(*, run_id: int, keys: Sequence[str]) -> dict[str, int]:
-    """Series id for each key of a run, creating the missing ones (cached per process)."""
+class SeriesLimitError(ValueError):
+    """A batch would give its run more distinct metric keys than it may have."""
+
+
+def series_ids(*, run_id: int, keys: Sequence[str], max_keys: int | None = None) -> dict[str, int]:
+    """Series id for each key of a run, creating the missing ones (cached per process). With
+    `max_keys`, a batch whose new keys would take the run past that many series is refused
+    (SeriesLimitError) before anything is created; the count is read only when keys are new."""
     out: dict[str, int] = {}
     missing = []
     for key in keys:
@@ -49,6 +55,17 @@ def series_ids(*, run_id: int, keys: Sequence[str]) -> dict[str, int]:
     if not missing:
         return out
     with connection.cursor() as cur:
+        if max_keys is not None:
+            marks = ",".join(["%s"] * len(missing))
+            cur.execute(f"SELECT count(*), count(*) FILTER (WHERE key IN ({marks})) FROM tracking_series WHERE run_id = %s"
+                        if is_postgres() else
+                        f"SELECT count(*), sum(key IN ({marks})) FROM tracking_series WHERE run_id = %s", [*missing, run_id])
+            have, known = cur.fetchone()
+            new = len(missing) - (known or 0)
+            if have + new > max_keys:
+                raise SeriesLimitError(
+                    f"metrics: this batch adds {new} new keys to the run's {have}; a run may have at most {max_keys} "
+                    f"distinct metric keys (R1LAB_MAX_KEYS_PER_RUN). Nothing of the batch was stored")
         if is_postgres():
             cur.execute(
                 "INSERT INTO tracking_series (run_id, key, rollup_upto) SELECT %s, k, -1 FROM unnest(%s::text[]) AS k "

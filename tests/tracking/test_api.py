@@ -247,3 +247,18 @@ def test_a_zoom_left_of_zero_is_clamped(client, run_and_token, make_user):
     raw = api_token_create(user=make_user("viewer"))[1]
     r = client.get(f"/api/v1/runs/{run.pk}/metrics?min_step=-3.5&max_step=2", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert r.json()["series"]["reward"]["x"] == [0, 1, 2]
+
+
+@override_settings(R1LAB_MAX_KEYS_PER_RUN=50)
+def test_distinct_keys_per_run_are_capped_with_a_clear_400(client, run_and_token):
+    """One batch once created ~70k keys and every run page then tried to draw them all."""
+    run, token = run_and_token
+    body = {"metrics": [{"key": f"k{i}", "step": 1, "value": 1.0} for i in range(40)]}
+    assert post(client, log_url(run), body, token).status_code == 200
+    body = {"metrics": [{"key": f"k{i}", "step": 2, "value": 1.0} for i in range(30, 60)]}  # 20 new: 60 > 50
+    r = post(client, log_url(run), body, token)
+    assert r.status_code == 400 and "at most 50 distinct metric keys" in r.json()["error"]
+    assert Series.objects.filter(run=run).count() == 40 and not Point.objects.filter(step=2).exists()
+    body = {"metrics": [{"key": f"k{i}", "step": 2, "value": 1.0} for i in range(30, 50)]}  # 10 new: 50
+    assert post(client, log_url(run), body, token).status_code == 200
+    assert Series.objects.filter(run=run).count() == 50
