@@ -246,6 +246,8 @@ R1LAB_TRAINER_PYTHON = os.environ.get("R1LAB_TRAINER_PYTHON", "")
 R1LAB_INGEST_MAX_BYTES = _env_int("R1LAB_INGEST_MAX_BYTES", 16 * 1024 * 1024)
 # Distinct metric keys one run may have (RL trainers log 1,000–3,000; one bad batch once made 70k).
 R1LAB_MAX_KEYS_PER_RUN = _env_int("R1LAB_MAX_KEYS_PER_RUN", 10000)
+# Extra environment names (or PREFIX_*) a trainer inherits from its worker, comma-separated.
+R1LAB_TRAINER_ENV_ALLOW = os.environ.get("R1LAB_TRAINER_ENV_ALLOW", "")
 
 LOGGING = {
     "version": 1,

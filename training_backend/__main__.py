@@ -1,7 +1,9 @@
 """python -m training_backend {run,make-base,demo}
 
-    run SPEC.json [--report-url URL --token T] [--metrics-out FILE.jsonl] [--resume] [--engine torch|deepspeed]
-        Train one stage. Without --report-url, metrics and samples go to --metrics-out
+    run SPEC.json [--report-url URL] [--metrics-out FILE.jsonl] [--resume] [--engine torch|deepspeed]
+        Train one stage. With --report-url, the run token is read from $R1LAB_RUN_TOKEN (a worker
+        sets it; `--token T` also works but shows the token to `ps`). Without --report-url, metrics
+        and samples go to --metrics-out
         (default <output_dir>/metrics.jsonl). Prints `R1LAB_PROGRESS {"step","total","eta_s"}`
         every step; writes <output_dir>/outputs.json at the end.
     make-base OUT_DIR [--steps N]
@@ -18,11 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
+RUN_TOKEN_ENV = "R1LAB_RUN_TOKEN"  # the run token, from the worker: never on the command line
 
 DEMO_CONFIG = dict(
     num_generations=8, batch_size=64, learning_rate=1e-4, beta=0.0, lr_scheduler="constant",
@@ -40,7 +44,10 @@ def _reporter(args, output_dir: Path):
     from training_backend.report import HttpReporter, JsonlReporter
 
     if args.report_url:
-        return HttpReporter(args.report_url, args.token or "", spool_dir=output_dir / "report_spool"), None
+        token = args.token or os.environ.get(RUN_TOKEN_ENV, "")
+        if not token:
+            raise SystemExit(f"--report-url needs the run token in ${RUN_TOKEN_ENV} (or --token)")
+        return HttpReporter(args.report_url, token, spool_dir=output_dir / "report_spool"), None
     path = Path(args.metrics_out) if args.metrics_out else output_dir / "metrics.jsonl"
     return JsonlReporter(path), str(path)
 
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="train one stage from SPEC.json")
     r.add_argument("spec")
     r.add_argument("--report-url", help="the run's ingest URL, e.g. http://host:8000/api/v1/runs/42")
-    r.add_argument("--token", help="the run's bearer token")
+    r.add_argument("--token", help=f"the run's bearer token (visible in `ps`: prefer ${RUN_TOKEN_ENV})")
     r.add_argument("--metrics-out", help="JSONL file for metrics and samples (without --report-url)")
     r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     r.add_argument("--engine", choices=("deepspeed", "torch"), help="override the spec's training engine")

@@ -47,12 +47,37 @@ def heartbeat_interval_s() -> float:
 POOL_INDEX: int | None = None
 
 
-def trainer_env(start: services.AttemptStart) -> dict:
-    """The trainer's environment. A worker started with `-c <gpus>` runs one stage per pool
-    process; a single-GPU stage in pool process i sees only GPU i, unless the operator set
-    CUDA_VISIBLE_DEVICES for the worker (then it is left alone). Multi-GPU stages see every GPU
-    (run them on a `-c 1` worker; see docs/gpu-workers.md)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+# What the trainer inherits from the worker's environment: the system, Python, the accelerator
+# stack and the ML libraries' own settings. Never the worker's secrets (DATABASE_URL, REDIS_URL,
+# SECRET_KEY, cloud credentials…): the trainer talks to the dashboard over HTTP with its run
+# token and needs none of them. Operators add names or prefixes with R1LAB_TRAINER_ENV_ALLOW.
+TRAINER_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "HOSTNAME",
+    "LD_LIBRARY_PATH", "LD_PRELOAD", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "OMP_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM", "MASTER_ADDR", "MASTER_PORT", "http_proxy", "https_proxy", "no_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"})
+TRAINER_ENV_PREFIXES = ("LC_", "CUDA_", "NCCL_", "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "HF_",
+                        "TRANSFORMERS_", "HUGGINGFACE_", "DS_", "DEEPSPEED_", "VLLM_", "MKL_", "KMP_", "XDG_")
+RUN_TOKEN_ENV = "R1LAB_RUN_TOKEN"  # how the worker hands the run token to the trainer (not argv)
+
+
+def _allowed(name: str, extra: list[str]) -> bool:
+    if name in TRAINER_ENV_NAMES or name.startswith(TRAINER_ENV_PREFIXES):
+        return True
+    return any(name == e or (e.endswith("*") and name.startswith(e[:-1])) for e in extra)
+
+
+def trainer_env(start: services.AttemptStart, *, token: str | None = None) -> dict:
+    """The trainer's environment: the allow-listed part of the worker's, plus the run token. A
+    worker started with `-c <gpus>` runs one stage per pool process; a single-GPU stage in pool
+    process i sees only GPU i, unless the operator set CUDA_VISIBLE_DEVICES for the worker (then
+    it is left alone). Multi-GPU stages see every GPU (run them on a `-c 1` worker; see
+    docs/gpu-workers.md)."""
+    extra = [e.strip() for e in settings.R1LAB_TRAINER_ENV_ALLOW.split(",") if e.strip()]
+    env = {k: v for k, v in os.environ.items() if _allowed(k, extra)}
+    env["PYTHONUNBUFFERED"] = "1"
+    if token:
+        env[RUN_TOKEN_ENV] = token
     if "CUDA_VISIBLE_DEVICES" not in os.environ and start.num_gpus == 1 and POOL_INDEX is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(POOL_INDEX)
     return env
@@ -66,14 +91,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def trainer_command(start: services.AttemptStart, spec_path: Path, *, report_url: str | None,
-                    token: str | None, metrics_out: Path) -> list[str]:
+                    metrics_out: Path) -> list[str]:
+    """The trainer's argv. Holds no secret: any local user sees it in `ps`, and a multi-GPU
+    launcher echoes it into trainer.log, which viewers read. The run token goes in the
+    environment (trainer_env)."""
     python = settings.R1LAB_TRAINER_PYTHON or sys.executable
     if start.kind == MAKE_BASE:
         steps = int(start.config.get("steps", 0) or 0)
         return [python, "-m", "training_backend", "make-base", start.output_dir] + (["--steps", str(steps)] if steps else [])
     args = ["run", str(spec_path), "--metrics-out", str(metrics_out)]
-    if report_url and token:
-        args += ["--report-url", report_url, "--token", token]
+    if report_url:
+        args += ["--report-url", report_url]
     if start.resume:
         args.append("--resume")
     if start.num_gpus > 1:
@@ -173,17 +201,16 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
         token = tracked_run_rotate_token(run=tracked, attempt=start.attempt)  # the per-attempt ingest token
         report_url = f"{settings.R1LAB_PUBLIC_URL}/api/v1/runs/{tracked.pk}"
     metrics_out = attempt_dir / "metrics.jsonl"
-    cmd = trainer_command(start, spec_path, report_url=report_url, token=token, metrics_out=metrics_out)
+    cmd = trainer_command(start, spec_path, report_url=report_url if token else None, metrics_out=metrics_out)
     log_path = attempt_dir / "trainer.log"
-    env = trainer_env(start)
+    env = trainer_env(start, token=token)
     with log_path.open("ab") as log_file:
-        shown = [("<token>" if i and cmd[i - 1] == "--token" else c) for i, c in enumerate(cmd)]
-        log_file.write(f"$ {' '.join(shown)}\n".encode())
+        log_file.write(f"$ {' '.join(cmd)}\n".encode())
         log_file.flush()
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=settings.BASE_DIR, env=env, start_new_session=True, preexec_fn=_die_with_parent)
     services.stage_attempt_set_trainer_pid(stage_id=stage_id, attempt=attempt, pid=proc.pid)
-    log.info("stage %s attempt %s: trainer pid %s: %s", stage_id, attempt, proc.pid, " ".join(shown))
+    log.info("stage %s attempt %s: trainer pid %s: %s", stage_id, attempt, proc.pid, " ".join(cmd))
 
     progress = _Progress(log_path)
     interval = heartbeat_interval_s()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +139,26 @@ def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]
     return list(nodes.values()), edges
 
 
+# Secrets a log line may carry: r1lab run and personal tokens, bearer headers, `--token X`
+# arguments, and the usual `key=value` credentials. Viewers read stage logs: these never reach them.
+_SECRET_PATTERNS = [
+    (re.compile(r"\b(r1[rp]_)[A-Za-z0-9_\-]{6,}"), r"\1********"),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-.~+/=]{6,}"), r"\1********"),
+    (re.compile(r"(--token[= ])\S+"), r"\1********"),
+    (re.compile(r"(?i)\b((?:[A-Z0-9_]*_)?(?:TOKEN|SECRET|SECRET_KEY|PASSWORD|API_KEY))(\s*[=:]\s*)(['\"]?)[^\s'\"]{4,}"),
+     r"\1\2\3********"),
+    (re.compile(r"(?i)\b((?:postgres(?:ql)?|redis|rediss|amqp|mysql)://[^:/@\s]*:)[^@\s]+@"), r"\1********@"),
+]
+
+
+def mask_secrets(text: str) -> str:
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def log_tail(path: str, *, max_bytes: int = 6000) -> str:
-    """The end of a stage's log (untrusted text: the template escapes it)."""
+    """The end of a stage's log, secrets masked (untrusted text: the template escapes it)."""
     if not path:
         return ""
     p = Path(path)
@@ -153,7 +172,7 @@ def log_tail(path: str, *, max_bytes: int = 6000) -> str:
     text = data.decode(errors="replace")
     if size > max_bytes:
         text = text.split("\n", 1)[-1]
-    return text
+    return mask_secrets(text)
 
 
 def base_models_for_picker() -> QuerySet[BaseModel]:
