@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 from tests.training_backend.test_trainer import make_model, make_spec
+from training_backend.config import parse_spec
+from training_backend.grpo import train
+from training_backend.report import MemoryReporter
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -56,8 +59,9 @@ def test_grpo_with_the_code_reward_exits_2_on_a_partial_sandbox_and_runs_when_op
     assert [m.split(":")[0] for m in record["missing"]] == ["filesystem"]
 
 
-def test_the_sandbox_level_lands_in_outputs_json(tmp_path):
-    result = cli("run", str(code_spec(tmp_path)))
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_the_sandbox_level_lands_in_outputs_json(tmp_path, monkeypatch):
+    monkeypatch.delenv("R1LAB_SANDBOX", raising=False)
+    spec = parse_spec(json.loads(code_spec(tmp_path).read_text()))
+    train(spec, MemoryReporter(), progress=lambda line: None)  # in-process: the CLI path is tested above
     outputs = json.loads((tmp_path / "out" / "outputs.json").read_text())
     assert outputs["code_sandbox"] == {"level": "full", "mechanism": "bwrap", "missing": [], "unsandboxed_allowed": False}
