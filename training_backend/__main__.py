@@ -1,4 +1,4 @@
-"""python -m training_backend {run,make-base,demo}
+"""python -m training_backend {run,make-base,demo,sandbox-check}
 
     run SPEC.json [--report-url URL] [--metrics-out FILE.jsonl] [--resume] [--engine torch|deepspeed]
         Train one stage. With --report-url, the run token is read from $R1LAB_RUN_TOKEN (a worker
@@ -10,6 +10,9 @@
         Pretrain the tiny char-level Llama on the synthetic arithmetic corpus (training_backend.tiny).
     demo --steps N --metrics-out FILE [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
         Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards.
+    sandbox-check
+        Run a probe program in this host's code sandbox and print its level (full, partial, none) and
+        one line per guarantee (uid, filesystem, /proc, network, pids, limits); exit 0 only when full.
 
 Exit codes: 0 done; 2 bad spec or bad dataset (one line per field / bad row on stderr, nothing trained);
 75 stopped by SIGTERM after writing a checkpoint (resume with --resume); 1 crash.
@@ -58,11 +61,20 @@ STAGE_MODULES = {"grpo": "training_backend.grpo", "sft": "training_backend.sft",
                  "eval": "training_backend.evaluate"}
 
 
+def _print_spec_errors(exc) -> None:
+    for field, msg in exc.errors.items():
+        print(f"spec error: {field}: {msg}", file=sys.stderr)
+
+
 def _train(spec, args, template: str | None = None) -> int:
     import importlib
 
+    from training_backend.config import ConfigError
     from training_backend.data import DatasetError
+    from training_backend.rewards.sandbox import set_unsandboxed_allowed
 
+    # Model code (the code reward, rows with `tests`) runs only in a full sandbox unless the stage opts in.
+    set_unsandboxed_allowed(getattr(spec.config, "allow_unsandboxed_code", False))
     train = importlib.import_module(STAGE_MODULES[spec.kind]).train
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +93,9 @@ def _train(spec, args, template: str | None = None) -> int:
         for line in exc.lines():
             print(f"data error: {line}", file=sys.stderr)
         return EXIT_BAD_SPEC
+    except ConfigError as exc:  # the code sandbox is not full and the config did not opt in (SandboxRefused)
+        _print_spec_errors(exc)
+        return EXIT_BAD_SPEC
     finally:
         reporter.finish(status)
 
@@ -93,8 +108,7 @@ def cmd_run(args) -> int:
         if args.engine and hasattr(spec.config, "engine"):  # sampling-only kinds (eval, rejection) have no engine
             spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, engine=args.engine))
     except ConfigError as exc:
-        for field, msg in exc.errors.items():
-            print(f"spec error: {field}: {msg}", file=sys.stderr)
+        _print_spec_errors(exc)
         return EXIT_BAD_SPEC
     template = None
     meta = Path(spec.model_path) / "r1lab_template.txt"  # a model folder may name its prompt template
@@ -155,6 +169,20 @@ def cmd_demo(args) -> int:
     return rc
 
 
+def cmd_sandbox_check(args) -> int:
+    from training_backend.rewards.sandbox import FULL, sandbox_isolation, sandbox_mode
+
+    iso = sandbox_isolation()
+    print(f"code sandbox: {iso.level} (mechanism: {iso.mechanism}; R1LAB_SANDBOX={sandbox_mode()})")
+    for g in iso.guarantees:
+        print(f"  {g.name + ':':12} {'ok' if g.ok else 'MISSING':8} {g.detail}")
+    for note in iso.notes:
+        print(f"  note: {note}")
+    if iso.level != FULL:
+        print("code rewards are refused here unless a stage sets allow_unsandboxed_code (docs/security.md)")
+    return EXIT_OK if iso.level == FULL else EXIT_CRASH
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training_backend", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -187,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--threads", type=int, default=1)
     d.add_argument("--config", help="JSON object of GRPOConfig overrides")
     d.set_defaults(fn=cmd_demo)
+
+    c = sub.add_parser("sandbox-check", help="print the code sandbox's isolation level; exit 0 only when full")
+    c.set_defaults(fn=cmd_sandbox_check)
 
     args = p.parse_args(argv)
     return args.fn(args)

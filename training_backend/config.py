@@ -109,6 +109,7 @@ class GRPOConfig(StageConfig):
     reward_weights: tuple[float, ...] | None = _field(None, "One weight per reward function; None = all 1.", r1=None, trl=None)
     reward_model_path: str | None = _field(None, "Reward-model folder (a `reward_model` stage's final_model) scoring the `reward_model` reward.", r1=None, trl=None)
     reward_model_types: tuple[str, ...] = _field(("general",), "Prompt types (the prompt rows' `type`) the reward model scores; other rows get None from it (R1: general prompts).", r1=["general"], trl=None)
+    allow_unsandboxed_code: bool = _field(False, "Run the code reward (and code rows' tests in evals) even where the code sandbox is not full (`python -m training_backend sandbox-check`): model code then reaches whatever the sandbox fails to hide. Off, such a stage exits 2 at start.", r1=None, trl=None)
     # --- generation
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     max_completion_length: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=512)
@@ -280,6 +281,7 @@ class RejectionSamplingConfig(StageConfig):
     min_language_consistency: float = _field(0.95, "Drop completions whose CoT has a smaller share of target-language words.", r1=None, trl=None)
     max_paragraph_chars: int = _field(2000, "Drop completions whose CoT has a paragraph longer than this (R1: no long paragraphs).", r1=None, trl=None)
     allow_code_in_cot: bool = _field(False, "Keep CoTs that contain ``` code blocks (R1 dropped them).", r1=False, trl=None)
+    allow_unsandboxed_code: bool = _field(False, "Score rows with `tests` even where the code sandbox is not full (`python -m training_backend sandbox-check`): model code then reaches whatever the sandbox fails to hide. Off, such a stage exits 2 when it would run model code.", r1=None, trl=None)
     reward_funcs: tuple[str, ...] = _field(("accuracy", "format", "language_consistency"), "Rewards summed into the total that min_reward thresholds (and recorded per row).", r1=None, trl=None)
     reward_weights: tuple[float, ...] | None = _field(None, "One weight per reward function; None = all 1.", r1=None, trl=None)
     min_reward: float = _field(0.0, "Drop completions whose total reward is below this.", r1=None, trl=None)
@@ -330,6 +332,7 @@ class EvalConfig(StageConfig):
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     prompts_per_batch: int = _field(16, "Prompts per generate call (one progress step).", r1=None, trl=None)
     max_prompts: int = _field(0, "Evaluate at most this many prompts (0 = all).", r1=None, trl=None)
+    allow_unsandboxed_code: bool = _field(False, "Score rows with `tests` even where the code sandbox is not full (`python -m training_backend sandbox-check`): model code then reaches whatever the sandbox fails to hide. Off, such a stage exits 2 when it would run model code.", r1=None, trl=None)
     torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
     log_samples: int = _field(16, "Completions sent to the reporter as samples (-1 = all).", r1=None, trl=None)
 

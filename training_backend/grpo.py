@@ -256,6 +256,14 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
     cfg: GRPOConfig = spec.config
+    # Model code runs only in a full sandbox unless the config opts out: refuse before anything
+    # loads (SandboxRefused, a ConfigError: exit 2), and record the level in outputs.json.
+    code_sandbox = None
+    if "code" in cfg.reward_funcs:
+        from training_backend.rewards.sandbox import require_isolation, set_unsandboxed_allowed
+
+        code_sandbox = require_isolation(cfg.allow_unsandboxed_code, field_name="reward_funcs")
+        set_unsandboxed_allowed(cfg.allow_unsandboxed_code)
     out_dir = Path(spec.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.torch_threads:
@@ -482,7 +490,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
             if stop["flag"]:
                 raise StopRequested()
     except StopRequested:
-        return _finish(out_dir, step, True, None, saved, last_metrics, eval_metrics, step_times, metrics_path)
+        return _finish(out_dir, step, True, None, saved, last_metrics, eval_metrics, step_times, metrics_path,
+                       code_sandbox)
     finally:
         if handle_sigterm and old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
@@ -492,11 +501,13 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     final = out_dir / "final"
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(saved[-1], final, ignore=shutil.ignore_patterns("optimizer.pt", "deepspeed", "ref_model.pt", "trainer_state.json"))
-    return _finish(out_dir, step, False, str(final), saved, last_metrics, eval_metrics, step_times, metrics_path)
+    return _finish(out_dir, step, False, str(final), saved, last_metrics, eval_metrics, step_times, metrics_path,
+                   code_sandbox)
 
 
 def _finish(out_dir: Path, step: int, stopped: bool, final: str | None, saved: list[str], last: dict,
-            eval_metrics: dict, step_times: list[float], metrics_path: str | None) -> TrainResult:
+            eval_metrics: dict, step_times: list[float], metrics_path: str | None,
+            code_sandbox: dict | None = None) -> TrainResult:
     summary = {"step": step, "stopped": stopped, **{f"last/{k}": v for k, v in last.items()
                                                      if k in ("reward", "completions/mean_length", "kl", "rewards/accuracy/mean")},
                **eval_metrics}
@@ -505,5 +516,7 @@ def _finish(out_dir: Path, step: int, stopped: bool, final: str | None, saved: l
     outputs = {"kind": "grpo", "status": "stopped" if stopped else "succeeded", "step": step,
                "final_model": final, "checkpoints": saved, "latest_checkpoint": saved[-1] if saved else None,
                "metrics": metrics_path, "summary": summary}
+    if code_sandbox is not None:  # {"level", "mechanism", "missing", "unsandboxed_allowed"}
+        outputs["code_sandbox"] = code_sandbox
     (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2))
     return TrainResult(step, stopped, final, saved, summary)

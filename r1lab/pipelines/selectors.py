@@ -157,6 +157,20 @@ def mask_secrets(text: str) -> str:
     return text
 
 
+def stage_code_sandbox(stage: Stage) -> dict | None:
+    """How isolated the stage's model code ran (outputs.json "code_sandbox", written by the
+    trainer when the stage uses the code reward), or None. Strings only, for the page to escape."""
+    entry = (stage.outputs or {}).get("code_sandbox")
+    if not isinstance(entry, dict):
+        return None
+    level = str(entry.get("level") or "unknown")
+    missing = entry.get("missing")
+    return {"level": level, "mechanism": str(entry.get("mechanism") or ""),
+            "missing": [str(m) for m in missing] if isinstance(missing, list) else [],
+            "unsandboxed_allowed": entry.get("unsandboxed_allowed") is True,
+            "badge": "succeeded" if level == "full" else "failed"}
+
+
 def log_tail(path: str, *, max_bytes: int = 6000) -> str:
     """The end of a stage's log, secrets masked (untrusted text: the template escapes it)."""
     if not path:

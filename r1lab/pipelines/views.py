@@ -57,6 +57,7 @@ def run_detail(request, run_id: int):
         "log_tails": {s.pk: selectors.log_tail(s.log_path) for s in stages},
         "configs": {s.pk: json.dumps(s.config, indent=2, sort_keys=True) for s in stages},
         "outputs": {s.pk: json.dumps(s.outputs, indent=2, sort_keys=True) if s.outputs else "" for s in stages},
+        "code_sandboxes": {s.pk: selectors.stage_code_sandbox(s) for s in stages},
         "can_launch": can(request.user, "runs.launch"),
         "chart_stage": chart_stage, "has_panels": _has_panels(),
     })

@@ -12,7 +12,8 @@ Two forms of each reward:
 | format               | -                                                 | {0, 1}       |
 | tag_count            | -                                                 | {0, .25, …1} |
 | language_consistency | target_lang (one code, or one per row)            | [0, 1]       |
-| code                 | tests (list of snippets per row)                  | [0, 1]       |
+| code                 | tests (list of snippets per row); only in a full  | [0, 1]       |
+|                      | sandbox unless opted out (rewards.sandbox)        |              |
 | overlong             | completion_lengths (tokens; chars if absent)      | [-1, 0]      |
 | cosine               | correct, else the gold columns; completion_lengths| [-1, 1]      |
 | repetition           | -                                                 | [-1, 0]      |
@@ -40,11 +41,16 @@ from training_backend.rewards.length import cosine_length_reward, cosine_length_
 from training_backend.rewards.parsing import as_text, extract_answer, extract_code, extract_think, last_boxed
 from training_backend.rewards.repetition import repetition_penalty_reward, repetition_penalty_rewards
 from training_backend.rewards.sandbox import (
+    Isolation,
+    SandboxRefused,
     SandboxResult,
     code_reward,
     code_rewards,
+    require_isolation,
     run_sandboxed,
     sandbox_capabilities,
+    sandbox_isolation,
+    set_unsandboxed_allowed,
 )
 
 BatchRewardFn = Callable[..., list[float | None]]
@@ -131,6 +137,8 @@ def reward_means(per_fn: Mapping[str, Sequence[float | None]]) -> dict[str, floa
 
 __all__ = [
     "REWARD_FUNCS",
+    "Isolation",
+    "SandboxRefused",
     "SandboxResult",
     "UnknownRewardError",
     "accuracy_reward",
@@ -156,9 +164,12 @@ __all__ = [
     "overlong_penalty",
     "repetition_penalty_reward",
     "repetition_penalty_rewards",
+    "require_isolation",
     "reward_means",
     "run_sandboxed",
     "sandbox_capabilities",
+    "sandbox_isolation",
     "set_math_workers",
+    "set_unsandboxed_allowed",
     "warm_up",
 ]
