@@ -28,8 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
-RUN_TOKEN_ENV = "R1LAB_RUN_TOKEN"  # the run token, from the worker: never on the command line
+from training_backend.stage import RUN_TOKEN_ENV, ExitCode, progress_line
+
+EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = ExitCode.OK, ExitCode.CRASH, ExitCode.BAD_SPEC, ExitCode.STOPPED
 
 DEMO_CONFIG = dict(
     num_generations=8, batch_size=64, learning_rate=1e-4, beta=0.0, lr_scheduler="constant",
@@ -130,7 +131,7 @@ def cmd_make_base(args) -> int:
         # The same progress line as the trainers, so the worker shows a moving bar and an ETA.
         if step % 10 == 0 or step == total:
             eta = elapsed / step * (total - step)
-            print("R1LAB_PROGRESS " + json.dumps({"step": step, "total": total, "eta_s": round(eta, 1)}), flush=True)
+            print(progress_line(step, total, eta), flush=True)
 
     out = tiny.pretrain_base(args.out_dir, steps=args.steps, seed=args.seed, holdout=tiny.demo_holdout(),
                              log=lambda s: print(s, flush=True), progress=progress)

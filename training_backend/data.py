@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,6 +142,25 @@ def read_prompt_jsonl(path: str | os.PathLike) -> list[dict]:
         if r.get("answer") is not None:
             r["answer"] = str(r["answer"])
     return rows
+
+
+def prompts_for_step(n_rows: int, per_step: int, step: int, seed: int) -> list[int]:
+    """Row indices for `step` (0-based): epochs of seeded permutations, so that any step is
+    reproducible on its own (a resumed stage draws exactly the rows it would have)."""
+    out, i = [], step * per_step
+    while len(out) < per_step:
+        epoch, pos = divmod(i, n_rows)
+        perm = list(range(n_rows))
+        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+        out.append(perm[pos])
+        i += 1
+    return out
+
+
+def apply_template(prompt: str, template: str | None) -> str:
+    """A prompt as the model sees it: `template` (e.g. R1-Zero's `User: {prompt} Assistant:`)
+    around it, or as is."""
+    return template.format(prompt=prompt) if template else prompt
 
 
 def read_preference_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -209,3 +209,20 @@ def setup_backend(model: torch.nn.Module, cfg: OptimConfig, *, engine: str = "de
     if engine == "deepspeed":
         return DeepSpeedBackend(model, cfg, total_steps, zero_stage=zero_stage, micro_batch_size=micro_batch_size)
     raise ValueError(f"unknown engine {engine!r}")
+
+
+def write_checkpoint(folder: Path, backend: Backend, tokenizer, *, ref_model: torch.nn.Module | None = None,
+                     template: str | None = None) -> None:
+    """The torch half of a checkpoint (stage.StageShell.save_checkpoint makes it atomic): the HF
+    model and tokenizer (loadable on their own), the engine's optimizer/scheduler state, the
+    reference model when it is being synced, and the prompt template (so that the next stage
+    reading this folder wraps prompts the same way)."""
+    folder = Path(folder)
+    with backend.gathered():  # ZeRO-3: full parameters while saving
+        backend.module.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    backend.save_state(folder)
+    if ref_model is not None:
+        torch.save(ref_model.state_dict(), folder / "ref_model.pt")
+    if template is not None:
+        (folder / "r1lab_template.txt").write_text(template)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from training_backend.config import EvalConfig, StageSpec
+from training_backend.data import apply_template
+from training_backend.stage import Out, StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
 # The math (pure)
@@ -116,7 +115,6 @@ def correctness(completions: list[str], rows: list[dict]) -> list[bool]:
 def sample_prompts(engine, encode, decode, rows: list[dict], *, template: str | None, k: int, temperature: float,
                    top_p: float, max_new_tokens: int, max_prompt_length: int) -> list[PromptResult]:
     """k samples for each row from `engine` (a rollout.RolloutEngine), decoded and scored."""
-    from training_backend.grpo import apply_template
     from training_backend.rewards import extract_answer
 
     prompts = [encode(apply_template(r["prompt"], template))[-max_prompt_length:] for r in rows]
@@ -174,14 +172,18 @@ def evaluate_prompts(engine, encode, decode, rows: list[dict], *, template: str 
 
 
 def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None, progress=print,
-          handle_sigterm: bool = True, metrics_path: str | None = None):
+          handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
     """Run an `eval` stage: metrics to the reporter (step 0) and outputs.json; per-prompt results in
     <output_dir>/eval_results.jsonl. `resume` continues after the prompt batches already done."""
+    with StageShell(spec, reporter, kind="eval", resume=resume, progress=progress, handle_sigterm=handle_sigterm,
+                    metrics_path=metrics_path) as shell:
+        return _train(spec, reporter, shell, template, resume)
+
+
+def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, resume: bool) -> TrainResult:
     import torch
 
     from training_backend.data import read_prompt_jsonl
-    from training_backend.grpo import PROGRESS_PREFIX
-    from training_backend.outputs import finish_stage
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
@@ -189,8 +191,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     rows = read_prompt_jsonl(spec.train_data)
     if cfg.max_prompts:
         rows = rows[: cfg.max_prompts]
-    out_dir = Path(spec.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = shell.out_dir
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     model, tok = load_model_and_tokenizer(spec.model_path)
@@ -205,32 +206,24 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         done = [json.loads(line) for line in partial.read_text().splitlines() if line.strip()]
     elif partial.exists():
         partial.unlink()
-    stop = {"flag": False}
-    old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True)) if handle_sigterm else None
     B = cfg.prompts_per_batch
     total = math.ceil(len(rows) / B)
     start = len(done) // B if len(done) % B == 0 or len(done) == len(rows) else 0
     done = done[: start * B]
-    reporter.rewind(-1)  # everything is logged at the end
-    t_run = time.perf_counter()
-    try:
-        with open(partial, "a") as f:
-            for b in range(start, total):
-                torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
-                res = sample_prompts(engine, encode, decode, rows[b * B:(b + 1) * B], template=template,
-                                     k=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     max_new_tokens=cfg.max_new_tokens, max_prompt_length=cfg.max_prompt_length)
-                for r in res:
-                    f.write(json.dumps(r.to_json()) + "\n")
-                    done.append(r.to_json())
-                f.flush()
-                eta = (time.perf_counter() - t_run) / (b + 1 - start) * (total - b - 1)
-                progress(PROGRESS_PREFIX + json.dumps({"step": b + 1, "total": total, "eta_s": round(eta, 1)}))
-                if stop["flag"] and b + 1 < total:
-                    return finish_stage(out_dir, "eval", b + 1, True, None, [], {}, {}, metrics_path)
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    shell.begin(start, resumed=False)  # everything is logged at the end: the run starts over
+    with open(partial, "a") as f:
+        for b in range(start, total):
+            torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
+            res = sample_prompts(engine, encode, decode, rows[b * B:(b + 1) * B], template=template,
+                                 k=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                                 max_new_tokens=cfg.max_new_tokens, max_prompt_length=cfg.max_prompt_length)
+            for r in res:
+                f.write(json.dumps(r.to_json()) + "\n")
+                done.append(r.to_json())
+            f.flush()
+            shell.step_done(b + 1, total)
+            if shell.stop_requested and b + 1 < total:
+                return shell.finish(b + 1, stopped=True)
 
     results = [PromptResult(rows[i], d["completions"], d["lengths"], d["truncated"], d["answers"], d["correct"])
                for i, d in enumerate(done)]
@@ -243,5 +236,4 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     reporter.flush()
     final_results = out_dir / "eval_results.jsonl"
     partial.replace(final_results)
-    return finish_stage(out_dir, "eval", total, False, None, [], {}, metrics, metrics_path,
-                        model=spec.model_path, results=str(final_results))
+    return shell.finish(total, eval_metrics=metrics, **{Out.MODEL: spec.model_path, Out.RESULTS: str(final_results)})

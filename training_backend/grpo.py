@@ -21,21 +21,15 @@ Where this departs from the DeepSeek-R1 / DeepSeekMath GRPO formulation, and why
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import re
-import shutil
-import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from training_backend.config import GRPOConfig, StageSpec
-
-PROGRESS_PREFIX = "R1LAB_PROGRESS "
+from training_backend.data import apply_template, prompts_for_step
+from training_backend.stage import Out, StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
 # The math
@@ -124,39 +118,6 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
 
 
 # ------------------------------------------------------------------------------------------------
-# Data
-
-
-def read_prompts(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                row = json.loads(line)
-                if "prompt" not in row:
-                    raise ValueError(f"{path}:{i + 1}: a prompt row needs 'prompt'")
-                row.setdefault("id", str(i))
-                rows.append(row)
-    return rows
-
-
-def prompts_for_step(n_rows: int, per_step: int, step: int, seed: int) -> list[int]:
-    """Row indices for `step`: epochs of seeded permutations, so any step is reproducible (resume)."""
-    out, i = [], step * per_step
-    while len(out) < per_step:
-        epoch, pos = divmod(i, n_rows)
-        perm = list(range(n_rows))
-        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
-        out.append(perm[pos])
-        i += 1
-    return out
-
-
-def apply_template(prompt: str, template: str | None) -> str:
-    return template.format(prompt=prompt) if template else prompt
-
-
-# ------------------------------------------------------------------------------------------------
 # Scoring
 
 
@@ -191,55 +152,7 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-_CHECKPOINT_NAME = re.compile(r"step-(\d+)")
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. A save killed half-way leaves `step-N.tmp` (renamed into
-    place only when complete): never a checkpoint, whatever it already holds."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.exists():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _CHECKPOINT_NAME.fullmatch(p.name)) and (p / "trainer_state.json").exists()]
-    return [p for _, p in sorted(found)]
-
-
-def save_checkpoint(path: Path, backend, tokenizer, ref_model, step: int, cfg: GRPOConfig) -> Path:
-    """HF model + tokenizer (loadable on their own) + engine state + trainer state, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with backend.gathered():  # ZeRO-3: full parameters while saving
-        backend.module.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    backend.save_state(tmp)
-    if ref_model is not None and cfg.ref_sync_steps:
-        torch.save(ref_model.state_dict(), tmp / "ref_model.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
-
-
-# ------------------------------------------------------------------------------------------------
 # The loop
-
-
-class StopRequested(Exception):
-    """SIGTERM arrived; the loop wrote a checkpoint and stopped."""
-
-
-@dataclass
-class TrainResult:
-    step: int
-    stopped: bool
-    final_model: str | None
-    checkpoints: list[str] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
 
 
 def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None,
@@ -248,7 +161,14 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 
     `template` wraps each prompt (e.g. the R1-Zero `User: {prompt} Assistant:`); None = as is.
     """
-    from training_backend.distributed import OptimConfig, setup_backend
+    with StageShell(spec, reporter, kind="grpo", resume=resume, progress=progress, handle_sigterm=handle_sigterm,
+                    metrics_path=metrics_path) as shell:
+        return _train(spec, reporter, shell, template)
+
+
+def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
+    from training_backend.data import read_prompt_jsonl
+    from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
     from training_backend.reflection import reflection_stats
     from training_backend.rewards import extract_answer, extract_think
     from training_backend.rollout import HFGenerateEngine
@@ -264,31 +184,24 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 
         code_sandbox = require_isolation(cfg.allow_unsandboxed_code, field_name="reward_funcs")
         set_unsandboxed_allowed(cfg.allow_unsandboxed_code)
-    out_dir = Path(spec.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    train_rows = read_prompt_jsonl(spec.train_data)  # every bad row (DatasetError, exit 2) before a model loads
+    eval_rows = read_prompt_jsonl(spec.eval_data)[: cfg.eval_max_prompts] if spec.eval_data else []
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     G = cfg.num_generations
     prompts_per_step = cfg.batch_size // G
 
-    # --- stop on SIGTERM at the next step boundary, after a checkpoint
-    stop = {"flag": False}
-    old_handler = None
-    if handle_sigterm:
-        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
-
     # --- models: policy (trained), reference (frozen, only when beta > 0)
-    start_step = 0
-    ckpts = checkpoint_dirs(out_dir) if resume else []
-    load_from = ckpts[-1] if ckpts else Path(spec.model_path)
+    ckpt = shell.resume_checkpoint
+    load_from = ckpt or Path(spec.model_path)
     torch.manual_seed(spec.seed)
     model, tok = load_model_and_tokenizer(load_from)
     model.config.use_cache = True
     ref_model = None
     if cfg.beta > 0:
         ref_model, _ = load_model_and_tokenizer(spec.model_path)
-        if ckpts and (ckpts[-1] / "ref_model.pt").exists():
-            ref_model.load_state_dict(torch.load(ckpts[-1] / "ref_model.pt", weights_only=True))
+        if ckpt and (ckpt / "ref_model.pt").exists():
+            ref_model.load_state_dict(torch.load(ckpt / "ref_model.pt", weights_only=True))
         ref_model.eval().requires_grad_(False)
 
     optim_steps_per_step = cfg.minibatches * cfg.num_iterations
@@ -298,10 +211,9 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=cfg.max_steps * optim_steps_per_step,
         micro_batch_size=cfg.batch_size // cfg.minibatches)
     policy = backend.module
-    if ckpts:
-        backend.load_state(ckpts[-1])
-        start_step = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
-    reporter.rewind(start_step if ckpts else -1)  # a crashed attempt's later steps are history now
+    if ckpt:
+        backend.load_state(ckpt)
+    start_step = shell.resume_step
     if cfg.rollout_engine == "vllm":
         # GPU workers: a colocated vLLM engine loaded from the same weights; the trainer pushes
         # its parameters into it after every step's optimisation passes (below).
@@ -315,11 +227,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     encode, decode = text_codec(tok)
 
-    train_rows = read_prompts(spec.train_data)
-    eval_rows = read_prompts(spec.eval_data)[: cfg.eval_max_prompts] if spec.eval_data else []
     encoded = [encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in train_rows]
 
-    saved: list[str] = [str(p) for p in ckpts]
     num_tokens_seen = 0.0
     step_times: list[float] = []
     last_metrics: dict[str, float] = {}
@@ -347,176 +256,154 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         return m
 
     def checkpoint(step: int) -> None:
-        path = save_checkpoint(out_dir / "checkpoints" / f"step-{step:06d}", backend, tok, ref_model, step, cfg)
-        if str(path) not in saved:
-            saved.append(str(path))
-        if cfg.save_total_limit:
-            while len(saved) > cfg.save_total_limit:
-                shutil.rmtree(saved.pop(0), ignore_errors=True)
+        sync_ref = ref_model if cfg.ref_sync_steps else None
+        shell.save_checkpoint(step, lambda folder: write_checkpoint(folder, backend, tok, ref_model=sync_ref),
+                              keep=cfg.save_total_limit)
 
     step = start_step
+    shell.begin(start_step, resumed=ckpt is not None)  # a crashed attempt's later steps are history now
     if eval_rows and start_step == 0:
         eval_metrics = evaluate(0)  # the base model's held-out score, for comparison at the end
-    t_run = time.perf_counter()
-    try:
-        for step in range(start_step + 1, cfg.max_steps + 1):
-            t_step = time.perf_counter()
-            rows = [train_rows[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)]
-            rows_g = [r for r in rows for _ in range(G)]  # (N,) prompt-major, N = prompts · G
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        t_step = time.perf_counter()
+        rows = [train_rows[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)]
+        rows_g = [r for r in rows for _ in range(G)]  # (N,) prompt-major, N = prompts · G
 
-            # 1. sample G completions per prompt (seeded per step: reproducible across resume)
-            torch.manual_seed(spec.seed * 1_000_003 + step)
-            t0 = time.perf_counter()
-            with backend.gathered():
-                roll = engine.generate([encoded[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)],
-                                       num_generations=G, max_new_tokens=cfg.max_completion_length,
-                                       temperature=cfg.temperature, top_p=cfg.top_p)
-            t_generate = time.perf_counter() - t0
-            comp_mask = roll.completion_mask  # (N, C)
-            lengths = roll.lengths  # (N,)
-            completions = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, comp_mask)]
+        # 1. sample G completions per prompt (seeded per step: reproducible across resume)
+        torch.manual_seed(spec.seed * 1_000_003 + step)
+        t0 = time.perf_counter()
+        with backend.gathered():
+            roll = engine.generate([encoded[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)],
+                                   num_generations=G, max_new_tokens=cfg.max_completion_length,
+                                   temperature=cfg.temperature, top_p=cfg.top_p)
+        t_generate = time.perf_counter() - t0
+        comp_mask = roll.completion_mask  # (N, C)
+        lengths = roll.lengths  # (N,)
+        completions = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, comp_mask)]
 
-            # 2. rewards and group-relative advantages
-            t0 = time.perf_counter()
-            scored = score(completions, rows_g, lengths.tolist(), cfg)
-            advantages = group_advantages(scored.rewards, G, cfg.scale_rewards)  # (N,)
-            t_reward = time.perf_counter() - t0
+        # 2. rewards and group-relative advantages
+        t0 = time.perf_counter()
+        scored = score(completions, rows_g, lengths.tolist(), cfg)
+        advantages = group_advantages(scored.rewards, G, cfg.scale_rewards)  # (N,)
+        t_reward = time.perf_counter() - t0
 
-            input_ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)  # (N, P + C)
-            attn = torch.cat([roll.prompt_mask, comp_mask], 1)  # (N, P + C)
-            C = comp_mask.shape[1]
-            loss_mask = comp_mask.clone()
-            if cfg.mask_truncated_completions:
-                loss_mask[roll.truncated] = 0
+        input_ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)  # (N, P + C)
+        attn = torch.cat([roll.prompt_mask, comp_mask], 1)  # (N, P + C)
+        C = comp_mask.shape[1]
+        loss_mask = comp_mask.clone()
+        if cfg.mask_truncated_completions:
+            loss_mask[roll.truncated] = 0
 
-            # 3. reference (and, when the batch is reused, old-policy) log-probs, no grad
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                ref_logp = token_logprobs(ref_model, input_ids, attn, C, cfg.temperature)[0] if ref_model is not None else None
-                reuse = cfg.num_iterations > 1 or cfg.minibatches > 1
-                if reuse:
-                    with backend.gathered():
-                        old_logp = token_logprobs(policy, input_ids, attn, C, cfg.temperature)[0]
-            t_ref = time.perf_counter() - t0
+        # 3. reference (and, when the batch is reused, old-policy) log-probs, no grad
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref_logp = token_logprobs(ref_model, input_ids, attn, C, cfg.temperature)[0] if ref_model is not None else None
+            reuse = cfg.num_iterations > 1 or cfg.minibatches > 1
+            if reuse:
+                with backend.gathered():
+                    old_logp = token_logprobs(policy, input_ids, attn, C, cfg.temperature)[0]
+        t_ref = time.perf_counter() - t0
 
-            # 4. optimisation: num_iterations passes of `minibatches` updates each
-            t0 = time.perf_counter()
-            policy.train()
-            mb_stats, losses, grad_norms, entropies, is_stats = [], [], [], [], []
-            N = input_ids.shape[0]
-            mb_size = N // cfg.minibatches
-            for it in range(cfg.num_iterations):
-                for mb in range(cfg.minibatches):
-                    sl = slice(mb * mb_size, (mb + 1) * mb_size)
-                    logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
-                    if it == 0 and roll.sampling_logprobs is not None:
-                        # The sampler's log-probs vs the trainer's on the same tokens, before this
-                        # step's first update: a ratio far from 1 means stale weights in the engine.
-                        found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
-                        if found:
-                            is_stats.append(found)
-                    old = old_logp[sl] if reuse else logp.detach()
-                    loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
-                                            advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
-                                            clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
-                    backend.backward(loss)
-                    grad_norms.append(backend.step())
-                    losses.append(loss.item())
-                    mb_stats.append(stats)
-                    m = comp_mask[sl].float()
-                    entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
-            policy.eval()
-            if cfg.rollout_engine == "vllm":
-                engine.update_weights(named_params=backend.named_full_parameters())
-            if ref_model is not None and cfg.ref_sync_steps and step % cfg.ref_sync_steps == 0:
-                ref_model.load_state_dict(backend.state_dict_for_save())
-            t_train = time.perf_counter() - t0
+        # 4. optimisation: num_iterations passes of `minibatches` updates each
+        t0 = time.perf_counter()
+        policy.train()
+        mb_stats, losses, grad_norms, entropies, is_stats = [], [], [], [], []
+        N = input_ids.shape[0]
+        mb_size = N // cfg.minibatches
+        for it in range(cfg.num_iterations):
+            for mb in range(cfg.minibatches):
+                sl = slice(mb * mb_size, (mb + 1) * mb_size)
+                logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
+                if it == 0 and roll.sampling_logprobs is not None:
+                    # The sampler's log-probs vs the trainer's on the same tokens, before this
+                    # step's first update: a ratio far from 1 means stale weights in the engine.
+                    found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
+                    if found:
+                        is_stats.append(found)
+                old = old_logp[sl] if reuse else logp.detach()
+                loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
+                                        advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
+                                        clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
+                backend.backward(loss)
+                grad_norms.append(backend.step())
+                losses.append(loss.item())
+                mb_stats.append(stats)
+                m = comp_mask[sl].float()
+                entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
+        policy.eval()
+        if cfg.rollout_engine == "vllm":
+            engine.update_weights(named_params=backend.named_full_parameters())
+        if ref_model is not None and cfg.ref_sync_steps and step % cfg.ref_sync_steps == 0:
+            ref_model.load_state_dict(backend.state_dict_for_save())
+        t_train = time.perf_counter() - t0
 
-            # 5. metrics (TRL's names) and samples
-            step_time = time.perf_counter() - t_step
-            step_times.append(step_time)
-            n_tokens = float(attn.sum())
-            num_tokens_seen += n_tokens
-            r = scored.rewards.view(-1, G)
-            lf = lengths.float()
-            metrics = {
-                "loss": sum(losses) / len(losses),
-                "grad_norm": sum(grad_norms) / len(grad_norms),
-                "learning_rate": backend.learning_rate(),
-                "reward": float(scored.rewards.mean()),
-                "reward_std": float(r.std(1).mean()),
-                "frac_reward_zero_std": float((r.std(1) < 1e-6).float().mean()),
-                "completions/mean_length": float(lf.mean()),
-                "completions/min_length": float(lf.min()),
-                "completions/max_length": float(lf.max()),
-                "completions/clipped_ratio": float(roll.truncated.float().mean()),
-                "entropy": sum(entropies) / len(entropies),
-                "num_tokens": num_tokens_seen,
-                "step_time": step_time,
-                "time/generate": t_generate,
-                "time/reward": t_reward,
-                "time/reference": t_ref,
-                "time/train": t_train,
-                "throughput/tokens_per_s": n_tokens / step_time,
-            }
-            for k in mb_stats[0]:
-                metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)
-            for name, vals in scored.per_fn.items():
-                metrics[f"rewards/{name}/mean"], metrics[f"rewards/{name}/std"] = _mean_std(vals)
-            for k in (is_stats[0] if is_stats else {}):
-                metrics[k] = sum(st[k] for st in is_stats) / len(is_stats)
-            metrics.update(reflection_stats(completions, lengths.tolist(), scored.correct))
-            reporter.log_metrics(step, metrics)
-            k = N if cfg.log_samples < 0 else min(cfg.log_samples, N)
-            reporter.log_samples(step, [{
-                "prompt": rows_g[i]["prompt"], "prompt_id": rows_g[i].get("id"), "completion": completions[i],
-                "think": extract_think(completions[i]), "answer": extract_answer(completions[i]),
-                "gold": rows_g[i].get("answer"),
-                "rewards": {n: v[i] for n, v in scored.per_fn.items()}, "reward": float(scored.rewards[i]),
-                "advantage": float(advantages[i]), "length": int(lengths[i]),
-                "truncated": bool(roll.truncated[i]), "group": i // G, "index": i % G,
-            } for i in range(k)])
-            last_metrics = metrics
+        # 5. metrics (TRL's names) and samples
+        step_time = time.perf_counter() - t_step
+        step_times.append(step_time)
+        n_tokens = float(attn.sum())
+        num_tokens_seen += n_tokens
+        r = scored.rewards.view(-1, G)
+        lf = lengths.float()
+        metrics = {
+            "loss": sum(losses) / len(losses),
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+            "learning_rate": backend.learning_rate(),
+            "reward": float(scored.rewards.mean()),
+            "reward_std": float(r.std(1).mean()),
+            "frac_reward_zero_std": float((r.std(1) < 1e-6).float().mean()),
+            "completions/mean_length": float(lf.mean()),
+            "completions/min_length": float(lf.min()),
+            "completions/max_length": float(lf.max()),
+            "completions/clipped_ratio": float(roll.truncated.float().mean()),
+            "entropy": sum(entropies) / len(entropies),
+            "num_tokens": num_tokens_seen,
+            "step_time": step_time,
+            "time/generate": t_generate,
+            "time/reward": t_reward,
+            "time/reference": t_ref,
+            "time/train": t_train,
+            "throughput/tokens_per_s": n_tokens / step_time,
+        }
+        for k in mb_stats[0]:
+            metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)
+        for name, vals in scored.per_fn.items():
+            metrics[f"rewards/{name}/mean"], metrics[f"rewards/{name}/std"] = _mean_std(vals)
+        for k in (is_stats[0] if is_stats else {}):
+            metrics[k] = sum(st[k] for st in is_stats) / len(is_stats)
+        metrics.update(reflection_stats(completions, lengths.tolist(), scored.correct))
+        reporter.log_metrics(step, metrics)
+        k = N if cfg.log_samples < 0 else min(cfg.log_samples, N)
+        reporter.log_samples(step, [{
+            "prompt": rows_g[i]["prompt"], "prompt_id": rows_g[i].get("id"), "completion": completions[i],
+            "think": extract_think(completions[i]), "answer": extract_answer(completions[i]),
+            "gold": rows_g[i].get("answer"),
+            "rewards": {n: v[i] for n, v in scored.per_fn.items()}, "reward": float(scored.rewards[i]),
+            "advantage": float(advantages[i]), "length": int(lengths[i]),
+            "truncated": bool(roll.truncated[i]), "group": i // G, "index": i % G,
+        } for i in range(k)])
+        last_metrics = metrics
 
-            if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
-                eval_metrics = evaluate(step)
-            reporter.flush()
-            done = step - start_step
-            eta = (time.perf_counter() - t_run) / done * (cfg.max_steps - step)
-            progress(PROGRESS_PREFIX + json.dumps({"step": step, "total": cfg.max_steps, "eta_s": round(eta, 1)}))
-            # after the progress line: a SIGTERM that lands while it is printed still gets this step's checkpoint
-            if step % cfg.save_steps == 0 or step == cfg.max_steps or stop["flag"]:
-                checkpoint(step)
-            if stop["flag"]:
-                raise StopRequested()
-    except StopRequested:
-        return _finish(out_dir, step, True, None, saved, last_metrics, eval_metrics, step_times, metrics_path,
-                       code_sandbox)
-    finally:
-        if handle_sigterm and old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
+            eval_metrics = evaluate(step)
+        reporter.flush()
+        shell.step_done(step, cfg.max_steps)
+        # after the progress line: a SIGTERM that lands while it is printed still gets this step's checkpoint
+        if shell.checkpoint_due(step, cfg.max_steps, cfg.save_steps):
+            checkpoint(step)
+        if shell.stop_requested:
+            return _finish(shell, step, True, None, last_metrics, eval_metrics, step_times, code_sandbox)
 
     if eval_rows and (not cfg.eval_steps or step % cfg.eval_steps):
         eval_metrics = evaluate(step)
-    final = out_dir / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    shutil.copytree(saved[-1], final, ignore=shutil.ignore_patterns("optimizer.pt", "deepspeed", "ref_model.pt", "trainer_state.json"))
-    return _finish(out_dir, step, False, str(final), saved, last_metrics, eval_metrics, step_times, metrics_path,
-                   code_sandbox)
+    return _finish(shell, step, False, shell.final_model(), last_metrics, eval_metrics, step_times, code_sandbox)
 
 
-def _finish(out_dir: Path, step: int, stopped: bool, final: str | None, saved: list[str], last: dict,
-            eval_metrics: dict, step_times: list[float], metrics_path: str | None,
-            code_sandbox: dict | None = None) -> TrainResult:
+def _finish(shell: StageShell, step: int, stopped: bool, final: str | None, last: dict, eval_metrics: dict,
+            step_times: list[float], code_sandbox: dict | None) -> TrainResult:
     summary = {"step": step, "stopped": stopped, **{f"last/{k}": v for k, v in last.items()
                                                      if k in ("reward", "completions/mean_length", "kl", "rewards/accuracy/mean")},
                **eval_metrics}
     if step_times:
         summary["median_step_time"] = sorted(step_times)[len(step_times) // 2]
-    outputs = {"kind": "grpo", "status": "stopped" if stopped else "succeeded", "step": step,
-               "final_model": final, "checkpoints": saved, "latest_checkpoint": saved[-1] if saved else None,
-               "metrics": metrics_path, "summary": summary}
-    if code_sandbox is not None:  # {"level", "mechanism", "missing", "unsandboxed_allowed"}
-        outputs["code_sandbox"] = code_sandbox
-    (out_dir / "outputs.json").write_text(json.dumps(outputs, indent=2))
-    return TrainResult(step, stopped, final, saved, summary)
+    extra = {Out.CODE_SANDBOX: code_sandbox} if code_sandbox is not None else {}
+    return shell.finish(step, stopped=stopped, final=final, summary=summary, **extra)

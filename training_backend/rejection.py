@@ -25,12 +25,10 @@ import json
 import math
 import random
 import re
-import signal
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from training_backend.config import RejectionSamplingConfig, StageSpec
+from training_backend.stage import Out, StageShell, TrainResult, checkpoint_step
 
 FILTERS = ("format", "correct", "language", "readability", "reward", "dedupe", "cap")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -209,30 +207,23 @@ def mix_general(rows: list[dict], general: list[dict], ratio: float, seed: int, 
     return out, n
 
 
-def checkpoint_step(model_path: str) -> int | None:
-    """The training step of a checkpoint folder (its trainer_state.json, or its stage's outputs.json)."""
-    p = Path(model_path)
-    for f in (p / "trainer_state.json", p.parent / "outputs.json"):
-        try:
-            return int(json.loads(f.read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
-
-
 # ------------------------------------------------------------------------------------------------
 # The stage
 
 
 def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None, progress=print,
-          handle_sigterm: bool = True, metrics_path: str | None = None):
-    """Run a `rejection_sampling` stage; returns grpo.TrainResult. Outputs: dataset.jsonl,
-    funnel.json, candidates.jsonl (every scored sample, for audit) in output_dir."""
+          handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
+    """Run a `rejection_sampling` stage. Outputs: dataset.jsonl, funnel.json, candidates.jsonl
+    (every scored sample, for audit) in output_dir."""
+    with StageShell(spec, reporter, kind="rejection_sampling", resume=resume, progress=progress,
+                    handle_sigterm=handle_sigterm, metrics_path=metrics_path) as shell:
+        return _train(spec, reporter, shell, template, resume)
+
+
+def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, resume: bool) -> TrainResult:
     import torch
 
-    from training_backend.data import read_chat_jsonl, read_prompt_jsonl, write_jsonl
-    from training_backend.grpo import PROGRESS_PREFIX, apply_template
-    from training_backend.outputs import finish_stage
+    from training_backend.data import apply_template, read_chat_jsonl, read_prompt_jsonl, write_jsonl
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
@@ -241,8 +232,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     if cfg.max_prompts:
         rows = rows[: cfg.max_prompts]
     general = read_chat_jsonl(cfg.general_data) if cfg.general_data and cfg.general_ratio > 0 else []
-    out_dir = Path(spec.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = shell.out_dir
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     model, tok = load_model_and_tokenizer(spec.model_path)
@@ -260,39 +250,31 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
     total = math.ceil(len(rows) / B)
     start = len(done) // (B * n)
     done = done[: start * B * n]
-    reporter.rewind(start if start else -1)  # metrics are per batch: batches done are kept
-    stop = {"flag": False}
-    old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True)) if handle_sigterm else None
-    t_run = time.perf_counter()
-    try:
-        with open(partial, "a") as f:
-            for b in range(start, total):
-                batch = rows[b * B:(b + 1) * B]
-                torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
-                roll = engine.generate([encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in batch],
-                                       num_generations=n, max_new_tokens=cfg.max_new_tokens,
-                                       temperature=cfg.temperature, top_p=cfg.top_p)
-                texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]
-                cands = [Candidate(batch[i // n], i % n, t, int(roll.lengths[i]), bool(roll.truncated[i]))
-                         for i, t in enumerate(texts)]
-                score_candidates(cands, cfg)
-                for c in cands:
-                    f.write(json.dumps(c.to_json()) + "\n")
-                f.flush()
-                done += cands
-                reporter.log_metrics(b + 1, {
-                    "reward": sum(c.reward for c in cands) / len(cands),
-                    "completions/mean_length": sum(c.length for c in cands) / len(cands),
-                    "rewards/format/mean": sum((c.checks["format"] or 0) for c in cands) / len(cands),
-                    "rewards/correct/mean": sum((c.checks["correct"] or 0) for c in cands) / len(cands)})
-                reporter.flush()
-                eta = (time.perf_counter() - t_run) / (b + 1 - start) * (total - b - 1)
-                progress(PROGRESS_PREFIX + json.dumps({"step": b + 1, "total": total, "eta_s": round(eta, 1)}))
-                if stop["flag"] and b + 1 < total:
-                    return finish_stage(out_dir, "rejection_sampling", b + 1, True, None, [], {}, {}, metrics_path)
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    shell.begin(start, resumed=start > 0)  # metrics are per batch: the batches done are kept
+    with open(partial, "a") as f:
+        for b in range(start, total):
+            batch = rows[b * B:(b + 1) * B]
+            torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
+            roll = engine.generate([encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in batch],
+                                   num_generations=n, max_new_tokens=cfg.max_new_tokens,
+                                   temperature=cfg.temperature, top_p=cfg.top_p)
+            texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]
+            cands = [Candidate(batch[i // n], i % n, t, int(roll.lengths[i]), bool(roll.truncated[i]))
+                     for i, t in enumerate(texts)]
+            score_candidates(cands, cfg)
+            for c in cands:
+                f.write(json.dumps(c.to_json()) + "\n")
+            f.flush()
+            done += cands
+            reporter.log_metrics(b + 1, {
+                "reward": sum(c.reward for c in cands) / len(cands),
+                "completions/mean_length": sum(c.length for c in cands) / len(cands),
+                "rewards/format/mean": sum((c.checks["format"] or 0) for c in cands) / len(cands),
+                "rewards/correct/mean": sum((c.checks["correct"] or 0) for c in cands) / len(cands)})
+            reporter.flush()
+            shell.step_done(b + 1, total)
+            if shell.stop_requested and b + 1 < total:
+                return shell.finish(b + 1, stopped=True)
 
     reasons: dict[tuple[str, int], str] = {}
     kept, funnel = filter_candidates(done, cfg, reasons)
@@ -314,7 +296,6 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                                   "source": r["source"], **({"reward": r["provenance"]["reward"]} if "reward" in r["provenance"] else {})}
                                  for r in out_rows[:k]])
     reporter.flush()
-    return finish_stage(out_dir, "rejection_sampling", total, False, None, [], {}, metrics, metrics_path,
-                        dataset=str(dataset), funnel=str(out_dir / "funnel.json"),
-                        candidates=str(out_dir / "candidates.jsonl"), removed=str(out_dir / "removed.jsonl"),
-                        num_rows=len(out_rows))
+    return shell.finish(total, eval_metrics=metrics, **{
+        Out.DATASET: str(dataset), Out.FUNNEL: str(out_dir / "funnel.json"), Out.CANDIDATES: str(out_dir / "candidates.jsonl"),
+        Out.REMOVED: str(out_dir / "removed.jsonl"), Out.NUM_ROWS: len(out_rows)})

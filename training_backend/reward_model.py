@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from training_backend.config import RewardModelConfig, StageSpec
+from training_backend.stage import StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
 # The math
@@ -85,7 +85,7 @@ def encode_pair_texts(tok, prompts: Sequence[str], responses: Sequence[str], tem
                       max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask), both (B, T), right-padded; each row = template(prompt) + " " + response + EOS,
     cut from the left of the prompt when longer than max_len (the response end is what is read)."""
-    from training_backend.grpo import apply_template
+    from training_backend.data import apply_template
 
     encode = _encoder(tok)
     rows = []
@@ -171,39 +171,36 @@ def reward_model_rewards(completions: Sequence[object], *, prompts: Sequence[str
 
 
 def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None, progress=print,
-          handle_sigterm: bool = True, metrics_path: str | None = None):
-    """Run a `reward_model` stage (see the module docstring); returns grpo.TrainResult."""
-    from training_backend.data import read_preference_jsonl
-    from training_backend.distributed import OptimConfig, setup_backend
-    from training_backend.grpo import PROGRESS_PREFIX, checkpoint_dirs, prompts_for_step
-    from training_backend.outputs import finish_stage, save_step_checkpoint, write_final
+          handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
+    """Run a `reward_model` stage (see the module docstring)."""
+    with StageShell(spec, reporter, kind="reward_model", resume=resume, progress=progress,
+                    handle_sigterm=handle_sigterm, metrics_path=metrics_path) as shell:
+        return _train(spec, reporter, shell, template)
+
+
+def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
+    from training_backend.data import prompts_for_step, read_preference_jsonl
+    from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
     from training_backend.sft import num_steps
 
     cfg: RewardModelConfig = spec.config
-    out_dir = Path(spec.output_dir)
     rows = read_preference_jsonl(spec.train_data)  # DatasetError (exit 2) before anything else
     eval_rows = read_preference_jsonl(spec.eval_data)[: cfg.eval_max_rows] if spec.eval_data else []
-    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    stop = {"flag": False}
-    old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True)) if handle_sigterm else None
-
-    ckpts = checkpoint_dirs(out_dir) if resume else []
+    ckpt = shell.resume_checkpoint
     torch.manual_seed(spec.seed)
-    model, tok = load_reward_model(ckpts[-1] if ckpts else spec.model_path)
+    model, tok = load_reward_model(ckpt or spec.model_path)
     total = num_steps(len(rows), cfg)
     backend = setup_backend(model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay,
                                                cfg.max_grad_norm, cfg.lr_scheduler, cfg.warmup_steps),
                             engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=total,
                             micro_batch_size=cfg.batch_size)
-    start = 0
-    if ckpts:
-        backend.load_state(ckpts[-1])
-        start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
-    reporter.rewind(start if ckpts else -1)  # a crashed attempt's later steps are history now
+    if ckpt:
+        backend.load_state(ckpt)
+    start = shell.resume_step
+    shell.begin(start, resumed=ckpt is not None)  # a crashed attempt's later steps are history now
     rm = backend.module
-    saved = [str(p) for p in ckpts]
 
     def batch_scores(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [r["prompt"] for r in batch] * 2
@@ -227,40 +224,34 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         return m
 
     def checkpoint(step: int) -> None:
-        save_step_checkpoint(out_dir, step, backend, tok, cfg, template, saved)
+        shell.save_checkpoint(step, lambda folder: write_checkpoint(folder, backend, tok, template=template),
+                              keep=cfg.save_total_limit)
 
     last: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     step = start
-    t_run = time.perf_counter()
-    try:
-        for step in range(start + 1, total + 1):
-            t0 = time.perf_counter()
-            batch = [rows[i] for i in prompts_for_step(len(rows), cfg.batch_size, step - 1, spec.seed)]
-            rm.train()
-            c, r = batch_scores(batch)
-            loss, stats = bradley_terry_loss(c, r, cfg.center_rewards_coefficient)
-            backend.backward(loss)
-            grad_norm = backend.step()
-            dt = time.perf_counter() - t0
-            last = {"loss": loss.item(), "grad_norm": grad_norm, "learning_rate": backend.learning_rate(),
-                    **stats, "epoch": step * cfg.batch_size / len(rows), "step_time": dt}
-            reporter.log_metrics(step, last)
-            if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
-                eval_metrics = held_out(step)
-            reporter.flush()
-            eta = (time.perf_counter() - t_run) / (step - start) * (total - step)
-            progress(PROGRESS_PREFIX + json.dumps({"step": step, "total": total, "eta_s": round(eta, 1)}))
-            if step % cfg.save_steps == 0 or step == total or stop["flag"]:  # after the line: see sft.py
-                checkpoint(step)
-            if stop["flag"]:
-                return finish_stage(out_dir, "reward_model", step, True, None, saved, last, eval_metrics, metrics_path)
-    finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+    for step in range(start + 1, total + 1):
+        t0 = time.perf_counter()
+        batch = [rows[i] for i in prompts_for_step(len(rows), cfg.batch_size, step - 1, spec.seed)]
+        rm.train()
+        c, r = batch_scores(batch)
+        loss, stats = bradley_terry_loss(c, r, cfg.center_rewards_coefficient)
+        backend.backward(loss)
+        grad_norm = backend.step()
+        dt = time.perf_counter() - t0
+        last = {"loss": loss.item(), "grad_norm": grad_norm, "learning_rate": backend.learning_rate(),
+                **stats, "epoch": step * cfg.batch_size / len(rows), "step_time": dt}
+        reporter.log_metrics(step, last)
+        if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
+            eval_metrics = held_out(step)
+        reporter.flush()
+        shell.step_done(step, total)
+        if shell.checkpoint_due(step, total, cfg.save_steps):  # after the progress line: see sft.py
+            checkpoint(step)
+        if shell.stop_requested:
+            return shell.finish(step, stopped=True, last=last, eval_metrics=eval_metrics)
     if eval_rows and (not cfg.eval_steps or step % cfg.eval_steps):
         eval_metrics = held_out(step)
-    if not saved:  # resumed at the last step: nothing new to save
+    if not shell.saved:  # resumed at the last step: nothing new to save
         checkpoint(step)
-    final = write_final(out_dir, saved[-1])
-    return finish_stage(out_dir, "reward_model", step, False, final, saved, last, eval_metrics, metrics_path)
+    return shell.finish(step, final=shell.final_model(), last=last, eval_metrics=eval_metrics)

@@ -28,15 +28,14 @@ rows longer than max_seq_length are cut at the end (the prompt is kept) and coun
 
 from __future__ import annotations
 
-import json
 import math
-import signal
 import time
-from pathlib import Path
 
 import torch
 
 from training_backend.config import SFTConfig, StageSpec
+from training_backend.data import apply_template
+from training_backend.stage import StageShell, TrainResult
 
 IGNORE = -100
 
@@ -44,8 +43,6 @@ IGNORE = -100
 def encode_chat(messages: list[dict], tok, template: str | None, max_len: int | None = None) -> tuple[list[int], list[int]]:
     """(input ids, labels) of one conversation; labels are IGNORE except on assistant tokens (and
     the EOS closing each assistant turn). Cut to max_len tokens."""
-    from training_backend.grpo import apply_template
-
     if template is None and getattr(tok, "chat_template", None):
         ids, labels = _encode_with_chat_template(messages, tok)
     else:
@@ -132,29 +129,28 @@ def eval_prompt_rows(chat_rows: list[dict]) -> list[dict]:
 
 
 def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | None = None, progress=print,
-          handle_sigterm: bool = True, metrics_path: str | None = None):
-    """Run an `sft` stage; returns grpo.TrainResult. DatasetError (nothing trained) on a bad row."""
-    from training_backend.data import DatasetError, read_chat_jsonl
-    from training_backend.distributed import OptimConfig, setup_backend
+          handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
+    """Run an `sft` stage. DatasetError (nothing trained) on a bad row."""
+    with StageShell(spec, reporter, kind="sft", resume=resume, progress=progress, handle_sigterm=handle_sigterm,
+                    metrics_path=metrics_path) as shell:
+        return _train(spec, reporter, shell, template)
+
+
+def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
+    from training_backend.data import DatasetError, prompts_for_step, read_chat_jsonl
+    from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
     from training_backend.evaluate import evaluate_prompts
-    from training_backend.grpo import PROGRESS_PREFIX, checkpoint_dirs, prompts_for_step
-    from training_backend.outputs import finish_stage, save_step_checkpoint, write_final
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
     cfg: SFTConfig = spec.config
-    out_dir = Path(spec.output_dir)
     rows = read_chat_jsonl(spec.train_data)  # every bad row reported before a model is loaded
     eval_rows = read_chat_jsonl(spec.eval_data)[: cfg.eval_max_rows] if spec.eval_data else []
-    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    stop = {"flag": False}
-    old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True)) if handle_sigterm else None
-
-    ckpts = checkpoint_dirs(out_dir) if resume else []
+    ckpt = shell.resume_checkpoint
     torch.manual_seed(spec.seed)
-    model, tok = load_model_and_tokenizer(ckpts[-1] if ckpts else spec.model_path)
+    model, tok = load_model_and_tokenizer(ckpt or spec.model_path)
 
     def encode_rows(rs: list[dict], path: str) -> tuple[list[tuple[list[int], list[int]]], int]:
         enc, bad, cut = [], [], 0
@@ -178,15 +174,13 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
                                                cfg.max_grad_norm, cfg.lr_scheduler, cfg.warmup_steps),
                             engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=total,
                             micro_batch_size=cfg.batch_size)
-    start = 0
-    if ckpts:
-        backend.load_state(ckpts[-1])
-        start = json.loads((ckpts[-1] / "trainer_state.json").read_text())["step"]
-    reporter.rewind(start if ckpts else -1)  # a crashed attempt's later steps are history now
+    if ckpt:
+        backend.load_state(ckpt)
+    start = shell.resume_step
+    shell.begin(start, resumed=ckpt is not None)  # a crashed attempt's later steps are history now
     policy = backend.module
     engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     encode, decode = text_codec(tok)
-    saved = [str(p) for p in ckpts]
     reporter.log_metrics(start, {"data/rows": len(rows), "data/truncated_rows": truncated, "data/eval_rows": len(eval_rows)})
 
     def held_out(step: int) -> dict[str, float]:
@@ -211,43 +205,40 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
         reporter.log_metrics(step, m)
         return m
 
+    def checkpoint(step: int) -> None:
+        shell.save_checkpoint(step, lambda folder: write_checkpoint(folder, backend, tok, template=template),
+                              keep=cfg.save_total_limit)
+
     last: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     tokens_seen = 0
     step = start
-    t_run = time.perf_counter()
-    try:
-        for step in range(start + 1, total + 1):
-            t0 = time.perf_counter()
-            idx = prompts_for_step(len(rows), cfg.batch_size, step - 1, spec.seed)
-            ids, mask, labels = collate([train_enc[i] for i in idx], tok.pad_token_id)  # (B, T) each
-            policy.train()
-            loss_sum, n_tok = sum_token_loss(policy, ids, mask, labels)
-            loss = loss_sum / max(n_tok, 1)  # token mean over the batch
-            backend.backward(loss)
-            grad_norm = backend.step()
-            dt = time.perf_counter() - t0
-            tokens_seen += int(mask.sum())
-            last = {"loss": loss.item(), "grad_norm": grad_norm, "learning_rate": backend.learning_rate(),
-                    "tokens_per_s": float(mask.sum()) / dt, "num_tokens": float(tokens_seen),
-                    "loss_tokens": float(n_tok), "epoch": step * cfg.batch_size / len(rows), "step_time": dt}
-            reporter.log_metrics(step, last)
-            if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
-                eval_metrics = held_out(step)
-            reporter.flush()
-            eta = (time.perf_counter() - t_run) / (step - start) * (total - step)
-            progress(PROGRESS_PREFIX + json.dumps({"step": step, "total": total, "eta_s": round(eta, 1)}))
-            # after the progress line: a SIGTERM that lands anywhere in the step still gets its checkpoint
-            if step % cfg.save_steps == 0 or step == total or stop["flag"]:
-                save_step_checkpoint(out_dir, step, backend, tok, cfg, template, saved)
-            if stop["flag"]:
-                return finish_stage(out_dir, "sft", step, True, None, saved, last, eval_metrics, metrics_path)
-    finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+    for step in range(start + 1, total + 1):
+        t0 = time.perf_counter()
+        idx = prompts_for_step(len(rows), cfg.batch_size, step - 1, spec.seed)
+        ids, mask, labels = collate([train_enc[i] for i in idx], tok.pad_token_id)  # (B, T) each
+        policy.train()
+        loss_sum, n_tok = sum_token_loss(policy, ids, mask, labels)
+        loss = loss_sum / max(n_tok, 1)  # token mean over the batch
+        backend.backward(loss)
+        grad_norm = backend.step()
+        dt = time.perf_counter() - t0
+        tokens_seen += int(mask.sum())
+        last = {"loss": loss.item(), "grad_norm": grad_norm, "learning_rate": backend.learning_rate(),
+                "tokens_per_s": float(mask.sum()) / dt, "num_tokens": float(tokens_seen),
+                "loss_tokens": float(n_tok), "epoch": step * cfg.batch_size / len(rows), "step_time": dt}
+        reporter.log_metrics(step, last)
+        if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
+            eval_metrics = held_out(step)
+        reporter.flush()
+        shell.step_done(step, total)
+        # after the progress line: a SIGTERM that lands anywhere in the step still gets its checkpoint
+        if shell.checkpoint_due(step, total, cfg.save_steps):
+            checkpoint(step)
+        if shell.stop_requested:
+            return shell.finish(step, stopped=True, last=last, eval_metrics=eval_metrics)
     if eval_rows and (not cfg.eval_steps or step % cfg.eval_steps):
         eval_metrics = held_out(step)
-    if not saved:
-        save_step_checkpoint(out_dir, step, backend, tok, cfg, template, saved)
-    final = write_final(out_dir, saved[-1])
-    return finish_stage(out_dir, "sft", step, False, final, saved, last, eval_metrics, metrics_path)
+    if not shell.saved:
+        checkpoint(step)
+    return shell.finish(step, final=shell.final_model(), last=last, eval_metrics=eval_metrics)

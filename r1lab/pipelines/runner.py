@@ -10,10 +10,8 @@ the trainer down with it (the lost-worker sweep then marks the stage `failed (wo
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -27,12 +25,10 @@ from django.db import close_old_connections
 
 from r1lab.pipelines import services
 from r1lab.pipelines.stage_templates import MAKE_BASE
+from training_backend import stage as contract  # the worker <-> trainer contract (stdlib only)
 
 log = logging.getLogger(__name__)
 
-PROGRESS_RE = re.compile(r"^R1LAB_PROGRESS (\{.*\})\s*$")
-# make-base prints `pretrain step 100/500 loss …`: its progress, for the base-building stage.
-PRETRAIN_RE = re.compile(r"^pretrain step (\d+)/(\d+).*\((\d+)s\)")
 POLL_S = 0.5
 CANCEL_GRACE_S = 120  # after SIGTERM, wait this long for the checkpoint before SIGKILL
 PR_SET_PDEATHSIG = 1
@@ -58,7 +54,6 @@ TRAINER_ENV_NAMES = frozenset({
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"})
 TRAINER_ENV_PREFIXES = ("LC_", "CUDA_", "NCCL_", "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "HF_",
                         "TRANSFORMERS_", "HUGGINGFACE_", "DS_", "DEEPSPEED_", "VLLM_", "MKL_", "KMP_", "XDG_")
-RUN_TOKEN_ENV = "R1LAB_RUN_TOKEN"  # how the worker hands the run token to the trainer (not argv)
 
 
 def _allowed(name: str, extra: list[str]) -> bool:
@@ -77,7 +72,7 @@ def trainer_env(start: services.AttemptStart, *, token: str | None = None) -> di
     env = {k: v for k, v in os.environ.items() if _allowed(k, extra)}
     env["PYTHONUNBUFFERED"] = "1"
     if token:
-        env[RUN_TOKEN_ENV] = token
+        env[contract.RUN_TOKEN_ENV] = token
     if "CUDA_VISIBLE_DEVICES" not in os.environ and start.num_gpus == 1 and POOL_INDEX is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(POOL_INDEX)
     return env
@@ -119,15 +114,11 @@ def _absolute(path: str | None) -> str | None:
 
 
 def write_spec(start: services.AttemptStart) -> Path:
-    spec = {
-        "kind": start.kind, "model_path": _absolute(start.model_path), "output_dir": _absolute(start.output_dir),
-        "train_data": _absolute(start.train_data), "eval_data": _absolute(start.eval_data),
-        "seed": int(start.config.get("seed", 0) or 0),
-        "config": {k: v for k, v in start.config.items() if k != "seed"},
-    }
-    path = Path(start.attempt_dir) / "SPEC.json"
-    path.write_text(json.dumps(spec, indent=2))
-    return path
+    return contract.write_spec(
+        Path(start.attempt_dir) / contract.SPEC_FILE, kind=start.kind, model_path=_absolute(start.model_path),
+        output_dir=_absolute(start.output_dir), train_data=_absolute(start.train_data),
+        eval_data=_absolute(start.eval_data), seed=int(start.config.get("seed", 0) or 0),
+        config={k: v for k, v in start.config.items() if k != "seed"})
 
 
 class _Progress:
@@ -154,23 +145,10 @@ class _Progress:
         lines = (self.partial + chunk).split("\n")
         self.partial = lines.pop()
         for line in lines:
-            m = PROGRESS_RE.match(line)
-            if m:
-                try:
-                    d = json.loads(m.group(1))
-                    self.step, self.total = int(d["step"]), int(d["total"])
-                    self.first_step = self.step if self.first_step is None else self.first_step
-                    self.eta_s = float(d["eta_s"]) if d.get("eta_s") is not None else None
-                    self.changed = True
-                except (ValueError, KeyError, TypeError):
-                    continue
-                continue
-            m = PRETRAIN_RE.match(line)
-            if m:
-                step, total, elapsed = int(m.group(1)) + 1, int(m.group(2)), float(m.group(3))
-                self.step, self.total, self.changed = step, total, True
-                self.first_step = step if self.first_step is None else self.first_step
-                self.eta_s = round(elapsed / step * (total - step), 1)
+            p = contract.parse_progress(line)
+            if p is not None:
+                self.step, self.total, self.eta_s, self.changed = p.step, p.total, p.eta_s, True
+                self.first_step = self.step if self.first_step is None else self.first_step
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -193,7 +171,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
     attempt_dir.mkdir(parents=True, exist_ok=True)
     Path(start.output_dir).mkdir(parents=True, exist_ok=True)
     if start.kind != MAKE_BASE:  # an earlier attempt's outputs must not pass for this one's
-        (Path(start.output_dir) / "outputs.json").unlink(missing_ok=True)
+        contract.clear_outputs(start.output_dir)
     spec_path = write_spec(start)
     report_url = token = None
     if start.tracked_run_id:
@@ -244,17 +222,14 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
         services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
                                  first_step=progress.first_step, total=progress.total, eta_s=progress.eta_s,
                                  progress_changed=True)
-    outputs = None
-    out_json = Path(start.output_dir) / "outputs.json"
-    if start.kind == MAKE_BASE and code == 0:
-        outputs = {"kind": MAKE_BASE, "status": "succeeded", "final_model": start.output_dir}
-    elif out_json.exists():
-        try:
-            outputs = json.loads(out_json.read_text())
-        except json.JSONDecodeError:
-            outputs = None
+    Out = contract.Out
+    if start.kind == MAKE_BASE:
+        outputs = ({Out.KIND: MAKE_BASE, Out.STATUS: contract.SUCCEEDED, Out.FINAL_MODEL: start.output_dir}
+                   if code == contract.ExitCode.OK else None)
+    else:
+        outputs = contract.read_outputs(start.output_dir)
     if outputs is not None:
-        outputs = {**outputs, "metrics_jsonl": str(metrics_out)}
+        outputs = {**outputs, Out.METRICS_JSONL: str(metrics_out)}
     if gone:
         return "gone"
     close_old_connections()

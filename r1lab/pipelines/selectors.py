@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
+from training_backend.stage import Out
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run_key_metrics(run: PipelineRun) -> dict:
     finished stages' outputs.json summaries."""
     out: dict = {}
     for s in run.stages.all():
-        summary = (s.outputs or {}).get("summary") or {}
+        summary = (s.outputs or {}).get(Out.SUMMARY) or {}
         if "last/reward" in summary:
             out["reward"] = summary["last/reward"]
         for key in ("eval/accuracy", "last/rewards/accuracy/mean"):
@@ -131,7 +132,7 @@ def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]
             else:
                 continue
             edges.append(LineageEdge(key, f"stage-{s.index}", "model" if role == "model" else "data"))
-        final = (s.outputs or {}).get("final_model")
+        final = (s.outputs or {}).get(Out.FINAL_MODEL)
         if final and s.kind != "make_base":
             key = f"out-{s.index}"
             nodes[key] = LineageNode(key, Path(final).name, "output", detail=final)
@@ -160,7 +161,7 @@ def mask_secrets(text: str) -> str:
 def stage_code_sandbox(stage: Stage) -> dict | None:
     """How isolated the stage's model code ran (outputs.json "code_sandbox", written by the
     trainer when the stage uses the code reward), or None. Strings only, for the page to escape."""
-    entry = (stage.outputs or {}).get("code_sandbox")
+    entry = (stage.outputs or {}).get(Out.CODE_SANDBOX)
     if not isinstance(entry, dict):
         return None
     level = str(entry.get("level") or "unknown")

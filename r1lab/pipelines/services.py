@@ -22,6 +22,7 @@ from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, Sta
 from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate
 from r1lab.tracking.models import Run as TrackedRun
 from r1lab.tracking.services import tracked_run_create, tracked_run_set_status
+from training_backend.stage import ExitCode, Out
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUCCEEDED: frozenset(),
 }
 
-# Trainer exit codes (training_backend.__main__).
-EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = 0, 1, 2, 75
+# The trainer's exit codes, from the worker <-> trainer contract (training_backend.stage).
+EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = ExitCode.OK, ExitCode.CRASH, ExitCode.BAD_SPEC, ExitCode.STOPPED
 WORKER_LOST = "worker lost"
 
 
@@ -460,7 +461,7 @@ def _resolve_inputs(stage: Stage) -> dict:
             prev = Stage.objects.filter(run_id=stage.run_id, index=ref["index"]).first()
             if prev is None or prev.status != S.SUCCEEDED:
                 raise StageTransitionError(f"{key}: stage {ref['index']} has not succeeded")
-            field = "final_model" if key == "model" else "dataset"
+            field = Out.FINAL_MODEL if key == "model" else Out.DATASET
             path = (prev.outputs or {}).get(field)
             if not path:
                 raise StageTransitionError(f"{key}: stage {prev.name!r} has no {field} in its outputs")
@@ -608,7 +609,7 @@ def _record_dataset_use(stage: Stage) -> None:
         version = DatasetVersion.objects.filter(pk=ref.get("id")).first()
         if version is not None:
             dataset_version_record_use(version=version, consumer=f"run {stage.run_id} · stage {stage.index} {stage.name}",
-                                       checkpoint=(stage.outputs or {}).get("final_model") or "")
+                                       checkpoint=(stage.outputs or {}).get(Out.FINAL_MODEL) or "")
 
 
 def stages_mark_lost(*, timeout_s: float | None = None) -> list[int]:

@@ -21,6 +21,7 @@ from r1lab.curation.models import CurationProject, DatasetVersion, Example
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
 from r1lab.rollouts.selectors import latest_spot_check, rs_bad_row_ids, spot_check_summary
 from r1lab.tracking.models import Sample
+from training_backend.stage import Out
 
 DRAFTS_SLUG = "rollout-drafts"
 DRAFTS_NAME = "Rollout drafts"
@@ -99,8 +100,8 @@ def _stage_paths(stage) -> dict[str, Path]:
             return Path(outputs[key])
         return base / name if base else None
 
-    return {"candidates": pick("candidates", "candidates.jsonl"), "dataset": pick("dataset", "dataset.jsonl"),
-            "funnel": pick("funnel", "funnel.json"), "removed": pick("removed", "removed.jsonl")}
+    return {"candidates": pick(Out.CANDIDATES, "candidates.jsonl"), "dataset": pick(Out.DATASET, "dataset.jsonl"),
+            "funnel": pick(Out.FUNNEL, "funnel.json"), "removed": pick(Out.REMOVED, "removed.jsonl")}
 
 
 def _reason_detail(reason: str, cand: dict, cfg) -> str:
@@ -135,7 +136,8 @@ def rs_dataset_load(*, stage, user) -> RSDataset:
     All or nothing; a dataset already frozen is not reloaded."""
     from training_backend.config import ConfigError, parse_config
     from training_backend.reflection import count_reflections
-    from training_backend.rejection import Candidate, checkpoint_step, filter_candidates
+    from training_backend.rejection import Candidate, filter_candidates
+    from training_backend.stage import checkpoint_step
     from training_backend.rewards.parsing import extract_answer, extract_think
 
     if stage.kind != "rejection_sampling":

@@ -16,7 +16,7 @@ from tests.e2e.conftest import server_env
 from tests.factories import UserFactory
 from tests.pipelines.factories import TINY_GRPO, BaseModelFactory, PromptSetFactory, write_prompts
 from tests.pipelines.worker import pid_alive, purge_queues, start_worker, tiny_base, wait_for, worker_env
-from training_backend.grpo import checkpoint_dirs
+from training_backend.stage import checkpoint_dirs
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

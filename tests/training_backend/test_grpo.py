@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from training_backend.grpo import group_advantages, grpo_loss, prompts_for_step
+from training_backend.data import prompts_for_step
+from training_backend.grpo import group_advantages, grpo_loss
 
 LOSS_TYPES = ["grpo", "bnpo", "dapo", "dr_grpo"]
 

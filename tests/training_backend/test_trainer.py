@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from training_backend import tiny
 from training_backend.config import parse_spec
-from training_backend.grpo import checkpoint_dirs, train
+from training_backend.grpo import train
+from training_backend.stage import checkpoint_dirs
 from training_backend.report import MemoryReporter
 from training_backend.rewards import REWARD_FUNCS
 
