@@ -28,6 +28,15 @@ from r1lab.accounts.services import roles_ensure, user_create_with_role
 DEMO_USERS = [(role, role) for role in ROLES] + [("admin", None)]
 
 
+def _mode() -> str:
+    """What this configuration runs on (anonymous /healthz says only ok/down)."""
+    from django.db import connection
+
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    broker = "redis" if settings.REDIS_URL else "filesystem"
+    return f"database={connection.vendor} broker={broker} channel_layer={layer}"
+
+
 class Command(BaseCommand):
     help = "Set up and run the demo lab: web server (ASGI) + Celery workers. Ctrl-C stops everything."
 
@@ -136,6 +145,7 @@ class Command(BaseCommand):
             elapsed = time.monotonic() - started
             self.stdout.write(self.style.SUCCESS(f"\nr1lab is up at {url}  (ready in {elapsed:.0f} s)"))
             self.stdout.write(f"  health: {json.dumps(health)}")
+            self.stdout.write(f"  mode:   {_mode()}")
             self.stdout.write(f"  logs:   {log_dir}/{{web,worker-gpu,worker-default}}.log")
             if first_run:
                 self.stdout.write("  a miniature R1-Zero run was launched: open Runs to watch it learn.")
