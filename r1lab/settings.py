@@ -208,6 +208,38 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 
+# --- HTTPS (production) -----------------------------------------------------------------------
+# R1LAB_SECURE=1: the lab is served over HTTPS (daphne with TLS, or behind a TLS proxy). With it
+# `manage.py check --deploy` passes (README, "Production"). Off by default: `make demo` is plain
+# HTTP on 127.0.0.1, where secure-only cookies would never be sent back.
+R1LAB_SECURE = _env_bool("R1LAB_SECURE", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = R1LAB_SECURE
+SECURE_SSL_REDIRECT = R1LAB_SECURE
+# Not redirected: a load balancer's plain-HTTP probe, and API clients (a trainer inside the
+# cluster may post to http://lab:8000 directly; a redirect cannot protect a token it has sent
+# already, and clients do not re-send a POST body to a redirect).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/"]
+SECURE_HSTS_SECONDS = _env_int("R1LAB_HSTS_SECONDS", 365 * 24 * 3600 if R1LAB_SECURE else 0)
+# Sent with max-age (check --deploy asks for both): they cover only this host's own subdomains,
+# and `preload` makes the host eligible for browsers' preload lists; nothing is submitted.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """R1LAB_PROXY_SSL_HEADER=X-Forwarded-Proto: the header a TLS proxy sets to `https`.
+
+    Only set it behind a proxy that always sets (overwrites) that header: a client could
+    otherwise claim HTTPS."""
+    raw = os.environ.get("R1LAB_PROXY_SSL_HEADER", "").strip()
+    if not raw:
+        return None
+    if not all(c.isalnum() or c == "-" for c in raw):
+        raise ImproperlyConfigured(f"R1LAB_PROXY_SSL_HEADER={raw!r} is not a header name (e.g. X-Forwarded-Proto).")
+    return "HTTP_" + raw.upper().replace("-", "_"), "https"
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
 # --- i18n / static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
