@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "axes",  # login rate limiting (see "Auth" below)
     "channels",
     "r1lab.accounts",
     "r1lab.tracking",
@@ -83,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "r1lab.urls"
@@ -207,6 +211,21 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
+
+# Login rate limiting (django-axes): R1LAB_LOGIN_FAILURE_LIMIT failed logins for one username from
+# one address lock that pair out for R1LAB_LOGIN_COOLOFF_S (each try while locked out restarts
+# the wait). Per username *and* address, so that someone guessing cannot lock the real user
+# out from elsewhere. Behind a proxy run daphne with --proxy-headers, or every client shares
+# the proxy's address. Bearer tokens (the API) never go through authenticate(): not counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env_int("R1LAB_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(seconds=_env_int("R1LAB_LOGIN_COOLOFF_S", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "r1lab.accounts.views.login_locked_out"
 
 # --- HTTPS (production) -----------------------------------------------------------------------
 # R1LAB_SECURE=1: the lab is served over HTTPS (daphne with TLS, or behind a TLS proxy). With it
