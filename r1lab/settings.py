@@ -278,7 +278,10 @@ def _plotly_js_dir() -> Path:
 
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _plotly_js_dir())]
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("R1LAB_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# The largest request body (forms, uploads), enforced while it arrives (r1lab/bodylimit.py);
+# the ingest API has its own, R1LAB_INGEST_MAX_BYTES.
+R1LAB_MAX_BODY_BYTES = _env_int("R1LAB_MAX_BODY_BYTES", 32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = R1LAB_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
 # --- r1lab's own settings ----------------------------------------------------------------------
