@@ -289,6 +289,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 R1LAB_DATA_DIR = Path(os.environ.get("R1LAB_DATA_DIR", VAR_DIR / "data")).resolve()
 # The URL a trainer subprocess uses to reach this server's ingest API.
 R1LAB_PUBLIC_URL = os.environ.get("R1LAB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# An open WebSocket re-checks that its user may still use it this often (a deactivation made
+# through the ORM closes it at once; this catches the rest: r1lab/accounts/consumers.py).
+R1LAB_WS_RECHECK_S = _env_int("R1LAB_WS_RECHECK_S", 60)
 # A run that has not reported for this long is shown `stale`.
 R1LAB_STALE_AFTER_S = _env_int("R1LAB_STALE_AFTER_S", 120)
 # A running stage whose worker has not heartbeated for this long is `failed (worker lost)`.
