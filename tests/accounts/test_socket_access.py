@@ -92,3 +92,16 @@ async def test_a_deactivated_user_cannot_connect():
     connected, code = await comm.connect()
     assert not connected and code == 4403
     await comm.disconnect()
+
+
+async def test_a_save_that_takes_nothing_away_leaves_the_socket_open():
+    user = await database_sync_to_async(UserFactory)(role="viewer")
+    comm = await _socket(user, "list")
+
+    def edit_email():
+        user.email = "new@example.test"
+        user.save()
+
+    await database_sync_to_async(edit_email)()
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
