@@ -21,11 +21,27 @@ def _stream(n_chunks: int, size: int = 16 * KIB):
     return (b"x" * size for _ in range(n_chunks))
 
 
-def test_a_chunked_body_is_cut_off_just_past_the_limit(small_limits):
-    # No Content-Length (chunked upload): 200 chunks (3.2 MiB) offered, about 64 KiB taken.
-    answer = async_to_sync(asgi_request)("/curation/projects/1/import/", _stream(200))
+def _multipart_upload(n_chunks: int, size: int = 16 * KIB):
+    """A curation import form: one .jsonl file of n_chunks × size bytes, streamed."""
+    yield (b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n"
+           b"Content-Type: application/octet-stream\r\n\r\n")
+    line = b'{"prompt": "1+1?", "reasoning": "' + b"x" * (size - 40) + b'"}\n'
+    for _ in range(n_chunks):
+        yield line
+    yield b"\r\n--b0undary--\r\n"
+
+
+@pytest.mark.django_db
+def test_a_chunked_upload_is_cut_off_just_past_the_limit(small_limits):
+    from r1lab.curation.models import ImportJob
+
+    # No Content-Length (chunked upload), to the curation import page: 200 chunks (3.2 MiB)
+    # offered, about 64 KiB taken, no import job. Before: all of it read, then the view ran.
+    answer = async_to_sync(asgi_request)("/curation/p/demo/import/", _multipart_upload(200),
+                                          headers=[(b"content-type", b"multipart/form-data; boundary=b0undary")])
     assert answer.status == 413
     assert 64 * KIB < answer.consumed <= 64 * KIB + 16 * KIB
+    assert ImportJob.objects.count() == 0
     assert answer.headers[b"content-type"].startswith(b"text/plain")
     assert b"this server accepts at most 64 KiB" in answer.body
     assert answer.headers[b"connection"] == b"close"
@@ -47,6 +63,7 @@ def test_the_api_has_its_own_limit_and_answers_json(small_limits):
     assert b'"error"' in answer.body and b"the limit is 32768 (send smaller batches)" in answer.body
 
 
+@pytest.mark.django_db(transaction=True)  # Django's request_finished closes the thread's connection
 def test_a_body_within_the_limit_reaches_django(small_limits):
     # POST /healthz: Django answers it (CSRF 403 or 405), after reading the whole body.
     answer = async_to_sync(asgi_request)("/healthz", _stream(3), headers=[(b"content-length", str(48 * KIB).encode())])
