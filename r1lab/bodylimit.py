@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 
+import orjson
 from django.conf import settings
 
 API_PREFIX = "/api/"
@@ -55,21 +56,18 @@ def too_large_response(path: str, limit: int, length: int | None) -> tuple[bytes
     """(content type, body) of the 413 answer: JSON for the API, plain text for pages."""
     message = too_large_message(path, limit, length)
     if path.startswith(API_PREFIX):
-        import orjson
-
         return b"application/json", orjson.dumps({"error": message})
     return b"text/plain; charset=utf-8", message.encode()
 
 
 def _content_length(headers) -> int | None:
-    """The declared length; None when absent. ValueError when it is not a number."""
-    values = [v for k, v in headers if k.lower() == b"content-length"]
+    """The declared length; None when absent. ValueError when it is not one number."""
+    values = [v.strip() for k, v in headers if k.lower() == b"content-length"]
     if not values:
         return None
-    lengths = {int(v.strip()) for v in values if v.strip().isdigit()}
-    if len(lengths) != 1 or len(values) != sum(1 for v in values if v.strip().isdigit()):
+    if not all(v.isdigit() for v in values) or len(set(values)) != 1:  # garbage, or two that disagree
         raise ValueError(values)
-    return lengths.pop()
+    return int(values[0])
 
 
 class BodyLimitMiddleware:
