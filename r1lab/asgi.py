@@ -12,13 +12,18 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from r1lab.bodylimit import BodyLimitMiddleware, install_daphne_guard  # noqa: E402
 from r1lab.routing import websocket_urlpatterns  # noqa: E402
+
+# Request bodies over the limit for their path are refused while they arrive, before daphne
+# or Django buffers them (r1lab/bodylimit.py).
+install_daphne_guard()
 
 application = ProtocolTypeRouter(
     {
         # Static files are served by the app itself so that `make demo` is one process and
         # works offline; a production deployment may put a proxy in front for /static/.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": BodyLimitMiddleware(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "axes",  # login rate limiting (see "Auth" below)
     "channels",
     "r1lab.accounts",
     "r1lab.tracking",
@@ -84,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "r1lab.urls"
@@ -209,6 +213,53 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 
+# Login rate limiting (django-axes): R1LAB_LOGIN_FAILURE_LIMIT failed logins for one username from
+# one address lock that pair out for R1LAB_LOGIN_COOLOFF_S (each try while locked out restarts
+# the wait). Per username *and* address, so that someone guessing cannot lock the real user
+# out from elsewhere. Behind a proxy run daphne with --proxy-headers, or every client shares
+# the proxy's address. Bearer tokens (the API) never go through authenticate(): not counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env_int("R1LAB_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(seconds=_env_int("R1LAB_LOGIN_COOLOFF_S", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "r1lab.accounts.views.login_locked_out"
+
+# --- HTTPS (production) -----------------------------------------------------------------------
+# R1LAB_SECURE=1: the lab is served over HTTPS (daphne with TLS, or behind a TLS proxy). With it
+# `manage.py check --deploy` passes (README, "Production"). Off by default: `make demo` is plain
+# HTTP on 127.0.0.1, where secure-only cookies would never be sent back.
+R1LAB_SECURE = _env_bool("R1LAB_SECURE", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = R1LAB_SECURE
+SECURE_SSL_REDIRECT = R1LAB_SECURE
+# Not redirected: a load balancer's plain-HTTP probe, and API clients (a trainer inside the
+# cluster may post to http://lab:8000 directly; a redirect cannot protect a token it has sent
+# already, and clients do not re-send a POST body to a redirect).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/"]
+SECURE_HSTS_SECONDS = _env_int("R1LAB_HSTS_SECONDS", 365 * 24 * 3600 if R1LAB_SECURE else 0)
+# Sent with max-age (check --deploy asks for both): they cover only this host's own subdomains,
+# and `preload` makes the host eligible for browsers' preload lists; nothing is submitted.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """R1LAB_PROXY_SSL_HEADER=X-Forwarded-Proto: the header a TLS proxy sets to `https`.
+
+    Only set it behind a proxy that always sets (overwrites) that header: a client could
+    otherwise claim HTTPS."""
+    raw = os.environ.get("R1LAB_PROXY_SSL_HEADER", "").strip()
+    if not raw:
+        return None
+    if not all(c.isalnum() or c == "-" for c in raw):
+        raise ImproperlyConfigured(f"R1LAB_PROXY_SSL_HEADER={raw!r} is not a header name (e.g. X-Forwarded-Proto).")
+    return "HTTP_" + raw.upper().replace("-", "_"), "https"
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
 # --- i18n / static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -228,7 +279,10 @@ def _plotly_js_dir() -> Path:
 
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _plotly_js_dir())]
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("R1LAB_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# The largest request body (forms, uploads), enforced while it arrives (r1lab/bodylimit.py);
+# the ingest API has its own, R1LAB_INGEST_MAX_BYTES.
+R1LAB_MAX_BODY_BYTES = _env_int("R1LAB_MAX_BODY_BYTES", 32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = R1LAB_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
 # --- r1lab's own settings ----------------------------------------------------------------------
@@ -236,6 +290,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 R1LAB_DATA_DIR = Path(os.environ.get("R1LAB_DATA_DIR", VAR_DIR / "data")).resolve()
 # The URL a trainer subprocess uses to reach this server's ingest API.
 R1LAB_PUBLIC_URL = os.environ.get("R1LAB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# An open WebSocket re-checks that its user may still use it this often (a deactivation made
+# through the ORM closes it at once; this catches the rest: r1lab/accounts/consumers.py).
+R1LAB_WS_RECHECK_S = _env_int("R1LAB_WS_RECHECK_S", 60)
 # A run that has not reported for this long is shown `stale`.
 R1LAB_STALE_AFTER_S = _env_int("R1LAB_STALE_AFTER_S", 120)
 # A running stage whose worker has not heartbeated for this long is `failed (worker lost)`.

@@ -1,6 +1,7 @@
 """Project-level pages: the home redirect and the health check."""
 from __future__ import annotations
 
+import logging
 import uuid
 
 from asgiref.sync import async_to_sync
@@ -12,6 +13,8 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
 from r1lab.preflight import PreflightError, check_broker
+
+log = logging.getLogger(__name__)
 
 
 @login_required
@@ -56,7 +59,17 @@ def _check_channel_layer() -> dict:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and channel layer status as JSON; 503 if any is down."""
+    """Database, broker and channel layer status as JSON; 503 if any is down.
+
+    Anyone (a load balancer, the demo's start-up wait) may ask, so an anonymous caller gets
+    only ok/down per component: the detail names the database vendor and transports, and an
+    error's text may carry host names, URLs or paths. Staff get the detail; the server log
+    gets every error whoever asked."""
     checks = {"database": _check_database(), "broker": _check_broker(), "channel_layer": _check_channel_layer()}
     ok = all(c["ok"] for c in checks.values())
+    for name, check in checks.items():
+        if not check["ok"]:
+            log.warning("healthz: %s is down: %s", name, check.get("error", "no detail"))
+    if not (request.user.is_authenticated and request.user.is_staff):
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse({"ok": ok, **checks}, status=200 if ok else 503)

@@ -58,3 +58,32 @@ def test_redis_channel_layer_reads_longer_than_it_blocks():
     assert result.returncode == 0, result.stderr
     brpop, read = map(float, result.stdout.strip().splitlines()[-1].split())
     assert read > brpop * 2
+
+
+# The production variables the README documents ("Production"); with them `check --deploy`
+# is clean. Before issue 15 nothing in the environment could set secure cookies, HSTS or the
+# HTTPS redirect, so the check always warned (W004, W008, W012, W016).
+PRODUCTION = {"R1LAB_SECURE": "1", "R1LAB_PROXY_SSL_HEADER": "X-Forwarded-Proto", "DEBUG": "0",
+              "ALLOWED_HOSTS": "lab.example.com", "SECRET_KEY": "k3y-" + "x8Yq2" * 12}
+
+
+def test_check_deploy_passes_with_the_documented_production_variables():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    code = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+            "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER)")
+    shown = _manage("shell", "-c", code, **PRODUCTION).stdout.strip().splitlines()[-1]
+    assert shown == "True True True 31536000 ('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+def test_check_deploy_warns_without_them():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", DEBUG="0", SECRET_KEY=PRODUCTION["SECRET_KEY"])
+    assert result.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr
+
+
+def test_bad_proxy_ssl_header_names_the_variable():
+    result = _manage("check", R1LAB_PROXY_SSL_HEADER="X-Forwarded-Proto: https")
+    assert result.returncode != 0 and "R1LAB_PROXY_SSL_HEADER=" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import secrets
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -38,3 +40,24 @@ def user_create_with_role(*, username: str, password: str, role: str | None, is_
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def user_access_changed(*, user_id: int) -> None:
+    """After commit, tell the user's open WebSockets to re-check their access (they close if it
+    is gone): see r1lab/accounts/consumers.py. Called by the receivers in signals.py."""
+    from r1lab.accounts.consumers import user_group_name
+
+    def send():
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(user_group_name(user_id), {"type": "user.access_changed"})
+
+    transaction.on_commit(send)
+
+
+@transaction.atomic
+def user_deactivate(*, user) -> None:
+    """The user can no longer log in; their sessions stop working at the next request and their
+    WebSockets close (signals.py → user_access_changed)."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
-from r1lab.accounts.permissions import can
+from r1lab.accounts.consumers import UserAccessMixin
 from r1lab.pipelines import selectors
 from r1lab.pipelines.models import PipelineRun
 from r1lab.pipelines.services import RUNS_GROUP, run_group_name
@@ -17,13 +17,13 @@ from r1lab.pipelines.services import RUNS_GROUP, run_group_name
 POLL_INTERVAL_S = 1.0
 
 
-class RunStatusConsumer(AsyncJsonWebsocketConsumer):
+class RunStatusConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
     """ws/runs/<id>/: the run's status and each stage's status and progress."""
 
+    access_action = "runs.view"
+
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not await database_sync_to_async(can)(user, "runs.view"):
-            await self.close(code=4403)
+        if not await self.access_connect():
             return
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         payload = await self._payload()
@@ -40,6 +40,7 @@ class RunStatusConsumer(AsyncJsonWebsocketConsumer):
             self._poller = asyncio.ensure_future(self._poll())
 
     async def disconnect(self, code):
+        await self.access_disconnect()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         if getattr(self, "_poller", None):
@@ -62,13 +63,13 @@ class RunStatusConsumer(AsyncJsonWebsocketConsumer):
                 await self.run_status({"run": payload})
 
 
-class RunListConsumer(AsyncJsonWebsocketConsumer):
+class RunListConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
     """ws/runs/: every run's status changes, for the runs list."""
 
+    access_action = "runs.view"
+
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not await database_sync_to_async(can)(user, "runs.view"):
-            await self.close(code=4403)
+        if not await self.access_connect():
             return
         await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
         await self.accept()
@@ -79,6 +80,7 @@ class RunListConsumer(AsyncJsonWebsocketConsumer):
             self._poller = asyncio.ensure_future(self._poll())
 
     async def disconnect(self, code):
+        await self.access_disconnect()
         await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
         if getattr(self, "_poller", None):
             self._poller.cancel()

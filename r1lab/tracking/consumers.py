@@ -5,16 +5,16 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from r1lab.accounts.permissions import can
+from r1lab.accounts.consumers import UserAccessMixin
 from r1lab.tracking.models import Run
 from r1lab.tracking.services import run_group_name
 
 
-class RunMetricsConsumer(AsyncJsonWebsocketConsumer):
+class RunMetricsConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
+    access_action = "runs.view"
+
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not await database_sync_to_async(can)(user, "runs.view"):
-            await self.close(code=4403)
+        if not await self.access_connect():
             return
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         payload = await self._status()
@@ -27,6 +27,7 @@ class RunMetricsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "run.status", "run": payload})
 
     async def disconnect(self, code):
+        await self.access_disconnect()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

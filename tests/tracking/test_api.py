@@ -2,11 +2,13 @@
 import json
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import override_settings
 
 from r1lab.accounts.services import api_token_create
 from r1lab.tracking.models import Point, Run, Sample, Series
 from r1lab.tracking.services import tracked_run_create
+from tests.asgi_client import asgi_request
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +120,8 @@ BAD_INPUTS = [
     ("index beyond int32", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "group": 0, "index": 2**40}]}, False, 400, "samples[0].index"),
     ("length beyond int32", "ok", {"samples": [{"step": 1, "prompt": "p", "completion": "c", "rewards": {}, "length": 2**33}]}, False, 400, "samples[0].length"),
     ("step beyond bigint", "ok", {"metrics": [{"key": "a", "step": 2**63, "value": 1}]}, False, 400, "metrics[0].step"),
+    # Over the default R1LAB_INGEST_MAX_BYTES (16 MiB); built when the row runs, not at import.
+    ("body over the ingest limit", "ok", lambda: b"[" + b" " * (16 * 1024 * 1024) + b"]", True, 413, "the limit is 16777216"),
 ]
 
 
@@ -126,7 +130,7 @@ def test_bad_input_is_rejected_and_nothing_is_stored(client, run_and_token, make
     run, token = run_and_token
     tok = {"ok": token, None: None, "garbage": "r1r_nope", "other": _other_run_token(),
            "personal": _personal_token(make_user) if token_kind == "personal" else None}[token_kind]
-    r = post(client, log_url(run), body, tok, raw=raw)
+    r = post(client, log_url(run), body() if callable(body) else body, tok, raw=raw)
     assert r.status_code == status, (case, r.content)
     assert "error" in r.json()
     if fragment:
@@ -146,6 +150,30 @@ def test_body_over_the_limit_is_413(client, run_and_token):
     assert r.status_code == 413
     assert "limit" in r.json()["error"]
     assert Point.objects.count() == 0
+
+
+OVERSIZED = [
+    # (case, Content-Length sent?) — through the whole ASGI application (r1lab/asgi.py), whose
+    # body limit refuses before the body is read (issue 15; before, all of it was buffered first).
+    ("declared length over the limit", True),
+    ("chunked, no length, over the limit", False),
+]
+
+
+@pytest.mark.parametrize("case,declared", OVERSIZED, ids=[c[0] for c in OVERSIZED])
+def test_oversized_body_is_refused_before_it_is_read_and_nothing_is_stored(run_and_token, settings, case, declared):
+    settings.R1LAB_INGEST_MAX_BYTES = 32 * 1024
+    run, token = run_and_token
+    body = json.dumps({"metrics": [{"key": "reward", "step": i, "value": 0.5} for i in range(4000)]}).encode()
+    chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json")]
+    if declared:
+        headers.append((b"content-length", str(len(body)).encode()))
+    answer = async_to_sync(asgi_request)(log_url(run), chunks, headers=headers)
+    assert answer.status == 413, (case, answer.body)
+    assert "the limit is 32768" in json.loads(answer.body)["error"]
+    assert answer.consumed <= (0 if declared else 32 * 1024 + 8192) < len(body)
+    assert Point.objects.count() == 0 and Series.objects.filter(run=run).count() == 0
 
 
 def test_get_is_405(client, run_and_token):

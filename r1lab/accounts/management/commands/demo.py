@@ -28,6 +28,130 @@ from r1lab.accounts.services import roles_ensure, user_create_with_role
 DEMO_USERS = [(role, role) for role in ROLES] + [("admin", None)]
 
 
+def _mode() -> str:
+    """What this configuration runs on (anonymous /healthz says only ok/down)."""
+    from django.db import connection
+
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    broker = "redis" if settings.REDIS_URL else "filesystem"
+    return f"database={connection.vendor} broker={broker} channel_layer={layer}"
+
+
+PID_FILE = "demo.pids.json"
+
+
+class Supervisor:
+    """Starts the demo's processes and keeps them running.
+
+    Each child runs in its own session (process group): Ctrl-C in the terminal reaches only
+    this process, which stops the groups itself, and a group holds what the child started
+    (celery's prefork pool, beat). A child that dies is restarted after a backoff that starts
+    at BACKOFF_START_S and doubles up to BACKOFF_MAX_S, back to the start once a child has
+    stayed up STABLE_AFTER_S; the others keep running. Before this, the first death ended the
+    loop and `finally` stopped everything: `kill -9` of the gpu worker took the web server and
+    the other worker down with it.
+
+    What is left of a dead child's group (pool processes orphaned by a `kill -9` of their
+    parent) is killed before the restart; a trainer started by the gpu worker dies with its pool
+    process (PR_SET_PDEATHSIG, pipelines/runner.py), and its stage is then marked `failed
+    (worker lost)` by the lost-worker sweep, as before."""
+
+    BACKOFF_START_S = 1.0
+    BACKOFF_MAX_S = 60.0
+    STABLE_AFTER_S = 60.0
+    POLL_S = 0.2
+    STOP_GRACE_S = 15.0
+
+    def __init__(self, commands: dict[str, list[str]], *, env: dict, log_dir, pid_file, say):
+        self.commands, self.env, self.log_dir, self.pid_file, self.say = commands, env, log_dir, pid_file, say
+        self.children = {name: {"proc": None, "started": 0.0, "backoff": self.BACKOFF_START_S, "restart_at": None,
+                                "restarts": 0} for name in commands}
+
+    def procs(self) -> dict[str, subprocess.Popen]:
+        return {name: c["proc"] for name, c in self.children.items() if c["proc"] is not None}
+
+    def start_all(self) -> None:
+        for name in self.commands:
+            self._start(name)
+
+    def _start(self, name: str) -> None:
+        child = self.children[name]
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            child["proc"] = subprocess.Popen(self.commands[name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+        child["started"] = time.monotonic()
+        child["restart_at"] = None
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        pids = {name: c["proc"].pid for name, c in self.children.items() if c["proc"] is not None}
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pids))
+        tmp.replace(self.pid_file)
+
+    def _log(self, line: str, name: str | None = None) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.say(line)
+        for target in ["demo"] + ([name] if name else []):
+            with open(self.log_dir / f"{target}.log", "a") as log:
+                log.write(f"{stamp} [r1lab demo] {line}\n")
+
+    @staticmethod
+    def _kill_group(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def check(self) -> None:
+        """One pass: note deaths, schedule restarts, restart what is due."""
+        now = time.monotonic()
+        for name, child in self.children.items():
+            proc = child["proc"]
+            if proc is not None:
+                code = proc.poll()
+                if code is None:
+                    continue
+                up_s = now - child["started"]
+                self._kill_group(proc.pid, signal.SIGKILL)  # its pool / beat, orphaned by a kill -9
+                if up_s >= self.STABLE_AFTER_S:
+                    child["backoff"] = self.BACKOFF_START_S
+                delay = child["backoff"]
+                child["backoff"] = min(delay * 2, self.BACKOFF_MAX_S)
+                child["proc"], child["restart_at"] = None, now + delay
+                child["restarts"] += 1
+                self._log(f"{name} (pid {proc.pid}) exited with code {code} after {up_s:.0f} s; "
+                          f"restarting in {delay:g} s (restart #{child['restarts']})", name)
+            elif child["restart_at"] is not None and now >= child["restart_at"]:
+                self._start(name)
+                self._log(f"{name} restarted: pid {child['proc'].pid}", name)
+
+    def run_forever(self) -> None:
+        while True:
+            self.check()
+            time.sleep(self.POLL_S)
+
+    def stop_all(self) -> None:
+        """SIGTERM to every child's group, SIGKILL to what is left after STOP_GRACE_S (a celery
+        worker waits for its running task on SIGTERM). A dead child's group was killed when it
+        died; no other group is signalled (its number could belong to someone else by now)."""
+        current = [c["proc"] for c in self.children.values() if c["proc"] is not None]
+        for proc in current:
+            if proc.poll() is None:
+                self._kill_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.STOP_GRACE_S
+        for proc in current:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            # Children's children (pool processes, beat) that outlived their parent: the group
+            # id stays theirs while any of them lives.
+            self._kill_group(proc.pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+
+
 class Command(BaseCommand):
     help = "Set up and run the demo lab: web server (ASGI) + Celery workers. Ctrl-C stops everything."
 
@@ -45,7 +169,7 @@ class Command(BaseCommand):
         first_run = self._seed(no_launch=no_launch)
         if setup_only:
             return
-        self._serve(host, port, started, first_run)
+        self._serve(host, port, started, first_run and not no_launch)
 
     # -- setup --------------------------------------------------------------------------------
     def _users(self) -> None:
@@ -103,21 +227,8 @@ class Command(BaseCommand):
                                "-n", "default@%h", "-B", "-s", str(settings.VAR_DIR / "celerybeat-schedule"),
                                "--loglevel", "INFO"],
         }
-        procs: dict[str, subprocess.Popen] = {}
-
-        def stop_all(*_):
-            for name, proc in procs.items():
-                if proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + 15
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        supervisor = Supervisor(commands, env=env, log_dir=log_dir, pid_file=settings.VAR_DIR / PID_FILE,
+                                say=self._say)
 
         def on_signal(signum, frame):
             raise KeyboardInterrupt
@@ -127,32 +238,36 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            for name, cmd in commands.items():
-                log = open(log_dir / f"{name}.log", "ab")
-                # Own process group each: Ctrl-C is handled here, and we stop the whole group.
-                procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            supervisor.start_all()
             url = f"http://{host}:{port}/"
-            health = self._wait_healthy(url + "healthz", procs)
+            health = self._wait_healthy(url + "healthz", supervisor.procs())
             elapsed = time.monotonic() - started
             self.stdout.write(self.style.SUCCESS(f"\nr1lab is up at {url}  (ready in {elapsed:.0f} s)"))
             self.stdout.write(f"  health: {json.dumps(health)}")
-            self.stdout.write(f"  logs:   {log_dir}/{{web,worker-gpu,worker-default}}.log")
+            self.stdout.write(f"  mode:   {_mode()}")
+            self.stdout.write(f"  logs:   {log_dir}/{{web,worker-gpu,worker-default,demo}}.log")
+            self.stdout.write(f"  pids:   {settings.VAR_DIR / PID_FILE}")
             if first_run:
                 self.stdout.write("  a miniature R1-Zero run was launched: open Runs to watch it learn.")
-            self.stdout.write("Press Ctrl-C to stop every process.\n")
-            while True:
-                for name, proc in procs.items():
-                    code = proc.poll()
-                    if code is not None:
-                        raise CommandError(f"{name} exited with code {code}; see {log_dir}/{name}.log")
-                time.sleep(0.5)
+            self.stdout.write("A process that dies is restarted (1 s, doubling to 60 s). Press Ctrl-C to stop every process.\n")
+            self.stdout.flush()
+            supervisor.run_forever()
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
-            stop_all()
+            # A second Ctrl-C must not cut the stop short and leave processes behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            supervisor.stop_all()
             self.stdout.write("All r1lab processes stopped.")
 
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
     def _wait_healthy(self, url: str, procs: dict, timeout_s: float = 120) -> dict:
+        # A death before the lab is up is not restarted: it is a configuration problem (the port
+        # is taken, the database is locked) that a restart would only repeat.
         deadline = time.monotonic() + timeout_s
         last = "no answer"
         while time.monotonic() < deadline:

@@ -1,0 +1,71 @@
+"""What every r1lab WebSocket shares: it stays open only while its user may use it.
+
+A consumer checks the user's permission when it connects (`access_connect`) and joins the
+user's group, `user.<id>`. When a user is deactivated, loses a role or staff status, or is
+deleted, `services.user_access_changed` tells that group after commit (the receivers in
+`signals.py` call it for any save of the user or of their roles, the admin's included); each of
+the user's sockets re-reads the user and closes with 4403 if it may no longer see what it
+shows. Why a push and not only a timer: the change takes effect at once. Why a timer as well
+(every R1LAB_WS_RECHECK_S): a change that sends no signal (a bulk `update()`, SQL) or that is
+made in another process while the channel layer is the in-memory one (embedded mode) reaches
+no socket otherwise. The check is one primary-key query per socket per interval.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from r1lab.accounts.permissions import can
+
+CLOSE_FORBIDDEN = 4403
+
+
+def user_group_name(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def _allowed(user_id: int, action: str) -> bool:
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return user is not None and can(user, action)
+
+
+class UserAccessMixin:
+    """For AsyncWebsocketConsumer subclasses: `access_action` names the permission the socket
+    needs; call `access_connect()` first in connect() and `access_disconnect()` in disconnect()."""
+
+    access_action = "runs.view"
+    _access_user_id: int | None = None
+    _access_task: asyncio.Future | None = None
+
+    async def access_connect(self) -> bool:
+        """False (and the socket refused with 4403) unless the user may use it."""
+        user = self.scope.get("user")
+        if user is None or not await database_sync_to_async(can)(user, self.access_action):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        self._access_user_id = user.pk
+        await self.channel_layer.group_add(user_group_name(user.pk), self.channel_name)
+        self._access_task = asyncio.ensure_future(self._access_recheck_every())
+        return True
+
+    async def access_disconnect(self) -> None:
+        if self._access_task is not None:
+            self._access_task.cancel()
+        if self._access_user_id is not None:
+            await self.channel_layer.group_discard(user_group_name(self._access_user_id), self.channel_name)
+
+    async def user_access_changed(self, event) -> None:
+        """`user.access_changed`, sent by services.user_access_changed."""
+        await self._access_recheck()
+
+    async def _access_recheck(self) -> None:
+        if not await database_sync_to_async(_allowed)(self._access_user_id, self.access_action):
+            await self.close(code=CLOSE_FORBIDDEN)
+
+    async def _access_recheck_every(self) -> None:
+        while True:
+            await asyncio.sleep(settings.R1LAB_WS_RECHECK_S)
+            await self._access_recheck()
