@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from r1lab.accounts.permissions import can, require_action
 from r1lab.curation import forms, selectors, services
 from r1lab.curation.checks import live_checks
-from r1lab.curation.diff import diff_stats, word_diff
+from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision
 
 PAGE_SIZE = 50
@@ -317,7 +317,8 @@ def _conflict(request, conflict: services.EditConflict):
     for name in ("reasoning", "summary"):
         mine = conflict.mine.get(name, getattr(current, name))
         theirs = getattr(current, name)
-        fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": word_diff(theirs, mine), "same": mine == theirs})
+        d = text_diff(theirs, mine)
+        fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": d.segments, "level": d.level, "same": mine == theirs})
     revisions = Revision.objects.filter(example=current, number__gt=conflict.based_on).select_related("author").order_by("number")
     return render(request, "curation/conflict.html", {
         "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
@@ -360,8 +361,8 @@ def history(request, pk: int):
     by_number = {r.number: r for r in revisions}
     diffs = []
     for name in ("prompt", "reasoning", "summary", "gold_answer", "language"):
-        segs = word_diff(getattr(by_number[a], name), getattr(by_number[b], name))
-        diffs.append({"name": name, "segments": segs, "stats": diff_stats(segs), "changed": any(s.op != "equal" for s in segs)})
+        d = text_diff(getattr(by_number[a], name), getattr(by_number[b], name))  # bounded: see diff.py
+        diffs.append({"name": name, "segments": d.segments, "level": d.level, "stats": diff_stats(d.segments), "changed": d.changed})
     return render(request, "curation/history.html", {
         "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
         "can_edit": services.example_can_edit(user=request.user, example=example),
