@@ -81,7 +81,8 @@ def test_annotator_labels_with_keyboard_edits_saves_and_submits(page, live_asgi,
 def test_reviewer_rejects_with_comment_then_approves(page, live_asgi, login_as, new_page, password):
     reviewer = login_as("reviewer")
     annotator = UserFactory(role="annotator")
-    project, (ex,) = _project(reviewer, annotator, n=1)
+    lead = UserFactory(role="reviewer")  # four eyes: the example's author is not the reviewer who approves it
+    project, (ex,) = _project(lead, annotator, n=1)
     services.editor_save(example=ex, user=annotator, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
 
     page.goto(live_asgi + "/curation/review/")
