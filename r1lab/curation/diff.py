@@ -25,6 +25,7 @@ machine, whatever its load; there is no timer.
 from __future__ import annotations
 
 import re
+import zlib
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -33,6 +34,13 @@ _TOKEN_RE = re.compile(r"\s+|[^\s]+")
 # their "\n"). The second alternative takes what is left of a line with no sentence end.
 _LINE_RE = re.compile(r"[^\n]*\n+|[^\n]+")
 _SENTENCE_RE = re.compile(r".*?[.!?。！？]+(?:\s+|$)|.+", re.S)
+# A sentence longer than this is cut further where its content says (after a word whose CRC-32 is
+# 0 mod CUT_EVERY: ~CUT_EVERY words a piece). Content-defined, so an insertion moves only the cuts
+# next to it, and the pieces after it still line up; CRC-32, not hash(), so the cuts (and the
+# diff) are the same in every process.
+LONG_CHUNK_CHARS = 300
+CUT_EVERY = 12
+_CUT_RE = re.compile(r"(\S+)\s*")
 
 # Above this many tokens in the changed middle (old + new: ~750 words a side), no word diff of
 # the whole middle is tried; below it, the work budget decides.
@@ -95,8 +103,26 @@ def tokens(text: str) -> list[str]:
 
 
 def chunks(text: str) -> list[str]:
-    """Sentences and lines: the units of the coarser diff ("".join(chunks(t)) == t)."""
-    return [s for line in _LINE_RE.findall(text or "") for s in _SENTENCE_RE.findall(line)]
+    """Sentences and lines (long ones cut by content): the units of the coarser diff ("".join(chunks(t)) == t)."""
+    out: list[str] = []
+    cuts: dict[str, bool] = {}
+    for line in _LINE_RE.findall(text or ""):
+        for sentence in _SENTENCE_RE.findall(line):
+            if len(sentence) <= LONG_CHUNK_CHARS:
+                out.append(sentence)
+                continue
+            start = 0
+            for m in _CUT_RE.finditer(sentence):  # a word and the whitespace after it
+                word = m.group(1)
+                cut = cuts.get(word)
+                if cut is None:
+                    cut = cuts[word] = zlib.crc32(word.encode()) % CUT_EVERY == 0
+                if cut:
+                    out.append(sentence[start:m.end()])
+                    start = m.end()
+            if start < len(sentence):
+                out.append(sentence[start:])
+    return out
 
 
 def _opcodes(a: list[str], b: list[str], budget: _Budget) -> list[tuple[str, int, int, int, int]]:

@@ -71,6 +71,16 @@ def test_above_the_size_bound_the_diff_is_by_sentence_with_the_changed_one_by_wo
     assert diff.text_diff(short_old, short_new).level == diff.WORD
 
 
+def test_a_long_text_without_sentences_is_cut_by_content_so_an_insertion_stays_local():
+    words = prose(4000, seed=7).replace(".", "").replace("\n", " ").split()
+    old = " ".join(words)
+    new = " ".join(words[:2000] + ["INSERTED"] + words[2000:3000] + ["CHANGED"] + words[3001:])
+    d = diff.text_diff(old, new)
+    assert d.level == diff.LINE and rebuilds(d, old, new)
+    assert [s.text.strip() for s in d.segments if s.op == "insert"] == ["INSERTED", "CHANGED"]
+    assert [s.text.strip() for s in d.segments if s.op == "delete"] == [words[3000]]
+
+
 @pytest.mark.parametrize("case", ["prose rewrite", "prose edit", "one popular token", "repeated sentences", "repeated lines"])
 def test_work_stays_within_the_budget_at_the_field_s_maximum_length(case):
     n_words = MAX_CHARS // 9
