@@ -329,6 +329,6 @@ def rs_freeze_refusal(*, dataset: RSDataset, user) -> str | None:
     project = rs_project(dataset=dataset)
     if project is not None and project.rs_one_person_freeze:
         return None
-    where = (f"the curation project {project.name!r} can allow one person to do both (its settings)" if project is not None
+    where = (f"the curation project “{project.name}” can allow one person to do both (its settings)" if project is not None
              else f"once frozen, its curation project ({rs_project_slug(dataset.stage_id)}) can allow one person to do both")
     return (f"You judged rows of spot-check {spot.pk}: another reviewer must freeze this set (four eyes); {where}.")
