@@ -8,12 +8,13 @@ The templates render each segment escaped, in a <span>, <ins> or <del>: never as
 Why bounded (issue 15, finding 7): difflib.SequenceMatcher's cost is the product of the two
 lengths *per matching block*, and prose has thousands of small matching blocks (" ", "the"): it
 grows roughly with the cube of the text. Two 6,000-word revisions took ~15 s on the history page
-(open to viewers); the fields take 200,000 characters. So:
+(open to viewers); the fields take 200,000 characters (benchmarks/curation.py, history mode). So:
 
 1. the common prefix and suffix are cut off first (linear: most edits are local);
 2. the changed middle is diffed word by word when it has at most WORD_DIFF_MAX_TOKENS tokens;
 3. above that (or when the word diff runs out of its work budget) it is diffed by sentence and
-   line, and each changed passage that is short enough is then refined word by word;
+   line (a long sentence cut further by its content), and each changed passage that is short
+   enough is then refined word by word while the budget lasts;
 4. when even that runs out of budget, the middle is one deletion and one insertion.
 
 The matcher is SequenceMatcher's own longest-match algorithm (the same diff, autojunk off) with
@@ -46,8 +47,9 @@ _CUT_RE = re.compile(r"(\S+)\s*")
 # the whole middle is tried; below it, the work budget decides.
 WORD_DIFF_MAX_TOKENS = 3000
 # Positions the longest-match search may visit in one call, all levels together. The matcher
-# visits 10-14 million a second on the 2-core CI machine (benchmarks/curation.py, "diff"), so a
-# field's diff costs at most ~0.2 s whatever its texts; the whole-middle word diff may use half.
+# visits 10-14 million a second on the 2-core development machine (measured when this was
+# written), so a field's diff costs at most ~0.2 s of CPU whatever its texts; the whole-middle
+# word diff may use half of it.
 WORK_BUDGET = 2_000_000
 
 WORD, LINE, BLOCK = "word", "line", "block"
@@ -63,7 +65,7 @@ class Segment:
 class TextDiff:
     segments: list[Segment]
     level: str  # WORD: every change is shown word by word; LINE: by sentence/line (short passages by word); BLOCK: one deletion + one insertion
-    work: int  # positions the matcher visited (<= WORK_BUDGET)
+    work: int  # positions the matcher visited (WORK_BUDGET at most, plus the one row that crossed it)
 
     @property
     def changed(self) -> bool:
@@ -88,7 +90,7 @@ class _Budget:
     def attempt(self, fn, *args, limit: int | None = None):
         """fn(*args, budget) on at most `limit` (else all that is left) of this budget; None when
         it ran out. What it spent is spent either way."""
-        sub = _Budget(max(0, min(self.left, self.left if limit is None else limit)))
+        sub = _Budget(max(0, self.left if limit is None else min(self.left, limit)))
         try:
             return fn(*args, sub)
         except _OverBudget:
