@@ -109,7 +109,7 @@ def test_reviewer_rejects_with_comment_then_approves(page, live_asgi, login_as, 
     page.click("#approve-button")
     expect(page.locator(".msg.success")).to_contain_text("approved")
     ex.refresh_from_db()
-    assert ex.status == "approved" and ex.summary == "$\\boxed{2}$"
+    assert ex.status == "approved" and ex.summary == "$\\boxed{2}$" and ex.reviewed_by == reviewer
     assert list(ex.status_events.values_list("to_status", flat=True)) == ["submitted", "rejected", "submitted", "approved"]
 
 
