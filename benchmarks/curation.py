@@ -2,6 +2,14 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h9 .venv/bin/python benchmarks/curation.py
 
+History page only (issue 15: the bounded revision diff; small data, no 100k seeding):
+
+    BENCH_CURATION_ONLY=history DATABASE_URL=postgres://… .venv/bin/python benchmarks/curation.py
+
+times the history page comparing two revisions of 6,000 words and of the field's maximum length
+(edited and rewritten), and difflib's word diff (the code before) on growing texts; it writes
+benchmarks/results/curation_history.json.
+
 Optional: BENCH_CURATION_REFERENCE=path/to/an/earlier/curation.json (e.g. the same script run from an
 older checkout on the same database just before) is copied into the result as "reference", so a
 before/after pair taken minutes apart on the same data sits in one file.
@@ -32,6 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 N_EXAMPLES = int(os.environ.get("BENCH_CURATION_EXAMPLES", "100000"))
 N_IMPORT = int(os.environ.get("BENCH_CURATION_IMPORT_ROWS", "10000"))
 REQUESTS = int(os.environ.get("BENCH_CURATION_REQUESTS", "200"))
+REQUESTS_HISTORY = int(os.environ.get("BENCH_CURATION_HISTORY_REQUESTS", "20"))
 WARMUP = 20
 PROJECT_SLUG = f"bench-{N_EXAMPLES}"
 
@@ -193,7 +202,128 @@ def bench_import(users: dict, vocab: list[str]) -> dict:
     return result
 
 
+def reasoning_text(rng: random.Random, vocab: list[str], weights: list[float], n_words: int) -> str:
+    """Reasoning-like text: sentences of 8-20 Zipf words, a paragraph break every ~6 sentences."""
+    out, n = [], 0
+    while n < n_words:
+        k = min(rng.randint(8, 20), n_words - n)
+        out.append(make_text(rng, vocab, weights, k).capitalize() + ("." if rng.random() < 0.85 else ","))
+        out.append("\n\n" if rng.random() < 0.16 else " ")
+        n += k
+    return "".join(out).rstrip()
+
+
+def edited(rng: random.Random, vocab: list[str], weights: list[float], text: str) -> str:
+    """An annotator's pass: 5% of the words replaced, three sentences added, one dropped."""
+    words = text.split(" ")
+    for _ in range(len(words) // 20):
+        i = rng.randrange(len(words))
+        words[i] = rng.choice(vocab)
+    sentences = " ".join(words).split(". ")
+    del sentences[rng.randrange(len(sentences))]
+    for _ in range(3):
+        sentences.insert(rng.randrange(len(sentences)), make_text(rng, vocab, weights, 12).capitalize())
+    return ". ".join(sentences)
+
+
+def bench_history() -> None:
+    """The history page (open to viewers) on long revisions, and the unbounded difflib diff it replaced."""
+    setup_django()
+    import difflib
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    from r1lab.curation import diff, forms, services
+    from r1lab.curation.models import CurationProject
+
+    setup_test_environment()
+    settings.ALLOWED_HOSTS = ["testserver", *settings.ALLOWED_HOSTS]
+    load_start = [round(x, 1) for x in os.getloadavg()]
+    max_chars = forms.EditorForm.base_fields["reasoning"].max_length
+    vocab, rng = vocabulary(), random.Random(15)
+    weights = zipf_cum_weights(len(vocab))
+    author, _ = get_user_model().objects.get_or_create(username="bench-history-author")
+    viewer, _ = get_user_model().objects.get_or_create(username="bench-history-viewer")
+    viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    CurationProject.objects.filter(slug="bench-history").delete()
+    project = services.project_create(name="Benchmark history", slug="bench-history", user=author)
+
+    def max_words(seed: int) -> str:  # as many words as fit the field
+        text = reasoning_text(random.Random(seed), vocab, weights, max_chars // 5)
+        return text[:max_chars].rsplit(" ", 1)[0]
+
+    six = reasoning_text(rng, vocab, weights, 6000)
+    big = max_words(16)
+    cases = {
+        "6,000 words, edited (5% of words, +3/-1 sentences)": (six, edited(rng, vocab, weights, six)),
+        "6,000 words, rewritten": (six, reasoning_text(rng, vocab, weights, 6000)),
+        f"field maximum ({max_chars:,} chars), edited": (big, edited(rng, vocab, weights, big)[:max_chars]),
+        f"field maximum ({max_chars:,} chars), rewritten": (big, max_words(17)),
+        "field maximum, one popular token ('a b …' → 'a c …')": ("a b " * (max_chars // 4), "a c " * (max_chars // 4)),
+    }
+    client = Client()
+    client.force_login(viewer)
+    rows = {}
+    for name, (old, new) in cases.items():
+        ex = services.example_create(project=project, prompt="Long one?", reasoning=old, summary="4", source="manual", user=author)
+        services.example_save(example=ex, user=author, based_on=1, changes={"reasoning": new})
+        url = f"/curation/e/{ex.pk}/history/?a=1&b=2"
+        for _ in range(2):
+            client.get(url)
+        wall, cpu = [], []
+        for _ in range(REQUESTS_HISTORY):
+            t0, c0 = time.perf_counter(), time.process_time()
+            resp = client.get(url)
+            wall.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+            assert resp.status_code == 200
+        d = diff.text_diff(old, new)
+        rows[name] = {"chars": [len(old), len(new)], "words": [len(old.split()), len(new.split())], "level": d.level, "work": d.work,
+                      **diff.diff_stats(d.segments), "n": len(wall), "median_ms": round(statistics.median(wall), 1),
+                      "p95_ms": round(pct(wall, 0.95), 1), "max_ms": round(max(wall), 1), "cpu_median_ms": round(statistics.median(cpu), 1)}
+    print(f"history page, {REQUESTS_HISTORY} requests each after 2 warm-ups (in-process test Client; load at start {load_start})")
+    print("\n| revisions compared | diff level | median ms | p95 ms | max ms | CPU median ms |\n|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['level']} | {r['median_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['cpu_median_ms']} |")
+
+    # Before: difflib.SequenceMatcher over the same word tokens (the old word_diff), one run each.
+    before = {}
+    for n_words in (1000, 2000, 4000, 6000):
+        old = reasoning_text(random.Random(n_words), vocab, weights, n_words)
+        new = edited(random.Random(n_words + 1), vocab, weights, old)
+        a, b = diff.tokens(old), diff.tokens(new)
+        t0 = time.perf_counter()
+        difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+        before[n_words] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        diff.text_diff(old, new)
+        print(f"{n_words:,}-word edit: difflib word diff (before) {before[n_words]} s, bounded diff {time.perf_counter() - t0:.3f} s", flush=True)
+    out = {
+        "benchmark": "curation history page (bounded diff, issue 15)", "requests_per_case": REQUESTS_HISTORY,
+        "measure": "in-process Django test Client, perf_counter (wall) and process_time (CPU) per request, after 2 warm-ups",
+        "history_page": rows, "before_difflib_word_diff_s_per_field": before,
+        "bounds": {"WORD_DIFF_MAX_TOKENS": diff.WORD_DIFF_MAX_TOKENS, "WORK_BUDGET": diff.WORK_BUDGET},
+        "env": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                "load_average_1_5_15_at_start": load_start, "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
+                "db": connection.vendor, "note": "shared 2-core machine, other engineers' jobs running"},
+        "command": f"BENCH_CURATION_ONLY=history DATABASE_URL=postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']} "
+                   ".venv/bin/python benchmarks/curation.py",
+    }
+    project.delete()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "curation_history.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {RESULTS / 'curation_history.json'}")
+
+
 def main() -> None:
+    if os.environ.get("BENCH_CURATION_ONLY") == "history":
+        bench_history()
+        return
     setup_django()
     from django.conf import settings
     from django.db import connection

@@ -3,7 +3,8 @@
 Some are clean, some mix languages (Chinese words in English reasoning, R1's problem), some
 reflect ("Wait, …"), some have a wrong answer. Assigned to `annotator` and `reviewer` with
 overlap 2; a few are already labelled by both (so Agreement has figures), submitted, approved,
-and frozen into version 1. Idempotent: a project that exists is left as it is.
+and frozen into version 1. Four eyes: `researcher` writes the examples, `reviewer` approves them
+(nobody approves their own). Idempotent: a project that exists is left as it is.
 """
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def seed(*, stdout, first_run: bool) -> None:
     users = {u.username: u for u in User.objects.filter(username__in=["annotator", "reviewer", "researcher"])}
     annotator, reviewer = users.get("annotator"), users.get("reviewer")
     lead = reviewer or users.get("researcher")
+    author = users.get("researcher") or annotator or lead  # not the reviewer, who approves some
     with transaction.atomic():
         project = services.project_create(
             name=PROJECT, user=lead, overlap=2, target_language="en",
             description="Readable long-CoT arithmetic for the cold-start SFT stage. Fix language mixing, keep reflections that help.",
         )
         examples = [
-            services.example_create(project=project, user=lead, source="imported", language="en", **row) for row in _examples()
+            services.example_create(project=project, user=author, source="imported", language="en", **row) for row in _examples()
         ]
         if annotator is None or reviewer is None:
             stdout.write("curation: demo project created (no annotator/reviewer users to assign).")

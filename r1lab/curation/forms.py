@@ -21,6 +21,10 @@ class ProjectForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}), required=False,
         help_text='JSON list of questions: {"key", "question", "type": scale|bool|choice|text, "min"/"max" or "choices"}',
     )
+    rs_one_person_freeze = forms.BooleanField(
+        required=False, label="One person may spot-check and freeze a rejection-sampled set",
+        help_text="off (the default): whoever judged the spot-check cannot also freeze the set; another reviewer must (four eyes)",
+    )
 
     def clean_label_schema(self):
         raw = self.cleaned_data["label_schema"].strip()
@@ -53,6 +57,8 @@ class EditorForm(forms.Form):
 class ReviewForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000)
+    # The version the reviewer looked at (the editor sends it): a decision on a newer one is refused.
+    version = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
 
 class ChecksForm(forms.Form):

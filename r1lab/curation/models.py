@@ -40,6 +40,11 @@ class CurationProject(models.Model):
     # How many annotators label each example.
     overlap = models.PositiveSmallIntegerField(default=1)
     label_schema = models.JSONField(default=default_label_schema)
+    # Four eyes (issue 15): a rejection-sampled set is spot-checked by one person and frozen by
+    # another. A small team may let one person do both for this project (off by default).
+    rs_one_person_freeze = models.BooleanField(
+        default=False, verbose_name="one person may spot-check and freeze a rejection-sampled set",
+    )
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="curation_projects")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

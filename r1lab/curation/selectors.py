@@ -18,6 +18,7 @@ from r1lab.curation.models import (
     Example,
     Label,
     QueueCount,
+    Revision,
 )
 
 SEARCH_FIELDS = ("prompt", "reasoning")
@@ -229,6 +230,28 @@ def review_queue(*, project: CurationProject | None) -> QuerySet[Example]:
     if project is not None:
         qs = qs.filter(project=project)
     return qs.order_by("id")
+
+
+# --- four eyes ------------------------------------------------------------------------------------
+def approval_refusal(*, example: Example, user) -> str | None:
+    """Why `user` may not approve `example`, or None. Four eyes (issue 15): the approval comes from
+    someone other than the example's author (revision 1) and its last editor. Staff included: the
+    rule is about whose work it is, not about roles."""
+    author_id = Revision.objects.filter(example_id=example.pk, number=1).values_list("author_id", flat=True).first()
+    if author_id is not None and author_id == user.pk:
+        return "You wrote this example: another reviewer must approve it."
+    if example.updated_by_id is not None and example.updated_by_id == user.pk:
+        return f"You made the last edit of this example (version {example.version}): another reviewer must approve it."
+    return None
+
+
+def own_example_ids(*, ids, user) -> set[int]:
+    """Those of `ids` that `user` wrote (revision 1) or edited last: not theirs to approve."""
+    return set(
+        Example.objects.filter(id__in=ids)
+        .filter(Q(updated_by=user) | Exists(Revision.objects.filter(example=OuterRef("pk"), number=1, author=user)))
+        .values_list("id", flat=True)
+    )
 
 
 def project_status_counts(*, project: CurationProject) -> dict[str, int]:

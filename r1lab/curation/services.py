@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from r1lab.accounts.permissions import can
-from r1lab.curation import formats, labels
+from r1lab.curation import formats, labels, selectors
 from r1lab.curation.checks import compute_checks, compute_checks_batch
 from r1lab.curation.models import (
     TEXT_FIELDS,
@@ -58,6 +58,10 @@ class EditConflict(Exception):
 
 class TransitionError(ValidationError):
     pass
+
+
+class FourEyesError(ValidationError):
+    """The reviewer wrote or last edited the example (or spot-checked the set they freeze)."""
 
 
 # --- queue counters ----------------------------------------------------------------------------
@@ -120,7 +124,7 @@ def queue_counts_recompute(*, project: CurationProject | None = None) -> Recount
 # --- projects and assignment -----------------------------------------------------------------
 def project_create(
     *, name: str, user, description: str = "", target_language: str = "en", overlap: int = 1,
-    label_schema: list[dict] | None = None, slug: str = "",
+    label_schema: list[dict] | None = None, slug: str = "", rs_one_person_freeze: bool = False,
 ) -> CurationProject:
     schema = labels.schema_validate(label_schema if label_schema is not None else default_label_schema())
     if overlap < 1:
@@ -130,11 +134,15 @@ def project_create(
         raise ValidationError(f"A project named {name!r} (or with slug {slug!r}) exists already.")
     return CurationProject.objects.create(
         name=name, slug=slug, description=description, target_language=target_language, overlap=overlap,
-        label_schema=schema, created_by=user,
+        label_schema=schema, created_by=user, rs_one_person_freeze=rs_one_person_freeze,
     )
 
 
-def project_update(*, project: CurationProject, description: str, target_language: str, overlap: int, label_schema) -> CurationProject:
+def project_update(
+    *, project: CurationProject, description: str, target_language: str, overlap: int, label_schema,
+    rs_one_person_freeze: bool | None = None,
+) -> CurationProject:
+    """`rs_one_person_freeze=None` leaves that setting as it is."""
     schema = labels.schema_validate(label_schema)
     if overlap < 1:
         raise ValidationError("Overlap must be at least 1.")
@@ -142,7 +150,11 @@ def project_update(*, project: CurationProject, description: str, target_languag
     project.target_language = target_language
     project.overlap = overlap
     project.label_schema = schema
-    project.save(update_fields=["description", "target_language", "overlap", "label_schema"])
+    fields = ["description", "target_language", "overlap", "label_schema"]
+    if rs_one_person_freeze is not None:
+        project.rs_one_person_freeze = rs_one_person_freeze
+        fields.append("rs_one_person_freeze")
+    project.save(update_fields=fields)
     return project
 
 
@@ -259,6 +271,8 @@ def example_save(*, example: Example, user, based_on: int, changes: dict, note: 
     The write is `UPDATE … WHERE id = … AND version = based_on`: when someone saved in between,
     no row matches, nothing is written, and EditConflict carries the current example. A save
     that changes no text (relative to `based_on`) writes nothing and returns the current example.
+    A text change to an approved example sends it back to review (four eyes: what goes into the
+    next frozen version is what someone other than its last editor approved).
     """
     changes = {k: v.replace("\r\n", "\n") if isinstance(v, str) else v for k, v in changes.items() if k in TEXT_FIELDS}
     with transaction.atomic():
@@ -281,6 +295,12 @@ def example_save(*, example: Example, user, based_on: int, changes: dict, note: 
             current = Example.objects.get(pk=example.pk)
             raise EditConflict(example=current, based_on=based_on, mine=changes)
         Revision.objects.create(example_id=example.pk, number=based_on + 1, author=user, note=note[:200], changed_fields=changed, **values)
+        # The row is locked by the UPDATE above: no review lands between it and this one.
+        if Example.objects.filter(pk=example.pk, status=Example.Status.APPROVED).update(status=Example.Status.SUBMITTED):
+            StatusEvent.objects.create(
+                example_id=example.pk, user=user, from_status=Example.Status.APPROVED, to_status=Example.Status.SUBMITTED,
+                comment=f"edited after approval (version {based_on + 1}): needs review again",
+            )
         return Example.objects.get(pk=example.pk)
 
 
@@ -337,13 +357,27 @@ def editor_save(
     return example
 
 
-def example_review(*, example: Example, user, decision: str, comment: str = "") -> Example:
-    """Approve, or reject with a comment (the example goes back to its annotators' queues)."""
+def example_review(*, example: Example, user, decision: str, comment: str = "", version: int | None = None) -> Example:
+    """Approve, or reject with a comment (the example goes back to its annotators' queues).
+
+    Four eyes: `user` may not approve an example they wrote or edited last (FourEyesError; they
+    may reject it). `version`, when given, is the version the reviewer looked at: a decision on an
+    example that changed since is refused (TransitionError), so nobody approves unseen text.
+    """
     if not can(user, "curation.review"):
         raise PermissionDenied("Only reviewers approve or reject.")
     comment = comment.strip()
     with transaction.atomic():
+        example = Example.objects.select_for_update().get(pk=example.pk)
+        if version is not None and example.version != version:
+            raise TransitionError(
+                f"Example {example.pk} changed since you opened it (version {version}; it is now at version {example.version}): "
+                "look at it again before deciding."
+            )
         if decision == "approve":
+            refusal = selectors.approval_refusal(example=example, user=user)
+            if refusal:
+                raise FourEyesError(refusal)
             return _set_status(
                 example, to=Example.Status.APPROVED, user=user, comment=comment, allowed_from=(Example.Status.SUBMITTED,),
                 extra={"reviewed_by": user, "reviewed_at": timezone.now(), "review_comment": comment},
@@ -364,18 +398,28 @@ def example_review(*, example: Example, user, decision: str, comment: str = "") 
     raise ValidationError(f"Unknown decision {decision!r}.")
 
 
-def examples_bulk_approve(*, examples, user, comment: str = "") -> int:
-    """Approve every *submitted* example of `examples` (a filtered queryset); returns how many."""
+@dataclass(frozen=True)
+class BulkApproval:
+    approved: int
+    own: int  # submitted examples of the selection that `user` wrote or edited last: left for another reviewer
+
+
+def examples_bulk_approve(*, examples, user, comment: str = "") -> BulkApproval:
+    """Approve every *submitted* example of `examples` (a filtered queryset) that `user` neither
+    wrote nor edited last (four eyes: those are left submitted, and counted)."""
     if not can(user, "curation.review"):
         raise PermissionDenied("Only reviewers approve.")
     now = timezone.now()
     with transaction.atomic():
         ids = list(examples.filter(status=Example.Status.SUBMITTED).values_list("id", flat=True))
-        approved = 0
+        approved = own = 0
         for start in range(0, len(ids), BULK_BATCH):
             chunk = ids[start:start + BULK_BATCH]
             # Conditional again: one that changed status meanwhile is not touched.
             locked = list(Example.objects.filter(id__in=chunk, status=Example.Status.SUBMITTED).select_for_update().values_list("id", flat=True))
+            mine = selectors.own_example_ids(ids=locked, user=user)  # read after the lock: no edit in between
+            own += len(mine)
+            locked = [i for i in locked if i not in mine]
             Example.objects.filter(id__in=locked).update(
                 status=Example.Status.APPROVED, reviewed_by=user, reviewed_at=now, review_comment=comment, updated_at=now,
             )
@@ -384,7 +428,7 @@ def examples_bulk_approve(*, examples, user, comment: str = "") -> int:
                 for i in locked
             ])
             approved += len(locked)
-    return approved
+    return BulkApproval(approved=approved, own=own)
 
 
 # --- imports -------------------------------------------------------------------------------------

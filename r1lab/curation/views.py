@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from r1lab.accounts.permissions import can, require_action
 from r1lab.curation import forms, selectors, services
 from r1lab.curation.checks import live_checks
-from r1lab.curation.diff import diff_stats, word_diff
+from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision
 
 PAGE_SIZE = 50
@@ -94,7 +94,7 @@ def project_detail(request, slug: str):
 def project_settings(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     initial = {"description": project.description, "target_language": project.target_language, "overlap": project.overlap,
-               "label_schema": forms.schema_as_text(project.label_schema)}
+               "label_schema": forms.schema_as_text(project.label_schema), "rs_one_person_freeze": project.rs_one_person_freeze}
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -176,8 +176,11 @@ def example_list(request, slug: str):
 def example_bulk_approve(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     f = selectors.ExampleFilter.from_params(request.POST)
-    n = services.examples_bulk_approve(examples=selectors.examples_filtered(project=project, f=f), user=request.user)
-    messages.success(request, f"Approved {n} submitted example(s) of this selection.")
+    result = services.examples_bulk_approve(examples=selectors.examples_filtered(project=project, f=f), user=request.user)
+    messages.success(request, f"Approved {result.approved} submitted example(s) of this selection.")
+    if result.own:
+        messages.warning(request, f"{result.own} submitted example(s) of this selection not approved: you wrote or last edited them, "
+                                  "so another reviewer must approve them (four eyes).")
     query = "&".join(f"{k}={v}" for k, v in f.querystring_items())
     return redirect(reverse("curation:examples", kwargs={"slug": slug}) + (f"?{query}" if query else ""))
 
@@ -294,6 +297,7 @@ def editor(request, pk: int):
                 return redirect("curation:editor", pk=saved.pk)
         else:
             form_errors = [f"{k}: {' '.join(v)}" for k, v in form.errors.items()]
+    can_review = can(request.user, "curation.review") and example.status == Example.Status.SUBMITTED
     values = example.mine_label or {}
     if request.method == "POST":  # keep what the annotator typed/chose on an error
         values = {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in project.label_schema}
@@ -307,7 +311,8 @@ def editor(request, pk: int):
         "counts": {"done": example.mine_done or 0, "remaining": example.mine_remaining or 0},
         "revision_count": example.version,
         "events": example.status_events.select_related("user").order_by("-created_at")[:5],
-        "can_review": can(request.user, "curation.review") and example.status == Example.Status.SUBMITTED,
+        "can_review": can_review,
+        "approve_refusal": selectors.approval_refusal(example=example, user=request.user) if can_review else None,
     }, status=400 if form_errors else 200)
 
 
@@ -317,7 +322,8 @@ def _conflict(request, conflict: services.EditConflict):
     for name in ("reasoning", "summary"):
         mine = conflict.mine.get(name, getattr(current, name))
         theirs = getattr(current, name)
-        fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": word_diff(theirs, mine), "same": mine == theirs})
+        d = text_diff(theirs, mine)
+        fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": d.segments, "level": d.level, "same": mine == theirs})
     revisions = Revision.objects.filter(example=current, number__gt=conflict.based_on).select_related("author").order_by("number")
     return render(request, "curation/conflict.html", {
         "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
@@ -360,8 +366,8 @@ def history(request, pk: int):
     by_number = {r.number: r for r in revisions}
     diffs = []
     for name in ("prompt", "reasoning", "summary", "gold_answer", "language"):
-        segs = word_diff(getattr(by_number[a], name), getattr(by_number[b], name))
-        diffs.append({"name": name, "segments": segs, "stats": diff_stats(segs), "changed": any(s.op != "equal" for s in segs)})
+        d = text_diff(getattr(by_number[a], name), getattr(by_number[b], name))  # bounded: see diff.py
+        diffs.append({"name": name, "segments": d.segments, "level": d.level, "stats": diff_stats(d.segments), "changed": d.changed})
     return render(request, "curation/history.html", {
         "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
         "can_edit": services.example_can_edit(user=request.user, example=example),
@@ -403,7 +409,8 @@ def review(request, pk: int):
     example = get_object_or_404(Example, pk=pk)
     form = forms.ReviewForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose approve or reject.")
+        messages.error(request, "Choose approve or reject." if "decision" in form.errors else
+                       " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("curation:editor", pk=pk)
     try:
         example = services.example_review(example=example, user=request.user, **form.cleaned_data)

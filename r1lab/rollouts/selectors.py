@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.db.models import Avg, Case, Count, FloatField, Q, QuerySet, Value, When
 
+from r1lab.curation.models import CurationProject
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
 from r1lab.rollouts.stats import Proportion, wilson_interval
 from r1lab.tracking.models import Run, Sample
@@ -301,3 +302,33 @@ def rs_bad_row_ids(*, dataset: RSDataset) -> set[int]:
     """Kept rows a human marked bad in any spot-check of the dataset (the freeze leaves them out)."""
     return set(SpotCheckItem.objects.filter(spot_check__dataset=dataset, verdict=SpotCheckItem.Verdict.BAD).values_list("row_id", flat=True))
 
+
+
+def rs_project_slug(stage_id: int) -> str:
+    """The curation project that receives a stage's kept rows when they are frozen."""
+    return f"rs-stage-{stage_id}"
+
+
+def rs_project(*, dataset: RSDataset) -> CurationProject | None:
+    """The dataset's curation project: set by its first freeze, or made beforehand under its slug."""
+    if dataset.curation_project_id:
+        return dataset.curation_project
+    return CurationProject.objects.filter(slug=rs_project_slug(dataset.stage_id)).first()
+
+
+def rs_freeze_refusal(*, dataset: RSDataset, user) -> str | None:
+    """Why `user` may not freeze `dataset`, or None. Four eyes (issue 15): whoever judged rows of
+    the latest spot-check (the one the freeze relies on) does not also freeze the set, unless the
+    curation project allows one person to do both (CurationProject.rs_one_person_freeze). Staff
+    included: the rule is about who looked, not about roles."""
+    spot = latest_spot_check(dataset=dataset)
+    if spot is None:
+        return None  # the freeze refuses anyway: it needs a finished spot-check
+    if not SpotCheckItem.objects.filter(spot_check=spot, judged_by=user).exists():
+        return None
+    project = rs_project(dataset=dataset)
+    if project is not None and project.rs_one_person_freeze:
+        return None
+    where = (f"the curation project “{project.name}” can allow one person to do both (its settings)" if project is not None
+             else f"once frozen, its curation project ({rs_project_slug(dataset.stage_id)}) can allow one person to do both")
+    return (f"You judged rows of spot-check {spot.pk}: another reviewer must freeze this set (four eyes); {where}.")

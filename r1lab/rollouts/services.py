@@ -19,7 +19,7 @@ from r1lab.accounts.permissions import can
 from r1lab.curation import services as curation
 from r1lab.curation.models import CurationProject, DatasetVersion, Example
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
-from r1lab.rollouts.selectors import latest_spot_check, rs_bad_row_ids, spot_check_summary
+from r1lab.rollouts.selectors import latest_spot_check, rs_bad_row_ids, rs_freeze_refusal, rs_project, rs_project_slug, spot_check_summary
 from r1lab.tracking.models import Sample
 from training_backend.stage import Out
 
@@ -243,11 +243,9 @@ def spot_check_mark(*, item: SpotCheckItem, verdict: str, user, note: str = "") 
 
 
 def _freeze_project(*, dataset: RSDataset, user) -> CurationProject:
-    if dataset.curation_project_id:
-        return dataset.curation_project
+    project = rs_project(dataset=dataset)
     stage = dataset.stage
-    slug = f"rs-stage-{stage.pk}"
-    project = CurationProject.objects.filter(slug=slug).first()
+    slug = rs_project_slug(stage.pk)
     if project is None:
         project = curation.project_create(
             name=f"RS · {stage.run.name} · {stage.name} (stage {stage.pk})"[:200], slug=slug, user=user,
@@ -260,7 +258,13 @@ def rs_dataset_freeze(*, dataset: RSDataset, user, note: str = "") -> DatasetVer
     """The kept rows (minus those a spot-check marked bad) become approved examples of the stage's
     own curation project (source "rejection_sampling", provenance to the checkpoint and step in
     each source_ref), frozen into a DatasetVersion the SFT stage can pick. Needs a finished
-    spot-check. All or nothing."""
+    spot-check, judged by someone else than `user` (four eyes) unless the project allows one
+    person to do both. All or nothing.
+
+    The examples' author is nobody (the model wrote them; Revision.author is None): the freezer
+    approves them, after the spot-check by another person. Only the examples this freeze makes
+    are approved here: one of an earlier freeze that someone edited since went back to review
+    (curation.services.example_save) and waits for a reviewer in curation."""
     if not can(user, "rollouts.freeze") or not can(user, "curation.review"):
         raise PermissionDenied("your role may not freeze datasets")
     summary = spot_check_summary(spot_check=latest_spot_check(dataset=dataset))
@@ -270,6 +274,9 @@ def rs_dataset_freeze(*, dataset: RSDataset, user, note: str = "") -> DatasetVer
     stage = dataset.stage
     with transaction.atomic():
         dataset = RSDataset.objects.select_for_update().get(pk=dataset.pk)
+        refusal = rs_freeze_refusal(dataset=dataset, user=user)
+        if refusal:
+            raise curation.FourEyesError(refusal)
         project = _freeze_project(dataset=dataset, user=user)
         made = []
         for row in RSRow.objects.filter(dataset=dataset, kept=True, example_id__isnull=True).exclude(id__in=bad).order_by("id"):
@@ -280,7 +287,7 @@ def rs_dataset_freeze(*, dataset: RSDataset, user, note: str = "") -> DatasetVer
             ex = curation.example_create(
                 project=project, prompt=row.prompt, reasoning=row.think or row.completion, summary=row.answer,
                 gold_answer=row.gold_answer, language=project.target_language or "en",
-                source=Example.Source.REJECTION_SAMPLING, source_ref=ref, user=user, tags=["rejection_sampling"])
+                source=Example.Source.REJECTION_SAMPLING, source_ref=ref, user=None, tags=["rejection_sampling"])
             curation.example_submit(example=ex, user=user)
             row.example_id = ex.pk
             made.append(row)
@@ -288,7 +295,7 @@ def rs_dataset_freeze(*, dataset: RSDataset, user, note: str = "") -> DatasetVer
         # Rows marked bad after an earlier freeze are taken out of the next version.
         bad_examples = RSRow.objects.filter(dataset=dataset, id__in=bad, example_id__isnull=False).values_list("example_id", flat=True)
         Example.objects.filter(project=project, id__in=list(bad_examples)).delete()
-        curation.examples_bulk_approve(examples=Example.objects.filter(project=project, source=Example.Source.REJECTION_SAMPLING),
+        curation.examples_bulk_approve(examples=Example.objects.filter(project=project, id__in=[r.example_id for r in made]),
                                        user=user, comment=f"rejection sampling, spot-check {summary['spot_check'].pk}")
         error = summary["error"]
         text = (f"rejection sampling stage {stage.pk} of {dataset.checkpoint or '?'} @ step {dataset.checkpoint_step}; "

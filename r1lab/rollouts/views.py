@@ -202,6 +202,7 @@ def rs_detail(request, stage_id: int):
         "query": query.urlencode(), "funnel": selectors.funnel_chart(dataset=dataset), "reasons": selectors.rs_reason_counts(dataset=dataset),
         "spot": selectors.spot_check_summary(spot_check=spot), "spot_form": SpotCheckForm(), "freeze_form": FreezeForm(),
         "bad_count": len(selectors.rs_bad_row_ids(dataset=dataset)),
+        "freeze_refusal": selectors.rs_freeze_refusal(dataset=dataset, user=request.user) if ctx["can_freeze"] else None,
     })
     return render(request, "rollouts/rs_detail.html", ctx)
 

@@ -2,7 +2,6 @@
 parser, then a service or a selector."""
 from __future__ import annotations
 
-import csv
 import json
 
 import orjson
@@ -13,6 +12,7 @@ from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpRespon
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from r1lab import csv_export
 from r1lab.accounts.permissions import can, require_action
 from r1lab.tracking import selectors, services
 from r1lab.tracking.forms import CommentForm, NotesForm
@@ -93,12 +93,12 @@ def run_csv(request, run_id: int):
         points = points.filter(step__gte=int(min_step))
     if max_step and max_step.lstrip("-").isdigit():
         points = points.filter(step__lte=int(max_step))
-    writer = csv.writer(_Echo())
+    writer = csv_export.writer(_Echo())  # formula-safe: keys are untrusted text
 
     def rows():
         yield writer.writerow(["run", "key", "step", "value", "wall_time"])
         for sid, step, value, ts in points.values_list("series_id", "step", "value", "ts").iterator(chunk_size=5000):
-            yield writer.writerow([run.pk, names[sid], step, repr(value), repr(ts)])
+            yield writer.writerow([run.pk, names[sid], step, value, ts])  # floats: written as repr, never escaped
 
     filename = f"run{run.pk}-{'-'.join(keys)[:80] or 'all'}.csv".replace("/", "_")
     response = StreamingHttpResponse(rows(), content_type="text/csv")

@@ -5,11 +5,73 @@
  * (no \href/\url/\htmlClass); and the HTML that the two produce still goes through DOMPurify
  * before it reaches the page. This is the one place the curation pages set innerHTML, and
  * only ever with that sanitised output; everything else uses textContent.
+ *
+ * Remote images (issue 15) are not loaded until asked: `![](https://host/x.png)` in untrusted
+ * text would tell that host who opened which example, and when. A hook of a private DOMPurify
+ * instance moves the `src` of an image that is not on this server to `data-remote-src` (no
+ * `src`, no request); the preview shows a placeholder with the address (as text) and a button
+ * that loads it. http(s), protocol-relative (`//host`) and any other scheme count as remote;
+ * same-origin paths load as usual. data: images (markdown-it allows only gif/png/jpeg/webp ones)
+ * load too: they make no request.
  */
 (function () {
   "use strict";
   if (!window.markdownit || !window.katex || !window.DOMPurify) return;
   const md = window.markdownit({ html: false, linkify: false, breaks: true });
+  const purify = window.DOMPurify(window); // a private instance: its hook changes nothing else on the page
+  const loadedImages = new Set(); // remote addresses the user chose to load on this page
+
+  function isRemote(src) {
+    const raw = String(src || "").trim();
+    if (/^data:image\//i.test(raw)) return false;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(raw)) return true; // http:, https:, ftp:, … (data: images above)
+    try {
+      return new URL(raw, window.location.href).origin !== window.location.origin; // //host, \\host, …
+    } catch (e) {
+      return true;
+    }
+  }
+
+  purify.addHook("afterSanitizeAttributes", function (node) {
+    if (node.nodeName !== "IMG") return;
+    node.removeAttribute("srcset");
+    const src = node.getAttribute("src");
+    if (src !== null && isRemote(src) && !loadedImages.has(src)) {
+      node.setAttribute("data-remote-src", src);
+      node.removeAttribute("src");
+    }
+  });
+
+  function loadImage(placeholder, src, alt) {
+    loadedImages.add(src);
+    const img = document.createElement("img");
+    img.alt = alt;
+    img.src = src;
+    placeholder.replaceWith(img);
+  }
+
+  // Each <img data-remote-src> (no src: nothing was fetched) becomes a placeholder, built with
+  // textContent: the address is shown, never interpreted.
+  function holdRemoteImages(el) {
+    el.querySelectorAll("img[data-remote-src]").forEach(function (img) {
+      const src = img.getAttribute("data-remote-src");
+      const alt = img.getAttribute("alt") || "";
+      const box = document.createElement("span");
+      box.className = "remote-image muted small";
+      box.dataset.remoteImage = "";
+      const what = document.createElement("span");
+      what.textContent = "Remote image" + (alt ? " “" + alt + "”" : "") + " not loaded: ";
+      const url = document.createElement("code");
+      url.textContent = src;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link";
+      button.textContent = "load image";
+      button.addEventListener("click", function () { loadImage(box, src, alt); });
+      box.append(what, url, " ", button);
+      img.replaceWith(box);
+    });
+  }
 
   // $…$, $$…$$, \(…\), \[…\] as inline math tokens.
   const DELIMS = [["$$", "$$", true], ["\\[", "\\]", true], ["\\(", "\\)", false], ["$", "$", false]];
@@ -44,7 +106,8 @@
   };
 
   function render(el, text) {
-    el.innerHTML = window.DOMPurify.sanitize(md.render(text || ""), { USE_PROFILES: { html: true, mathMl: true, svg: true } });
+    el.innerHTML = purify.sanitize(md.render(text || ""), { USE_PROFILES: { html: true, mathMl: true, svg: true } });
+    holdRemoteImages(el);
   }
 
   window.r1Render = render;

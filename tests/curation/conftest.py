@@ -16,6 +16,12 @@ def lead(db):
 
 
 @pytest.fixture
+def reviewer(db):
+    """A second reviewer: four eyes, the lead never approves what they wrote or edited last."""
+    return UserFactory(role="reviewer")
+
+
+@pytest.fixture
 def project(lead):
     return services.project_create(name="Cold start math", user=lead)
 

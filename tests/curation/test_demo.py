@@ -22,3 +22,8 @@ def test_demo_seed_is_idempotent(data_dir):
     assert set(project.annotators.values_list("username", flat=True)) == {"annotator", "reviewer"}
     assert Example.objects.filter(project=project, status="submitted").exists()
     assert DatasetVersion.objects.filter(project=project).count() == 1
+    # Four eyes: every approved example was approved by someone other than its author.
+    approved = Example.objects.filter(project=project, status="approved")
+    assert approved.exists()
+    for ex in approved:
+        assert ex.reviewed_by.username == "reviewer" and ex.revisions.get(number=1).author.username == "researcher"

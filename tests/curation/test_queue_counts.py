@@ -32,7 +32,7 @@ def assert_consistent():
     assert kept() == counted()
 
 
-def test_counters_follow_every_service(lead, data_dir):
+def test_counters_follow_every_service(lead, reviewer, data_dir):
     project = services.project_create(name="Counted", user=lead, overlap=2)
     a, b, c = (UserFactory(role="annotator") for _ in range(3))
     examples = [make_example(project, lead) for _ in range(4)]  # no annotators yet: no assignments
@@ -58,7 +58,7 @@ def test_counters_follow_every_service(lead, data_dir):
     assert_consistent()
     for user in [u for u in (a, b, c) if Assignment.objects.filter(example=ex, user=u).exists()]:
         ex = services.editor_save(example=ex, user=user, based_on=ex.version, changes={}, label_values=None, submit=True)
-    services.example_review(example=ex, user=lead, decision="approve")
+    services.example_review(example=ex, user=reviewer, decision="approve")  # lead wrote it: four eyes
     assert_consistent()
     # A conflict rolls the submit back, counters included.
     other = examples[1]
@@ -70,7 +70,7 @@ def test_counters_follow_every_service(lead, data_dir):
     assert kept() == before
     assert_consistent()
     # Bulk approve of submitted examples leaves assignments (and counters) as they are.
-    services.examples_bulk_approve(examples=Example.objects.filter(project=project), user=lead)
+    services.examples_bulk_approve(examples=Example.objects.filter(project=project), user=reviewer)
     assert_consistent()
 
 

@@ -85,7 +85,7 @@ def test_assignment_overlap_and_queue(lead):
     assert counts["done"] == 0 and counts["remaining"] >= 2
 
 
-def test_statuses_submit_reject_resubmit_approve(project, lead):
+def test_statuses_submit_reject_resubmit_approve(project, lead, reviewer):
     annotator = UserFactory(role="annotator")
     services.project_set_annotators(project=project, users=[annotator])
     ex = make_example(project, lead)
@@ -103,11 +103,11 @@ def test_statuses_submit_reject_resubmit_approve(project, lead):
     assert selectors.queue_next(user=annotator, project=project) == ex  # back in the queue
     ex = services.editor_save(example=ex, user=annotator, based_on=ex.version, changes={"summary": "4"}, label_values=None, submit=True)
     assert ex.status == "submitted"
-    ex = services.example_review(example=ex, user=lead, decision="approve")
-    assert ex.status == "approved"
+    ex = services.example_review(example=ex, user=reviewer, decision="approve")  # lead wrote it: another reviewer approves
+    assert ex.status == "approved" and ex.reviewed_by == reviewer
     assert list(StatusEvent.objects.filter(example=ex).values_list("to_status", flat=True)) == ["submitted", "rejected", "submitted", "approved"]
     with pytest.raises(services.TransitionError):
-        services.example_review(example=ex, user=lead, decision="approve")
+        services.example_review(example=ex, user=reviewer, decision="approve")
 
 
 def test_overlap_two_submits_when_both_done(lead):
@@ -142,14 +142,14 @@ def test_bad_label_values_change_nothing(project, lead):
     assert ex.version == 1 and ex.labels.count() == 0
 
 
-def test_bulk_approve_only_submitted(project, lead):
+def test_bulk_approve_only_submitted(project, lead, reviewer):
     annotator = UserFactory(role="annotator")
     services.project_set_annotators(project=project, users=[annotator])
     exs = [make_example(project, lead) for _ in range(4)]
     for ex in exs[:3]:
         services.example_submit(example=ex, user=annotator)
     qs = selectors.examples_filtered(project=project, f=selectors.ExampleFilter())
-    assert services.examples_bulk_approve(examples=qs, user=lead) == 3
+    assert services.examples_bulk_approve(examples=qs, user=reviewer) == services.BulkApproval(approved=3, own=0)
     assert sorted(Example.objects.values_list("status", flat=True)) == ["approved", "approved", "approved", "draft"]
     with pytest.raises(PermissionDenied):
         services.examples_bulk_approve(examples=qs, user=annotator)

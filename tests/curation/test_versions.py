@@ -10,16 +10,18 @@ from tests.curation.conftest import make_example
 pytestmark = pytest.mark.django_db
 
 
-def _approve(ex, lead):
-    services.example_submit(example=ex, user=lead)
-    return services.example_review(example=ex, user=lead, decision="approve")
+def _approve(ex, lead, reviewer):
+    """`lead` wrote (or last edited) `ex` and submits it; another reviewer approves it (four eyes)."""
+    if ex.status != "submitted":
+        services.example_submit(example=ex, user=lead)
+    return services.example_review(example=ex, user=reviewer, decision="approve")
 
 
-def test_freeze_hash_changelog_and_idempotence(project, lead, data_dir):
+def test_freeze_hash_changelog_and_idempotence(project, lead, reviewer, data_dir):
     with pytest.raises(ValidationError):
         services.dataset_version_freeze(project=project, user=lead)
-    a = _approve(make_example(project, lead, prompt="A?"), lead)
-    b = _approve(make_example(project, lead, prompt="B?"), lead)
+    a = _approve(make_example(project, lead, prompt="A?"), lead, reviewer)
+    b = _approve(make_example(project, lead, prompt="B?"), lead, reviewer)
     v1 = services.dataset_version_freeze(project=project, user=lead).version
     assert (v1.number, v1.example_count, v1.changelog["added"]) == (1, 2, [a.pk, b.pk])
     again = services.dataset_version_freeze(project=project, user=lead)
@@ -27,13 +29,15 @@ def test_freeze_hash_changelog_and_idempotence(project, lead, data_dir):
 
     # Same content in another project: the same hash.
     other = services.project_create(name="Copy", user=lead)
-    _approve(make_example(other, lead, prompt="B?"), lead)
-    _approve(make_example(other, lead, prompt="A?"), lead)
+    _approve(make_example(other, lead, prompt="B?"), lead, reviewer)
+    _approve(make_example(other, lead, prompt="A?"), lead, reviewer)
     assert services.dataset_version_freeze(project=other, user=lead).version.content_hash == v1.content_hash
 
-    # Edit one, add one: v2 says so, and v1 keeps its frozen text.
-    services.example_save(example=a, user=lead, based_on=a.version, changes={"reasoning": "Rewritten."})
-    c = _approve(make_example(project, lead, prompt="C?"), lead)
+    # Edit one (back to review, approved again by the other reviewer), add one: v2 says so, and v1
+    # keeps its frozen text.
+    a = services.example_save(example=a, user=lead, based_on=a.version, changes={"reasoning": "Rewritten."})
+    _approve(a, lead, reviewer)
+    c = _approve(make_example(project, lead, prompt="C?"), lead, reviewer)
     v2 = services.dataset_version_freeze(project=project, user=lead).version
     assert v2.number == 2 and v2.content_hash != v1.content_hash
     assert v2.changelog == {"previous": 1, "added": [c.pk], "removed": [], "changed": [a.pk]}
@@ -42,8 +46,8 @@ def test_freeze_hash_changelog_and_idempotence(project, lead, data_dir):
     assert picker[0] == v2 and picker.index(v2) < picker.index(v1) and len(picker) == 3
 
 
-def test_export_path_is_written_once_in_chat_format(project, lead, data_dir):
-    ex = _approve(make_example(project, lead, prompt="What is <b>2+2</b>?", reasoning="Äh, 2+2=4 — 四.", summary="4"), lead)
+def test_export_path_is_written_once_in_chat_format(project, lead, reviewer, data_dir):
+    ex = _approve(make_example(project, lead, prompt="What is <b>2+2</b>?", reasoning="Äh, 2+2=4 — 四.", summary="4"), lead, reviewer)
     version = services.dataset_version_freeze(project=project, user=lead).version
     path = services.dataset_version_export_path(version=version)
     assert path.parent == data_dir / "datasets"
@@ -60,18 +64,18 @@ def test_export_path_is_written_once_in_chat_format(project, lead, data_dir):
     }]
 
 
-def test_export_round_trips_through_datasets(project, lead, data_dir):
+def test_export_round_trips_through_datasets(project, lead, reviewer, data_dir):
     datasets = pytest.importorskip("datasets")
     for i in range(3):
-        _approve(make_example(project, lead, prompt=f"Q{i}"), lead)
+        _approve(make_example(project, lead, prompt=f"Q{i}"), lead, reviewer)
     version = services.dataset_version_freeze(project=project, user=lead).version
     ds = datasets.load_dataset("json", data_files=str(services.dataset_version_export_path(version=version)), split="train")
     assert ds.num_rows == 3
     assert ds[0]["messages"][0] == {"role": "user", "content": "Q0"}
 
 
-def test_export_then_reimport_round_trip(project, lead, data_dir):
-    _approve(make_example(project, lead, prompt="Round?", reasoning="trip", summary="yes"), lead)
+def test_export_then_reimport_round_trip(project, lead, reviewer, data_dir):
+    _approve(make_example(project, lead, prompt="Round?", reasoning="trip", summary="yes"), lead, reviewer)
     version = services.dataset_version_freeze(project=project, user=lead).version
     data = services.dataset_version_export_path(version=version).read_bytes()
     target = services.project_create(name="Reimport", user=lead)
@@ -80,8 +84,8 @@ def test_export_then_reimport_round_trip(project, lead, data_dir):
     assert job.preview[0]["prompt"] == "Round?" and job.preview[0]["reasoning"] == "trip"
 
 
-def test_record_use_for_lineage(project, lead, data_dir):
-    _approve(make_example(project, lead), lead)
+def test_record_use_for_lineage(project, lead, reviewer, data_dir):
+    _approve(make_example(project, lead), lead, reviewer)
     version = services.dataset_version_freeze(project=project, user=lead).version
     services.dataset_version_record_use(version=version, consumer="run 7 · sft", checkpoint="/data/ckpt/7")
     assert version.uses.get().checkpoint == "/data/ckpt/7"

@@ -155,20 +155,20 @@ def test_search_and_filters(client, project, lead):
     assert "must be a whole number" in html
 
 
-def test_bulk_approve_filtered_selection(client, project, lead, annotated):
+def test_bulk_approve_filtered_selection(client, project, lead, reviewer, annotated):
     annotator, ex = annotated
     other = make_example(project, lead, language="zh")
     for e in (ex, other):
         services.example_submit(example=e, user=annotator)
-    client.force_login(lead)
+    client.force_login(reviewer)  # lead wrote them: another reviewer approves
     client.post(reverse("curation:bulk_approve", kwargs={"slug": project.slug}), {"language": "zh"})
     assert dict(Example.objects.values_list("pk", "status")) == {ex.pk: "submitted", other.pk: "approved"}
 
 
-def test_freeze_and_download(client, project, lead, data_dir):
+def test_freeze_and_download(client, project, lead, reviewer, data_dir):
     ex = make_example(project, lead)
     services.example_submit(example=ex, user=lead)
-    services.example_review(example=ex, user=lead, decision="approve")
+    services.example_review(example=ex, user=reviewer, decision="approve")  # four eyes
     client.force_login(lead)
     resp = client.post(reverse("curation:version_freeze", kwargs={"slug": project.slug}), {"note": "first"}, follow=True)
     assert b"Version 1 frozen" in resp.content

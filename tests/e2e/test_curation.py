@@ -1,5 +1,6 @@
 """The curation studio in a real browser: the annotator's keyboard day, the reviewer's decisions,
 two people saving the same example, and untrusted text that must never run."""
+import base64
 import re
 
 import pytest
@@ -81,7 +82,8 @@ def test_annotator_labels_with_keyboard_edits_saves_and_submits(page, live_asgi,
 def test_reviewer_rejects_with_comment_then_approves(page, live_asgi, login_as, new_page, password):
     reviewer = login_as("reviewer")
     annotator = UserFactory(role="annotator")
-    project, (ex,) = _project(reviewer, annotator, n=1)
+    lead = UserFactory(role="reviewer")  # four eyes: the example's author is not the reviewer who approves it
+    project, (ex,) = _project(lead, annotator, n=1)
     services.editor_save(example=ex, user=annotator, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
 
     page.goto(live_asgi + "/curation/review/")
@@ -107,7 +109,7 @@ def test_reviewer_rejects_with_comment_then_approves(page, live_asgi, login_as, 
     page.click("#approve-button")
     expect(page.locator(".msg.success")).to_contain_text("approved")
     ex.refresh_from_db()
-    assert ex.status == "approved" and ex.summary == "$\\boxed{2}$"
+    assert ex.status == "approved" and ex.summary == "$\\boxed{2}$" and ex.reviewed_by == reviewer
     assert list(ex.status_events.values_list("to_status", flat=True)) == ["submitted", "rejected", "submitted", "approved"]
 
 
@@ -178,3 +180,45 @@ def test_script_and_img_onerror_are_shown_as_text_never_run(page, live_asgi, log
     assert page.locator("script:not([src])").evaluate_all("els => els.filter(e => e.textContent.includes('__pwned')).length") == 0
     assert dialogs == []
     assert Example.objects.get(pk=ex.pk).version == 1
+
+
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")  # 1x1 PNG
+
+
+def test_remote_images_in_the_preview_are_not_fetched_until_clicked(page, live_asgi, login_as):
+    """Issue 15: an image in untrusted text would tell its host who opened the example; it is a
+    placeholder (its address shown as text) until the user clicks "load image"."""
+    annotator = login_as("annotator")
+    lead = UserFactory(role="reviewer")
+    project = services.project_create(name="Remote images", user=lead)
+    services.project_set_annotators(project=project, users=[annotator])
+    ex = services.example_create(
+        project=project, user=lead, source="rollout", prompt="Look: ![p](//cdn.evil.test/prompt.png)",
+        reasoning="Chart ![the chart](https://images.evil.test/track.png?ex=1) and ![dot](http://other.evil.test/dot.png) "
+                  "and an inline one ![ok](data:image/png;base64,iVBORw0KGgo=).",
+        summary="4",
+    )
+    remote = []
+    page.on("request", lambda r: remote.append(r.url) if ".evil.test" in r.url else None)
+    page.route(lambda url: ".evil.test" in url, lambda route: route.fulfill(status=200, content_type="image/png", body=PIXEL))
+    page.goto(live_asgi + f"/curation/e/{ex.pk}/")
+    preview = page.locator("#reasoning-preview")
+    expect(preview).to_contain_text("Chart")  # rendered
+    page.wait_for_load_state("networkidle")
+    assert remote == [] and preview.locator("img[src*='evil.test']").count() == 0
+    expect(preview.locator("[data-remote-image]")).to_have_count(2)
+    expect(page.locator("#prompt-rendered [data-remote-image] code")).to_have_text("//cdn.evil.test/prompt.png")
+    expect(preview.locator("[data-remote-image] code").first).to_have_text("https://images.evil.test/track.png?ex=1")
+    expect(preview.locator("[data-remote-image]").first).to_contain_text("“the chart”")
+    expect(preview.locator("img[src^='data:image/png']")).to_have_count(1)  # data: images make no request: shown
+
+    with page.expect_request(lambda r: r.url == "https://images.evil.test/track.png?ex=1"):
+        preview.locator("[data-remote-image]").first.get_by_role("button", name="load image").click()
+    expect(preview.locator("img[src='https://images.evil.test/track.png?ex=1']")).to_have_count(1)
+    # Typing re-renders the preview: the image asked for stays loaded, the others stay held.
+    page.fill("#id_reasoning", page.input_value("#id_reasoning") + " More.")
+    expect(preview).to_contain_text("More.")
+    expect(preview.locator("img[src='https://images.evil.test/track.png?ex=1']")).to_have_count(1)
+    expect(preview.locator("[data-remote-image]")).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    assert [u for u in remote if "images.evil.test" not in u] == []

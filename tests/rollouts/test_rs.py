@@ -69,6 +69,7 @@ def test_spot_check_error_rate_and_freeze_into_a_dataset_version(tmp_path, clien
     services.rs_dataset_load(stage=stage, user=None)
     ds = RSDataset.objects.get(stage=stage)
     annotator = client_as("annotator")
+    checker = annotator.user
     r = annotator.post(reverse("rollouts:spot_new", args=[stage.pk]), {"size": 3})
     check = ds.spot_checks.get()
     assert r["Location"] == reverse("rollouts:spot", args=[check.pk])
@@ -82,8 +83,10 @@ def test_spot_check_error_rate_and_freeze_into_a_dataset_version(tmp_path, clien
     r = annotator.post(reverse("rollouts:rs_freeze", args=[stage.pk]), follow=True)
     assert "Finish a spot-check first" in r.content.decode() and not DatasetVersion.objects.exists()
 
+    annotator.force_login(checker)  # four eyes: one person spot-checks, a reviewer freezes
     for item, verdict in zip(items, ["good", "bad", "good"]):
         annotator.post(reverse("rollouts:spot_mark", args=[item.pk]), {"verdict": verdict, "note": "n"})
+    annotator.force_login(reviewer)
     summary = selectors.spot_check_summary(spot_check=check)
     assert (summary["good"], summary["bad"], summary["complete"]) == (2, 1, True)
     assert summary["error"].estimate == pytest.approx(1 / 3)
