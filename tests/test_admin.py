@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 # Django 5.2's admin cannot show a model with a composite primary key.
-NOT_IN_ADMIN = {"tracking.Point", "tracking.Rollup"}
+NOT_IN_ADMIN = {"tracking.Point", "tracking.Rollup", "tracking.LostPoint"}
 R1LAB_MODELS = [
     m for m in apps.get_models()
     if m.__module__.startswith("r1lab.") and f"{m._meta.app_label}.{m.__name__}" not in NOT_IN_ADMIN
