@@ -301,9 +301,9 @@
   Charts.prototype.addKeys = function (runId, keys) {
     if (this.cfg.mode !== "run" || !this.groupsBox) return;
     const touched = new Set();
+    const fresh = keys.filter((k) => !this.eagerKeys.has(k) && !this.groupOf.has(k));
     const listed = this.groups.reduce((n, g) => n + g.keys.length, 0);
-    for (const key of keys) {
-      if (this.eagerKeys.has(key) || this.groupOf.has(key)) continue;
+    for (const key of fresh) {
       const panel = this.ruleFor(key);
       if (panel) {
         panel.spec.traces.push({ key, name: key, keys: [key], dash: panel.rule.dash, rule: panel.rule.rule });
@@ -312,12 +312,12 @@
         continue;
       }
       const name = groupName(key);
-      const group = this.groups.find((g) => g.name === name) || this.addGroup(name, [], listed + keys.length <= OPEN_GROUPS_MAX);
+      const group = this.groups.find((g) => g.name === name) || this.addGroup(name, [], listed + fresh.length <= OPEN_GROUPS_MAX);
       group.keys.push(key);
       this.groupOf.set(key, group);
       touched.add(group);
     }
-    for (const g of touched) g.keys.sort();
+    for (const g of touched) { g.keys.sort(); g.shown = null; }
     if (touched.size) this.applyFilter();
   };
 

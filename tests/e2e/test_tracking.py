@@ -65,9 +65,15 @@ def test_lost_socket_backfills_what_it_missed(page, live_asgi, login_as):
     page.evaluate(f"""() => {{ const c = document.querySelector('[data-r1-charts]').__charts;
         const ws = c.sockets[{run.pk}]; ws.onclose = null; ws.close(); }}""")
     post_log(live_asgi, run, token, metrics([5, 6, 7]))
+    # …and keys first logged while deaf: found through keys.json, a first-screen one fetched, another listed
+    post_log(live_asgi, run, token, {"metrics": [{"step": 6, "key": "kl", "value": 0.5}, {"step": 6, "key": "train/loss", "value": 2}]})
     page.evaluate(f"() => document.querySelector('[data-r1-charts]').__charts.connect({run.pk}, false)")
     page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 8)")
     assert reward_points(page)["x"] == list(range(8))
+    page.wait_for_function("document.querySelector('[data-panel=kl] .chart-plot').data.some(t => t.x.join() === '6')")
+    assert page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)") == ["train/"]
+    page.locator("[data-panel='k-train/loss']").scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector(\"[data-panel='k-train/loss'] .chart-plot\").data?.[0]?.x.join() === '6'")
 
 
 def test_new_metric_key_appears_live_in_its_panel(page, live_asgi, login_as):
