@@ -105,6 +105,7 @@
     this.panels = [];
     this.byKey = new Map(); // key -> the panels that draw it (a live point touches only those)
     this.eagerKeys = new Set(); // keys of the first screen's panels (run) or the metrics (compare)
+    this.wanted = new Set(); // keys whose live points the page keeps: eager, held in a line, or being fetched
     this.groups = []; // run mode: the other keys by prefix (buildGroups)
     this.groupOf = new Map(); // listed key -> its group
     this.inflight = new Map(); // "run|key" being fetched -> live points that came meanwhile
@@ -143,6 +144,7 @@
   Charts.prototype.addLine = function (runId, key, w) {
     const id = runId + "|" + key;
     this.lines[id] = { id, runId, key, x: w.x.slice(), y: w.y.slice(), t: w.t.slice(), total: w.total, downsampled: w.downsampled };
+    this.wanted.add(key);
     return this.lines[id];
   };
 
@@ -192,7 +194,7 @@
       : this.cfg.panels;
     for (const spec of specs) {
       const panel = this.addPanel(grid, spec, false);
-      for (const key of this.panelKeys(panel)) this.eagerKeys.add(key);
+      for (const key of this.panelKeys(panel)) { this.eagerKeys.add(key); this.wanted.add(key); }
     }
   };
 
@@ -291,7 +293,7 @@
       if (p.attached) continue;
       p.attached = true;
       if (this.observer) this.observer.observe(p.card);
-      else this.queueLoad(p); // no IntersectionObserver: every panel shown is fetched
+      else { p.visible = true; this.queueLoad(p); } // no IntersectionObserver: every panel shown is fetched
     }
     group.shown = group.matched;
   };
@@ -307,7 +309,7 @@
       const panel = this.ruleFor(key);
       if (panel) {
         panel.spec.traces.push({ key, name: key, keys: [key], dash: panel.rule.dash, rule: panel.rule.rule });
-        this.eagerKeys.add(key);
+        this.eagerKeys.add(key); this.wanted.add(key);
         this.indexKey(key, panel.panel);
         continue;
       }
@@ -404,7 +406,7 @@
   Charts.prototype.loadKeys = function (runId, keys) {
     const already = keys.map((k) => this.fetching.get(runId + "|" + k)).filter(Boolean);
     const want = keys.filter((k) => !this.lines[runId + "|" + k] && !this.inflight.has(runId + "|" + k));
-    for (const k of want) this.inflight.set(runId + "|" + k, []);
+    for (const k of want) { this.inflight.set(runId + "|" + k, []); this.wanted.add(k); }
     const max = this.cfg.max_points || 1000;
     return Promise.all(already.concat(chunks(want, LOAD_CHUNK).map((part) => {
       this.loadStats.requests += 1; this.loadStats.keys += part.length;
@@ -422,7 +424,9 @@
           }
           if (Object.keys(live).length) this.appendPoints(runId, live);
         })
-        .catch(() => { for (const k of part) this.inflight.delete(runId + "|" + k); })
+        .catch(() => {
+          for (const k of part) { this.inflight.delete(runId + "|" + k); if (!this.eagerKeys.has(k)) this.wanted.delete(k); }
+        })
         .finally(() => { for (const k of part) this.fetching.delete(runId + "|" + k); });
       for (const k of part) this.fetching.set(runId + "|" + k, request);
       return request;
@@ -906,12 +910,16 @@
     // first-screen panel's trace, or listed in a group). A key without a line is one whose panel
     // is not loaded: its points are dropped (the fetch reads them), or kept while it is in flight.
     // A first-screen key without a line is a new series: these points are all it has.
+    // A step of a wide run brings ~3,000 keys: a key the page does not keep costs two set lookups.
     const fresh = {};
     if (this.cfg.mode === "run") {
-      const unknown = Object.keys(points).filter((k) => !this.eagerKeys.has(k) && !this.groupOf.has(k));
-      if (unknown.length) this.addKeys(runId, unknown);
+      let unknown = null;
+      for (const key in points) if (!this.eagerKeys.has(key) && !this.groupOf.has(key)) (unknown = unknown || []).push(key);
+      if (unknown) this.addKeys(runId, unknown);
     }
-    for (const [key, pts] of Object.entries(points)) {
+    for (const key in points) {
+      if (!this.wanted.has(key)) continue;
+      const pts = points[key];
       const id = runId + "|" + key;
       let line = this.lines[id];
       if (!line) {
