@@ -1,8 +1,13 @@
 """The run page's panels: which metric keys each chart draws (TRL's names, which the trainer uses).
 
-A trace is `{"key": …}` or `{"prefix": …, "suffix": …}` (every key that matches), optionally
-`"band": <std key>` (mean ± std band), `"y2": true` (right axis), `"dash": true`.
-Keys that no panel claims get a panel of their own under "More metrics".
+A trace is `{"key": …}` or `{"prefix": …, "suffix": …}` (every key that matches, at most
+MAX_PREFIX_TRACES of them), optionally `"band": <std key>` (mean ± std band), `"y2": true` (right
+axis), `"dash": true`.
+
+These panels are a run page's first screen: the page ships their data with its HTML. Every key
+that no panel claims is listed in a group by its prefix (the part before the first `/`: `train/`,
+`system/`, …; keys without one in "other") and gets a panel of its own that the page fetches and
+draws only when it scrolls into view: an RL run logs 1,000–3,000 keys.
 """
 from __future__ import annotations
 
@@ -36,17 +41,36 @@ PANELS: list[dict] = [
 ]
 
 
+# A prefix rule claims at most this many keys (in key order); the rest are listed in their group.
+# The first screen's panels ship with the page: 500 `eval/<task>` keys must not all land in one
+# panel's legend and in the page's first response.
+MAX_PREFIX_TRACES = 12
+OTHER_GROUP = "other"
+
+
 def _matches(trace: dict, key: str) -> bool:
-    if "key" in trace:
-        return trace["key"] == key or trace.get("band") == key
     return key.startswith(trace["prefix"]) and key.endswith(trace["suffix"])
 
 
+def prefix_rules() -> list[dict]:
+    """The prefix rules, numbered as the resolved traces' `rule`, for the page to place a key that
+    appears live as the server would have."""
+    out = []
+    for panel in PANELS:
+        for t in panel["traces"]:
+            if "prefix" in t:
+                out.append({"rule": len(out), "panel": panel["id"], "prefix": t["prefix"], "suffix": t["suffix"],
+                            "dash": t.get("dash", False)})
+    return out
+
+
 def panels_for_keys(keys: list[str]) -> list[dict]:
-    """The panels with their traces resolved against the run's keys (`keys` of each trace),
-    then one panel per unclaimed key."""
+    """The panels with their traces resolved against the run's keys (`keys` of each trace; a trace
+    resolved from a prefix rule carries the rule's number as `rule`). Only the panels of PANELS:
+    key_groups() lists the keys they leave unclaimed."""
     claimed: set[str] = set()
     out = []
+    rule = 0
     for panel in PANELS:
         traces = []
         for t in panel["traces"]:
@@ -56,11 +80,43 @@ def panels_for_keys(keys: list[str]) -> list[dict]:
                 if t.get("band"):
                     claimed.add(t["band"])
             else:
-                matched = [k for k in keys if _matches(t, k) and k not in claimed]
+                matched = [k for k in keys if _matches(t, k) and k not in claimed][:MAX_PREFIX_TRACES]
                 for k in matched:
                     claimed.add(k)
-                    traces.append({"key": k, "name": k, "dash": t.get("dash", False), "keys": [k]})
+                    traces.append({"key": k, "name": k, "dash": t.get("dash", False), "keys": [k], "rule": rule})
+                rule += 1
         out.append({"id": panel["id"], "title": panel["title"], "aha": panel.get("aha"), "traces": traces})
-    for k in sorted(set(keys) - claimed):
-        out.append({"id": "k-" + k, "title": k, "aha": None, "traces": [{"key": k, "name": k, "keys": [k]}], "extra": True})
     return out
+
+
+def panel_keys(panels: list[dict]) -> set[str]:
+    """Every key the panels draw (trace keys and their std bands)."""
+    out: set[str] = set()
+    for panel in panels:
+        for t in panel["traces"]:
+            out.add(t["key"])
+            if t.get("band"):
+                out.add(t["band"])
+    return out
+
+
+def group_name(key: str) -> str:
+    """`train/layer_3/grad_norm` → `train/`; a key without a `/` → "other"."""
+    head, sep, _ = key.partition("/")
+    return head + sep if sep else OTHER_GROUP
+
+
+def key_groups(keys: list[str], *, claimed: set[str]) -> list[dict]:
+    """The keys no panel claims, grouped by prefix: [{"name": "train/", "keys": [...]}, …], groups
+    and keys sorted, "other" last."""
+    groups: dict[str, list[str]] = {}
+    for k in sorted(set(keys) - claimed):
+        groups.setdefault(group_name(k), []).append(k)
+    order = sorted(groups, key=lambda g: (g == OTHER_GROUP, g))
+    return [{"name": g, "keys": groups[g]} for g in order]
+
+
+def panel_layout(keys: list[str]) -> dict:
+    """{"panels": the first screen's panels, "groups": every other key by prefix}."""
+    panels = panels_for_keys(keys)
+    return {"panels": panels, "groups": key_groups(keys, claimed=panel_keys(panels))}

@@ -6,8 +6,8 @@ from django.db.models import Q, QuerySet
 from r1lab.accounts.permissions import can
 from r1lab.tracking import analysis, store
 from r1lab.tracking.models import Comment, Run, Sample, Series
+from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
-from r1lab.tracking.panels import panels_for_keys
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -74,20 +74,37 @@ def run_series_data(*, run: Run, keys: list[str] | None = None, min_step: int | 
     if keys is not None:
         qs = qs.filter(key__in=keys)
     names = dict(qs.values_list("id", "key"))
-    windows = store.series_windows(sids=list(names), min_step=min_step, max_step=max_step, max_points=max_points)
-    return {"run": run.pk, "series": {names[sid]: w for sid, w in sorted(windows.items(), key=lambda kv: names[kv[0]])}}
+    return {"run": run.pk, "series": _windows(names, min_step=min_step, max_step=max_step, max_points=max_points)}
+
+
+def _windows(names: dict[int, str], **window) -> dict:
+    windows = store.series_windows(sids=list(names), **window)
+    return {names[sid]: w for sid, w in sorted(windows.items(), key=lambda kv: names[kv[0]])}
 
 
 def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
-    """Everything a run page's charts need on first paint (panels, data, aha, alarms, comments)."""
-    data = run_series_data(run=run, max_points=max_points)["series"]
-    keys = sorted(data)
+    """What a run page's charts need on first paint: the first screen's panels with their data,
+    every other key listed in groups by prefix (no data: the page fetches a group's panel from
+    data.json when it scrolls into view), the aha moment and alarms, comments.
+
+    Two queries of series whatever the run logs (its key names, then the windows of the panels'
+    and the signals' keys): a run with 3,000 keys ships ~20 series, not 3,000."""
+    names = dict(Series.objects.filter(run=run).values_list("id", "key"))
+    layout = panel_rules.panel_layout(sorted(names.values()))
+    drawn = panel_rules.panel_keys(layout["panels"])
+    read = drawn | set(SIGNAL_KEYS)
+    data = _windows({sid: k for sid, k in names.items() if k in read}, max_points=max_points)
     return {
         "run": {"id": run.pk, "name": run.name, **run.status_payload()},
-        "panels": panels_for_keys(keys),
-        "series": data,
+        "panels": layout["panels"],
+        "groups": layout["groups"],
+        "series": {k: w for k, w in data.items() if k in drawn},
         **signals_from(data),
         "comments": [comment_payload(c) for c in run_comments(run=run)],
+        # how the page fetches a group's panel: as many points as the first screen's
+        "max_points": max_points,
+        "prefix_rules": panel_rules.prefix_rules(),
+        "max_prefix_traces": panel_rules.MAX_PREFIX_TRACES,
     }
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/data.json", views.run_data, name="run_data"),
+    path("runs/<int:run_id>/keys.json", views.run_keys, name="run_keys"),
     path("runs/<int:run_id>/signals.json", views.run_signals, name="run_signals"),
     path("runs/<int:run_id>/points.csv", views.run_csv, name="run_csv"),
     path("runs/<int:run_id>/comments/", views.comment_add, name="comment_add"),

@@ -61,6 +61,13 @@ def run_data(request, run_id: int):
     return HttpResponse(orjson.dumps(selectors.run_series_data(run=run, **query)), content_type="application/json")
 
 
+@require_action("runs.view")
+def run_keys(request, run_id: int):
+    """Every metric key of the run: a page whose socket was closed lists the keys logged meanwhile."""
+    run = _run_or_404(request, run_id)
+    return HttpResponse(orjson.dumps({"run": run.pk, "keys": selectors.run_keys(run=run)}), content_type="application/json")
+
+
 SIGNALS_CACHE_S = 10
 
 

@@ -3,12 +3,22 @@
 // "live tail" over its panel and folded into the trace with Plotly.extendTraces when the page idles.
 // A closed socket reconnects and back-fills what it missed over HTTP. Zooming fetches finer data.
 // Everything user-provided (run names, keys, comments) reaches plotly escaped; no innerHTML.
+//
+// A run logs up to a few thousand keys. The page's JSON carries the data of the first screen's
+// panels (panels.py) only; every other key is listed in a group by prefix ("train/", "system/", …,
+// "other"), collapsed when there are many. A group's panel is a placeholder card until it
+// scrolls into view (IntersectionObserver); then the visible panels' series are fetched from
+// data.json, several in one request, and drawn. Live points of a key whose panel is not loaded
+// are dropped (its fetch reads them from the server), or kept while its fetch is in flight; a
+// loaded panel off screen only takes the points into its lines and is redrawn when it comes back
+// into view. The filter box (?filter=, substring or glob) narrows the panels and the groups.
 (function () {
   "use strict";
 
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const rolloutUrl = (runId, step) => `/rollouts/runs/${runId}/steps/${step}/`;
   const dataUrl = (runId) => `/metrics/runs/${runId}/data.json`;
+  const keysUrl = (runId) => `/metrics/runs/${runId}/keys.json`;
   const csvUrl = (runId, keys) => `/metrics/runs/${runId}/points.csv?keys=${encodeURIComponent(keys.join(","))}`;
   const fmt = (n) => Number(n).toLocaleString("en-US");
   const DRAWN_MAX = 20000;
@@ -18,6 +28,14 @@
   // when the page is idle. A Plotly redraw of one panel costs 6-20 ms whatever it adds; a tail
   // segment costs microseconds. A point outside the drawn axes redraws its panel at once instead.
   const SYNC_MS = 2000;
+  // Lazy panels: keys per data.json request (the view reads at most 200; this keeps URLs short),
+  // how long a panel must stay in view before its fetch goes out (a fast scroll past a thousand
+  // panels fetches none of them), how far outside the viewport a panel counts as in view, and up
+  // to how many listed keys the groups start open.
+  const LOAD_CHUNK = 50;
+  const LOAD_DELAY_MS = 60;
+  const VIEW_MARGIN = "200px 0px";
+  const OPEN_GROUPS_MAX = 24;
   // Wall-clock ms with sub-ms precision (comparable with the server's and a benchmark's clock).
   const now = () => performance.timeOrigin + performance.now();
   window.__r1lab_drawn = window.__r1lab_drawn || [];
@@ -31,6 +49,7 @@
       x: p.get("x") === "time" ? "time" : "step",
       logy: p.get("logy") === "1",
       range: range.length === 2 && range.every(Number.isFinite) ? range : null,
+      filter: (p.get("filter") || "").slice(0, 200),
     };
   }
   function writeState(state) {
@@ -40,6 +59,7 @@
     set("x", state.x === "time" ? "time" : null);
     set("logy", state.logy ? "1" : null);
     set("range", state.range ? state.range.map((v) => Math.round(v)).join(",") : null);
+    set("filter", state.filter || null);
     const qs = p.toString();
     history.replaceState(null, "", location.pathname + (qs ? "?" + qs : "") + location.hash);
   }
@@ -63,6 +83,18 @@
     return ans < 0 ? null : ys[ans];
   }
 
+  // The filter box: a substring, or a glob when it holds * or ? (`train/*/grad_norm`, whole key),
+  // case-insensitive. null when empty (everything shows).
+  function keyMatcher(query) {
+    const q = (query || "").trim().toLowerCase();
+    if (!q) return null;
+    if (!/[*?]/.test(q)) return (k) => k.toLowerCase().includes(q);
+    const re = new RegExp("^" + q.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+    return (k) => re.test(k.toLowerCase());
+  }
+  const groupName = (key) => { const i = key.indexOf("/"); return i < 0 ? "other" : key.slice(0, i + 1); }; // as panels.group_name
+  const chunks = (xs, n) => { const out = []; for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n)); return out; };
+
   // --- one chart group (a run page, or a compare page) --------------------------------------------
   function Charts(root, cfg) {
     window.__r1lab_start = window.__r1lab_start || performance.now(); // the page's HTML, data and plotly are in
@@ -71,14 +103,39 @@
     this.state = readState();
     this.lines = {}; // "run|key" -> {runId, key, x, y, t, total, downsampled}
     this.panels = [];
+    this.byKey = new Map(); // key -> the panels that draw it (a live point touches only those)
+    this.eagerKeys = new Set(); // keys of the first screen's panels (run) or the metrics (compare)
+    this.wanted = new Set(); // keys whose live points the page keeps: eager, held in a line, or being fetched
+    this.groups = []; // run mode: the other keys by prefix (buildGroups)
+    this.groupOf = new Map(); // listed key -> its group
+    this.inflight = new Map(); // "run|key" being fetched -> live points that came meanwhile
+    this.fetching = new Map(); // "run|key" being fetched -> the promise of its request
+    this.loadQueue = new Set();
+    this.loadStats = { requests: 0, keys: 0 }; // what the lazy panels fetched (tests, benchmarks)
     this.comments = cfg.comments || [];
     this.runs = cfg.mode === "compare" ? cfg.runs : [{ id: cfg.run.id, name: cfg.run.name, color: "#2f5bd3", series: cfg.series }];
     for (const run of this.runs) {
       for (const [key, w] of Object.entries(run.series || {})) this.addLine(run.id, key, w);
     }
     this.lastSeen = {};
+    if (window.IntersectionObserver) {
+      // Which panels are on screen (with a margin): a lazy panel is fetched when it gets there, a
+      // live point is drawn only into those, a panel scrolled back to is redrawn if it missed points.
+      this.observer = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const p = e.target.__r1panel;
+          if (!p) continue;
+          p.visible = e.isIntersecting;
+          if (!p.visible) continue;
+          if (!p.loaded) this.queueLoad(p);
+          else if (p.dirty) this.renderPanel(p);
+        }
+      }, { rootMargin: VIEW_MARGIN });
+    }
     this.buildToolbar();
     this.buildPanels();
+    this.buildGroups();
+    this.applyFilter();
     this.firstPaint().then(() => { window.__r1lab_ready = performance.now(); root.dataset.ready = "1"; });
     for (const run of this.runs) this.connect(run.id, true);
     if (cfg.mode === "run") { this.watchStale(); this.showSignals({ aha: cfg.aha, alarms: cfg.alarms }); }
@@ -87,6 +144,7 @@
   Charts.prototype.addLine = function (runId, key, w) {
     const id = runId + "|" + key;
     this.lines[id] = { id, runId, key, x: w.x.slice(), y: w.y.slice(), t: w.t.slice(), total: w.total, downsampled: w.downsampled };
+    this.wanted.add(key);
     return this.lines[id];
   };
 
@@ -99,6 +157,7 @@
     const logy = bar.querySelector("[data-logy]");
     const xsel = bar.querySelector("[data-xaxis]");
     const link = bar.querySelector("[data-permalink]");
+    const filter = bar.querySelector("[data-filter]");
     if (slider) {
       slider.value = s.smooth; if (label) label.textContent = s.smooth.toFixed(2);
       slider.addEventListener("input", () => {
@@ -108,6 +167,10 @@
     }
     if (logy) { logy.checked = s.logy; logy.addEventListener("change", () => { s.logy = logy.checked; writeState(s); this.renderAll(); }); }
     if (xsel) { xsel.value = s.x; xsel.addEventListener("change", () => { s.x = xsel.value; s.range = null; writeState(s); this.panels.forEach((p) => (p.zoom = null)); this.renderAll(); }); }
+    if (filter) {
+      filter.value = s.filter;
+      filter.addEventListener("input", () => { s.filter = filter.value.slice(0, 200); writeState(s); this.applyFilter(); });
+    }
     if (link) {
       link.addEventListener("click", (ev) => {
         ev.preventDefault();
@@ -125,14 +188,18 @@
 
   // Panel specs: run mode uses the server's resolved panels; compare mode one panel per metric.
   Charts.prototype.buildPanels = function () {
-    const grid = this.root.querySelector(".chart-grid");
+    const grid = this.root.querySelector(":scope > .chart-grid");
     const specs = this.cfg.mode === "compare"
       ? this.cfg.metrics.map((k) => ({ id: "m-" + k, title: k, traces: [{ key: k, name: k, keys: [k] }] }))
       : this.cfg.panels;
-    for (const spec of specs) this.addPanel(grid, spec);
+    for (const spec of specs) {
+      const panel = this.addPanel(grid, spec, false);
+      for (const key of this.panelKeys(panel)) { this.eagerKeys.add(key); this.wanted.add(key); }
+    }
   };
 
-  Charts.prototype.addPanel = function (grid, spec) {
+  // A panel's card. `lazy`: a group's panel, drawn once its series are fetched (queueLoad).
+  Charts.prototype.addPanel = function (grid, spec, lazy) {
     const card = document.createElement("section");
     card.className = "chart-card" + (spec.extra ? " extra" : "");
     card.dataset.panel = spec.id;
@@ -147,25 +214,224 @@
     const tailSvg = document.createElementNS(SVG_NS, "svg"); tailSvg.setAttribute("class", "live-tail");
     wrap.append(plot, tailSvg);
     card.append(head, wrap);
-    grid.appendChild(card);
-    const panel = { spec, card, plot, info, csv, tailSvg, zoom: null, traceMeta: [], rendered: false, visible: true,
+    if (grid) grid.appendChild(card);
+    const panel = { spec, card, plot, info, csv, tailSvg, zoom: null, traceMeta: [], rendered: false,
+      visible: !lazy, loaded: !lazy, lazy, dirty: false, attached: !!grid, index: this.panels.length,
       snap: null, pending: null, pendingRecs: [], syncTimer: null };
+    card.__r1panel = panel;
     this.panels.push(panel);
-    if (window.IntersectionObserver) {
-      // Live points are drawn only into panels on screen; a panel scrolled to draws its backlog.
-      this._observer = this._observer || new IntersectionObserver((entries) => {
-        for (const e of entries) {
-          const p = this.panels.find((x) => x.card === e.target);
-          if (!p) continue;
-          p.visible = e.isIntersecting;
-          if (p.visible && p.backlog) { const b = p.backlog; p.backlog = null; this.draw(b, [p], now()); }
-        }
-      });
-      this._observer.observe(card);
+    for (const key of this.panelKeys(panel)) this.indexKey(key, panel);
+    if (lazy) {
+      // Before its fetch: the CSV of the key needs no data here.
+      csv.href = csvUrl(this.runs[0].id, this.panelKeys(panel));
+      card.classList.add("lazy");
     }
+    if (grid && this.observer) this.observer.observe(card);
     return panel;
   };
 
+  Charts.prototype.panelKeys = function (panel) {
+    const out = [];
+    for (const t of panel.spec.traces) { out.push(t.key); if (t.band) out.push(t.band); }
+    return out;
+  };
+
+  Charts.prototype.indexKey = function (key, panel) {
+    const list = this.byKey.get(key);
+    if (!list) this.byKey.set(key, [panel]);
+    else if (!list.includes(panel)) list.push(panel);
+  };
+
+  // --- the other keys: groups by prefix, lazy panels, the filter ---------------------------------
+  Charts.prototype.buildGroups = function () {
+    this.groupsBox = this.root.querySelector("[data-groups]");
+    if (this.cfg.mode !== "run" || !this.groupsBox) return;
+    const listed = (this.cfg.groups || []).reduce((n, g) => n + g.keys.length, 0);
+    for (const g of this.cfg.groups || []) this.addGroup(g.name, g.keys.slice(), listed <= OPEN_GROUPS_MAX);
+  };
+
+  Charts.prototype.addGroup = function (name, keys, open) {
+    const el = document.createElement("details");
+    el.className = "chart-group";
+    el.dataset.group = name;
+    const summary = document.createElement("summary");
+    const title = document.createElement("strong"); title.textContent = name;
+    const count = document.createElement("span"); count.className = "muted"; count.dataset.groupCount = "";
+    summary.append(title, " ", count);
+    const grid = document.createElement("div"); grid.className = "chart-grid";
+    el.append(summary, grid);
+    const group = { name, keys, el, grid, count, open, openBefore: open, matched: keys, shown: null, cards: new Map() };
+    el.open = open;
+    el.addEventListener("toggle", () => { group.open = el.open; if (el.open) this.showGroup(group); });
+    // groups sorted by name, "other" last (as panels.key_groups)
+    const rank = (n) => (n === "other" ? "\uffff" : n);
+    const at = this.groups.findIndex((g) => rank(g.name) > rank(name));
+    if (at < 0) { this.groups.push(group); this.groupsBox.appendChild(el); }
+    else { this.groupsBox.insertBefore(el, this.groups[at].el); this.groups.splice(at, 0, group); }
+    for (const k of keys) this.groupOf.set(k, group);
+    return group;
+  };
+
+  // The group's panels that match the filter go into its grid (cards made on first show, in key
+  // order); the ones filtered out leave the page, so that nothing off the list is observed.
+  Charts.prototype.showGroup = function (group) {
+    if (!group.el.open || group.shown === group.matched) return;
+    const want = group.matched.map((key) => {
+      let p = group.cards.get(key);
+      if (!p) {
+        p = this.addPanel(null, { id: "k-" + key, title: key, traces: [{ key, name: key, keys: [key] }], extra: true }, true);
+        group.cards.set(key, p);
+      }
+      return p;
+    });
+    const keep = new Set(want);
+    for (const p of group.cards.values()) {
+      if (p.attached && !keep.has(p)) { p.attached = false; p.visible = false; if (this.observer) this.observer.unobserve(p.card); }
+    }
+    group.grid.replaceChildren(...want.map((p) => p.card));
+    for (const p of want) {
+      if (p.attached) continue;
+      p.attached = true;
+      if (this.observer) this.observer.observe(p.card);
+      else { p.visible = true; this.queueLoad(p); } // no IntersectionObserver: every panel shown is fetched
+    }
+    group.shown = group.matched;
+  };
+
+  // Keys that were not on the page (live, or found by a back-fill): a prefix rule's panel takes
+  // the key while the rule has room (as panels.py would), else it is listed in its group.
+  Charts.prototype.addKeys = function (runId, keys) {
+    if (this.cfg.mode !== "run" || !this.groupsBox) return;
+    const touched = new Set();
+    const fresh = keys.filter((k) => !this.eagerKeys.has(k) && !this.groupOf.has(k));
+    const listed = this.groups.reduce((n, g) => n + g.keys.length, 0);
+    for (const key of fresh) {
+      const panel = this.ruleFor(key);
+      if (panel) {
+        panel.spec.traces.push({ key, name: key, keys: [key], dash: panel.rule.dash, rule: panel.rule.rule });
+        this.eagerKeys.add(key); this.wanted.add(key);
+        this.indexKey(key, panel.panel);
+        continue;
+      }
+      const name = groupName(key);
+      const group = this.groups.find((g) => g.name === name) || this.addGroup(name, [], listed + fresh.length <= OPEN_GROUPS_MAX);
+      group.keys.push(key);
+      this.groupOf.set(key, group);
+      touched.add(group);
+    }
+    for (const g of touched) { g.keys.sort(); g.shown = null; }
+    if (touched.size) this.applyFilter();
+  };
+
+  Charts.prototype.ruleFor = function (key) {
+    const max = this.cfg.max_prefix_traces || 12;
+    for (const rule of this.cfg.prefix_rules || []) {
+      if (!key.startsWith(rule.prefix) || !key.endsWith(rule.suffix)) continue;
+      const panel = this.panels.find((p) => !p.lazy && p.spec.id === rule.panel);
+      if (panel && panel.spec.traces.filter((t) => t.rule === rule.rule).length < max) return { panel, rule };
+    }
+    return null;
+  };
+
+  // The filter box narrows the first screen's panels (by title or key) and the groups' keys; a
+  // group with matches opens, and closes again as it was when the filter is cleared.
+  Charts.prototype.applyFilter = function () {
+    const t0 = performance.now();
+    const match = keyMatcher(this.state.filter);
+    const runId = this.runs[0].id;
+    const held = (k) => !!this.lines[runId + "|" + k];
+    const shownKeys = new Set();
+    let total = [...this.eagerKeys].filter(held).length;
+    for (const p of this.panels) {
+      if (p.lazy) continue;
+      const keys = this.panelKeys(p);
+      const byTitle = !match || match(p.spec.title);
+      const hit = byTitle || keys.some(match);
+      if (hit) for (const k of keys) if (held(k) && (byTitle || match(k))) shownKeys.add(k);
+      if (p.card.hidden === !hit) continue;
+      p.card.hidden = !hit;
+      if (!hit) { p.visible = false; if (this.observer) this.observer.unobserve(p.card); }
+      else if (this.observer) this.observer.observe(p.card);
+    }
+    if (match && !this._filtering) for (const g of this.groups) g.openBefore = g.el.open;
+    let shown = shownKeys.size;
+    for (const g of this.groups) {
+      g.matched = match ? g.keys.filter(match) : g.keys;
+      total += g.keys.length; shown += g.matched.length;
+      g.count.textContent = match ? `${fmt(g.matched.length)} of ${fmt(g.keys.length)} keys` : `${fmt(g.keys.length)} keys`;
+      g.el.hidden = !g.matched.length;
+      const open = match ? g.matched.length > 0 : (this._filtering ? g.openBefore : g.el.open);
+      if (g.el.open !== open) g.el.open = open; // (the toggle event shows it too: showGroup is idempotent)
+      g.open = open;
+      this.showGroup(g);
+    }
+    this._filtering = !!match;
+    const count = this.root.querySelector("[data-filter-count]");
+    if (count) count.textContent = match ? `${fmt(shown)} of ${fmt(total)} keys` : (this.groups.length ? `${fmt(total)} keys` : "");
+    window.__r1lab_filter_ms = performance.now() - t0;
+  };
+
+  // --- lazy panels: fetched from data.json when they come into view -----------------------------
+  Charts.prototype.queueLoad = function (panel) {
+    this.loadQueue.add(panel);
+    if (!this._loadTimer) this._loadTimer = setTimeout(() => this.flushLoads(), LOAD_DELAY_MS);
+  };
+
+  Charts.prototype.flushLoads = function () {
+    this._loadTimer = null;
+    const panels = [...this.loadQueue].filter((p) => p.visible && !p.loaded && !p.loading);
+    this.loadQueue.clear();
+    if (!panels.length) return Promise.resolve();
+    const runId = this.runs[0].id;
+    const keys = new Set();
+    for (const p of panels) {
+      p.loading = true;
+      p.info.textContent = "loading…";
+      for (const k of this.panelKeys(p)) keys.add(k);
+    }
+    return this.loadKeys(runId, [...keys]).then(() => {
+      for (const p of panels) {
+        p.loading = false;
+        p.loaded = this.panelKeys(p).every((k) => this.lines[runId + "|" + k]);
+        if (!p.loaded) { p.info.textContent = "not loaded (scroll away and back to retry)"; continue; }
+        p.card.classList.remove("lazy");
+        p.dirty = true;
+        if (p.visible) this.renderPanel(p);
+      }
+    });
+  };
+
+  // Fetch the series of `keys` not held yet, LOAD_CHUNK per request, into lines; live points that
+  // arrived meanwhile are appended after the window's last step. Resolves when all have answered.
+  Charts.prototype.loadKeys = function (runId, keys) {
+    const already = keys.map((k) => this.fetching.get(runId + "|" + k)).filter(Boolean);
+    const want = keys.filter((k) => !this.lines[runId + "|" + k] && !this.inflight.has(runId + "|" + k));
+    for (const k of want) { this.inflight.set(runId + "|" + k, []); this.wanted.add(k); }
+    const max = this.cfg.max_points || 1000;
+    return Promise.all(already.concat(chunks(want, LOAD_CHUNK).map((part) => {
+      this.loadStats.requests += 1; this.loadStats.keys += part.length;
+      const request = fetch(`${dataUrl(runId)}?keys=${encodeURIComponent(part.join(","))}&max_points=${max}`, { credentials: "same-origin" })
+        .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then((d) => {
+          const live = {};
+          for (const k of part) {
+            const id = runId + "|" + k;
+            const w = (d.series || {})[k] || { x: [], y: [], t: [], total: 0, downsampled: false };
+            this.addLine(runId, k, w);
+            const buf = this.inflight.get(id);
+            this.inflight.delete(id);
+            if (buf && buf.length) live[k] = buf;
+          }
+          if (Object.keys(live).length) this.appendPoints(runId, live);
+        })
+        .catch(() => {
+          for (const k of part) { this.inflight.delete(runId + "|" + k); if (!this.eagerKeys.has(k)) this.wanted.delete(k); }
+        })
+        .finally(() => { for (const k of part) this.fetching.delete(runId + "|" + k); });
+      for (const k of part) this.fetching.set(runId + "|" + k, request);
+      return request;
+    })));
+  };
   Charts.prototype.panelLines = function (panel) {
     // [{line, spec}] for every run × trace key that has data
     const out = [];
@@ -341,7 +607,7 @@
   };
 
   Charts.prototype.renderPanel = function (panel) {
-    panel.backlog = null; // a full render draws every point the lines hold (pending tails included)
+    panel.dirty = false; // a full render draws every point the lines hold (pending tails included)
     panel.pending = null;
     clearTimeout(panel.syncTimer); panel.syncTimer = null;
     const recs = panel.pendingRecs; panel.pendingRecs = [];
@@ -366,21 +632,33 @@
   // First paint: the panels on the first screen in one go (window.__r1lab_first_screen), then the
   // ones below it one per task, so the page answers input and live messages in between
   // (window.__r1lab_ready and data-ready="1" once every panel is drawn).
+  // The groups' panels are not part of it: they are drawn when they scroll into view; a panel the
+  // filter hides is drawn when it shows.
   Charts.prototype.firstPaint = function () {
     const h = window.innerHeight || document.documentElement.clientHeight;
     const onScreen = (p) => { const r = p.card.getBoundingClientRect(); return r.bottom > 0 && r.top < h; };
-    const first = this.panels.filter(onScreen);
-    const rest = this.panels.filter((p) => !first.includes(p));
+    const eager = this.panels.filter((p) => !p.lazy);
+    for (const p of eager) if (p.card.hidden) p.dirty = true;
+    const shown = eager.filter((p) => !p.card.hidden);
+    const first = shown.filter(onScreen);
+    const rest = shown.filter((p) => !first.includes(p));
     const yieldTask = () => new Promise((resolve) => setTimeout(resolve, 0));
     return Promise.all(first.map((p) => this.renderPanel(p))).then(() => {
       window.__r1lab_first_screen = performance.now();
       window.__r1lab_first_screen_panels = first.length;
-      return rest.reduce((chain, p) => chain.then(yieldTask).then(() => (p.rendered ? null : this.renderPanel(p))), Promise.resolve());
+      return rest.reduce((chain, p) => chain.then(yieldTask).then(() => (p.rendered || p.card.hidden ? null : this.renderPanel(p))), Promise.resolve());
     });
   };
 
+  // Every loaded panel on screen now; the others when they scroll into view.
   Charts.prototype.renderAll = function () {
-    return Promise.all(this.panels.map((p) => this.renderPanel(p)));
+    const now = [];
+    for (const p of this.panels) {
+      if (!p.loaded) continue;
+      if (p.visible === false || p.card.hidden) p.dirty = true;
+      else now.push(this.renderPanel(p));
+    }
+    return Promise.all(now);
   };
 
   Charts.prototype.onClick = function (panel, ev) {
@@ -576,16 +854,32 @@
   };
 
   Charts.prototype.backfill = function (runId) {
-    // Re-read everything after the oldest last step we hold, then append what is new per key.
+    // Re-read the series this page holds after the oldest last step among them, and append what
+    // is new per key; a run page also asks for the run's keys (keys.json) and places the new
+    // ones: in a group (listed), or in a first-screen panel (fetched whole).
     const mine = Object.values(this.lines).filter((l) => l.runId === runId);
     const after = mine.length ? Math.min(...mine.map((l) => (l.x.length ? l.x[l.x.length - 1] : -1))) + 1 : 0;
-    return fetch(`${dataUrl(runId)}?min_step=${after}&max_points=20000`, { credentials: "same-origin" })
-      .then((r) => r.json())
-      .then((d) => {
-        const points = {};
-        for (const [key, w] of Object.entries(d.series || {})) points[key] = w.x.map((x, i) => [x, w.y[i], w.t[i]]);
-        this.appendPoints(runId, points);
-      });
+    const keys = this.cfg.mode === "compare" ? this.cfg.metrics : mine.map((l) => l.key);
+    const reads = chunks(keys, LOAD_CHUNK).map((part) =>
+      fetch(`${dataUrl(runId)}?keys=${encodeURIComponent(part.join(","))}&min_step=${after}&max_points=20000`, { credentials: "same-origin" })
+        .then((r) => r.json())
+        .then((d) => {
+          const points = {};
+          for (const [key, w] of Object.entries(d.series || {})) points[key] = w.x.map((x, i) => [x, w.y[i], w.t[i]]);
+          this.appendPoints(runId, points);
+        }));
+    if (this.cfg.mode === "run") {
+      reads.push(fetch(keysUrl(runId), { credentials: "same-origin" }).then((r) => r.json()).then((d) => {
+        this.addKeys(runId, d.keys || []);
+        const missing = (d.keys || []).filter((k) => this.eagerKeys.has(k) && !this.lines[runId + "|" + k]);
+        if (!missing.length) return null;
+        return this.loadKeys(runId, missing).then(() => {
+          const panels = new Set(missing.flatMap((k) => this.byKey.get(k) || []));
+          return this.draw({}, [...panels], now());
+        });
+      }));
+    }
+    return Promise.all(reads);
   };
 
   Charts.prototype.onMessage = function (runId, msg) {
@@ -602,17 +896,38 @@
     } else if (msg.type === "comment.added") {
       this.comments.push(msg.comment);
       this.addCommentToList(msg.comment);
-      this.panels.forEach((p) => p.rendered && Plotly.relayout(p.plot, { shapes: this.layout(p).shapes, annotations: this.layout(p).annotations }));
+      for (const p of this.panels) {
+        if (!p.rendered) continue;
+        if (p.visible === false || p.card.hidden) { p.dirty = true; continue; }
+        const l = this.layout(p);
+        Plotly.relayout(p.plot, { shapes: l.shapes, annotations: l.annotations });
+      }
     }
   };
 
   Charts.prototype.appendPoints = function (runId, points) {
-    // Phase 1: new points into the lines (a brand-new key makes a line, and maybe a panel).
+    // Phase 1: new points into the lines. A key that was not on the page is placed first (a
+    // first-screen panel's trace, or listed in a group). A key without a line is one whose panel
+    // is not loaded: its points are dropped (the fetch reads them), or kept while it is in flight.
+    // A first-screen key without a line is a new series: these points are all it has.
+    // A step of a wide run brings ~3,000 keys: a key the page does not keep costs two set lookups.
     const fresh = {};
-    let newKeys = false;
-    for (const [key, pts] of Object.entries(points)) {
-      let line = this.lines[runId + "|" + key];
-      if (!line) { line = this.addLine(runId, key, { x: [], y: [], t: [], total: 0, downsampled: false }); newKeys = true; }
+    if (this.cfg.mode === "run") {
+      let unknown = null;
+      for (const key in points) if (!this.eagerKeys.has(key) && !this.groupOf.has(key)) (unknown = unknown || []).push(key);
+      if (unknown) this.addKeys(runId, unknown);
+    }
+    for (const key in points) {
+      if (!this.wanted.has(key)) continue;
+      const pts = points[key];
+      const id = runId + "|" + key;
+      let line = this.lines[id];
+      if (!line) {
+        const buf = this.inflight.get(id);
+        if (buf) { buf.push(...pts); continue; }
+        if (!this.eagerKeys.has(key)) continue;
+        line = this.addLine(runId, key, { x: [], y: [], t: [], total: 0, downsampled: false });
+      }
       const last = line.x.length ? line.x[line.x.length - 1] : -1;
       const add = pts.filter((p) => p[0] > last).sort((a, b) => a[0] - b[0]);
       if (!add.length) continue;
@@ -620,7 +935,6 @@
       line.total += add.length;
       fresh[line.id] = add;
     }
-    if (newKeys && this.cfg.mode === "run") this.ensurePanelsFor(runId);
     // Phase 2, drawn right away: a live point costs a tail segment (microseconds), so there is
     // nothing to gain from waiting for an animation frame (which a busy renderer hands out late,
     // and a hidden tab not at all); the plotly redraws that cost are batched by scheduleSync.
@@ -633,14 +947,12 @@
   Charts.prototype.draw = function (fresh, only, frameAt) {
     const drawnAt = [];
     const drawnLines = new Set();
-    for (const panel of only || this.panels) {
-      const touched = panel.traceMeta.some((m) => fresh[m.line.id] || (m.band && fresh[m.band.id]));
+    for (const panel of only || this.panelsOf(fresh)) {
+      if (!panel.loaded) continue; // its fetch reads these points
       const needsFull = !panel.rendered || panel.traceMeta.length !== this.expectedTraceCount(panel);
-      if (!touched && !needsFull) continue;
-      if (panel.visible === false) {
-        // Off screen: keep the points and draw them when the panel scrolls into view.
-        const backlog = (panel.backlog = panel.backlog || {});
-        for (const [id, add] of Object.entries(fresh)) (backlog[id] = backlog[id] || []).push(...add);
+      if (panel.visible === false || panel.card.hidden) {
+        // Off screen: the lines hold the points; the panel is redrawn when it scrolls into view.
+        panel.dirty = true;
         continue;
       }
       if (panel.zoom) { this.updateInfo(panel); continue; } // a zoomed view stays put; autorange brings it back
@@ -698,33 +1010,20 @@
     return Promise.all(drawnAt);
   };
 
+  // The panels that draw the lines of `fresh` ({line id: points}), in page order.
+  Charts.prototype.panelsOf = function (fresh) {
+    const out = new Set();
+    for (const id of Object.keys(fresh)) {
+      const line = this.lines[id];
+      for (const p of (line && this.byKey.get(line.key)) || []) out.add(p);
+    }
+    return [...out].sort((a, b) => a.index - b.index);
+  };
+
   Charts.prototype.expectedTraceCount = function (panel) {
     let n = 0;
     for (const { band } of this.panelLines(panel)) n += band && !panel.zoom ? 4 : 2;
     return n;
-  };
-
-  Charts.prototype.ensurePanelsFor = function (runId) {
-    // Keys that no panel claims get their own panel (as the server does on first paint).
-    const claimed = new Set();
-    for (const p of this.panels) for (const t of p.spec.traces) { claimed.add(t.key); if (t.band) claimed.add(t.band); }
-    const grid = this.root.querySelector(".chart-grid");
-    for (const line of Object.values(this.lines)) {
-      if (line.runId !== runId || claimed.has(line.key)) continue;
-      const spec = this.specFor(line.key);
-      if (spec) spec.traces.push({ key: line.key, name: line.key, keys: [line.key], dash: true });
-      else this.addPanel(grid, { id: "k-" + line.key, title: line.key, traces: [{ key: line.key, name: line.key, keys: [line.key] }], extra: true });
-      claimed.add(line.key);
-    }
-  };
-
-  Charts.prototype.specFor = function (key) {
-    // prefix families the server knows: rewards/*/mean → reward panel, clip_ratio* → clip, eval/* → eval
-    const rules = [["reward", (k) => k.startsWith("rewards/") && k.endsWith("/mean")], ["clip", (k) => k.startsWith("clip_ratio")], ["eval", (k) => k.startsWith("eval/")]];
-    for (const [id, test] of rules) {
-      if (test(key)) { const p = this.panels.find((x) => x.spec.id === id); if (p) return p.spec; }
-    }
-    return null;
   };
 
   // --- aha moment and alarms, refreshed while the run reports ------------------------------------
@@ -764,6 +1063,7 @@
     if (JSON.stringify(this.cfg.aha) !== before) {
       for (const p of this.panels) {
         if (!p.rendered || !p.spec.aha) continue;
+        if (p.visible === false || p.card.hidden) { p.dirty = true; continue; }
         const l = this.layout(p);
         Plotly.relayout(p.plot, { shapes: l.shapes, annotations: l.annotations });
       }

@@ -65,9 +65,15 @@ def test_lost_socket_backfills_what_it_missed(page, live_asgi, login_as):
     page.evaluate(f"""() => {{ const c = document.querySelector('[data-r1-charts]').__charts;
         const ws = c.sockets[{run.pk}]; ws.onclose = null; ws.close(); }}""")
     post_log(live_asgi, run, token, metrics([5, 6, 7]))
+    # …and keys first logged while deaf: found through keys.json, a first-screen one fetched, another listed
+    post_log(live_asgi, run, token, {"metrics": [{"step": 6, "key": "kl", "value": 0.5}, {"step": 6, "key": "train/loss", "value": 2}]})
     page.evaluate(f"() => document.querySelector('[data-r1-charts]').__charts.connect({run.pk}, false)")
     page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 8)")
     assert reward_points(page)["x"] == list(range(8))
+    page.wait_for_function("document.querySelector('[data-panel=kl] .chart-plot').data.some(t => t.x.join() === '6')")
+    assert page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)") == ["train/"]
+    page.locator("[data-panel='k-train/loss']").scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector(\"[data-panel='k-train/loss'] .chart-plot\").data?.[0]?.x.join() === '6'")
 
 
 def test_new_metric_key_appears_live_in_its_panel(page, live_asgi, login_as):
@@ -207,3 +213,54 @@ def test_compare_overlays_runs_with_a_legend_and_gains_points_live(page, live_as
     page.wait_for_function("[...document.querySelectorAll('[data-live]')].every(e => e.textContent.includes('live'))")
     post_log(live_asgi, a, token_a, metrics([10], f=lambda s: 0.5))
     page.wait_for_function(f"document.querySelector(\"{plot}\").data.some(t => t.name === 'run-a' && t.x.length === 11)")
+
+
+def test_a_run_with_hundreds_of_keys_lists_them_by_prefix_draws_panels_in_view_and_filters(page, live_asgi, login_as):
+    # Issue 15, finding 9: the page shipped and drew every key's panel (70k keys froze it). Now the
+    # first screen's panels come with the page, every other key is listed by prefix, and a group's
+    # panel is fetched and drawn when it scrolls into view; the filter box narrows the panels.
+    run, token = tracked_run_create(name="many-keys")
+    keys = (["reward", "kl"] + [f"train/layer_{i:03d}/grad_norm" for i in range(150)]
+            + [f"system/gpu_{i}/util" for i in range(8)] + [f"loss_{i:02d}" for i in range(40)])
+    post_log(live_asgi, run, token, {"metrics": [{"step": s, "key": k, "value": s + i} for s in range(3) for i, k in enumerate(keys)]})
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    charts = "document.querySelector('[data-r1-charts]').__charts"
+    assert page.evaluate(f"Object.keys({charts}.cfg.series).sort()") == ["kl", "reward"]
+    groups = page.locator("[data-group]")
+    assert groups.evaluate_all("els => els.map(e => [e.dataset.group, e.open, e.querySelector('[data-group-count]').textContent])") == [
+        ["system/", False, "8 keys"], ["train/", False, "150 keys"], ["other", False, "40 keys"]]
+    assert page.locator(".chart-card.extra").count() == 0  # a closed group makes no panels
+
+    page.click("[data-group='train/'] > summary")
+    first, far = "[data-panel='k-train/layer_000/grad_norm']", "[data-panel='k-train/layer_140/grad_norm']"
+    page.wait_for_function(f"document.querySelector(\"{first} .chart-plot\")?.data?.[0]?.x.length === 3")
+    assert page.locator(".chart-card.extra").count() == 150
+    assert page.evaluate(f"document.querySelector(\"{far} .chart-plot\").data") is None  # not drawn, not fetched
+    fetched = page.evaluate(f"{charts}.loadStats")
+    assert 0 < fetched["keys"] < 30 and fetched["requests"] <= 3
+    page.locator(far).scroll_into_view_if_needed()
+    page.wait_for_function(f"document.querySelector(\"{far} .chart-plot\")?.data?.[0]?.y.join() === '142,143,144'")
+    assert page.locator(f"{far} .chart-info").inner_text() == "3 points"
+    # a live step: the panel in view draws it; a loaded panel off screen keeps it in its line without
+    # a plotly redraw (until it is scrolled back to); a key whose panel was never loaded is not kept
+    post_log(live_asgi, run, token, {"metrics": [{"step": 3, "key": k, "value": 3 + i} for i, k in enumerate(keys)]})
+    page.wait_for_function(f"document.querySelector(\"{far} .chart-plot\").data[0].x.length === 4")
+    line = f"{charts}.lines['{run.pk}|' + %r]"
+    assert page.evaluate(f"{line % 'train/layer_000/grad_norm'}.x.length") == 4
+    assert page.evaluate(f"document.querySelector(\"{first} .chart-plot\").data[0].x.length") == 3
+    assert page.evaluate(f"{line % 'train/layer_100/grad_norm'} === undefined")
+
+    page.fill("[data-filter]", "gpu_1")
+    assert page.locator(".chart-card:visible").evaluate_all("els => els.map(e => e.dataset.panel)") == ["k-system/gpu_1/util"]
+    assert page.locator("[data-filter-count]").inner_text() == "1 of 200 keys"
+    assert "filter=gpu_1" in page.url
+    page.fill("[data-filter]", "train/layer_00?/*")  # a glob
+    assert page.locator(".chart-card:visible").count() == 10
+    assert page.locator("[data-group]:visible").evaluate_all("els => els.map(e => e.dataset.group)") == ["train/"]
+    page.fill("[data-filter]", "KL")  # case-insensitive, the first screen's panels too
+    assert page.locator(".chart-card:visible").evaluate_all("els => els.map(e => e.dataset.panel)") == ["kl"]
+    open_run(page, live_asgi, run, "?filter=loss_3")  # the filter is kept in the URL: a view to share
+    assert page.locator("[data-filter]").input_value() == "loss_3"
+    page.wait_for_function("document.querySelector(\"[data-panel='k-loss_30'] .chart-plot\")?.data?.[0]?.x.length === 4")
+    assert page.locator(".chart-card:visible").count() == 10

@@ -112,6 +112,8 @@ def test_run_page_shows_lineage_and_escapes_the_log(client_as, inputs, django_ca
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert base.name in page and prompts.name in page and "gpu-7" in page
     assert "Resume" in page and "trainer crashed (exit 1)" in page
+    # the stage's curves: the tracked run's panels, with the filter box and the key groups
+    assert "data-r1-charts" in page and "data-filter" in page and "data-groups" in page
 
 
 def test_prompt_import_is_all_or_nothing_with_row_errors_then_preview_and_confirm(client_as):

@@ -5,10 +5,11 @@ import orjson
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import transaction
 from django.utils import timezone
 
 from r1lab.asgi import application
-from r1lab.tracking import selectors
+from r1lab.tracking import selectors, store
 from r1lab.tracking.ingest import parse_log_body
 from r1lab.tracking.models import Comment, Run
 from r1lab.tracking.services import tracked_run_create, tracked_run_log, tracked_run_set_status
@@ -43,6 +44,58 @@ def test_page_data_has_panels_series_and_alarms(run):
     assert [p["id"] for p in data["panels"]][:3] == ["reward", "accuracy", "format"]
     assert data["series"]["kl"]["x"] == list(range(30))
     assert data["run"]["status"] == "running"
+
+
+# A wide RL run: the GRPO keys the first screen draws, and 2,982 others (per-layer, per-GPU, per-task…).
+GRPO_KEYS = ["reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "completions/mean_length",
+             "completions/min_length", "completions/max_length", "completions/clipped_ratio",
+             "reflection/rate_per_1k_tokens", "reflection/frac_responses", "kl", "entropy", "clip_ratio/region_mean",
+             "frac_reward_zero_std", "learning_rate", "throughput/tokens_per_s", "eval/pass@1", "eval/cons@k"]
+WIDE_KEYS = (GRPO_KEYS + [f"train/layer_{i:04d}/grad_norm" for i in range(2400)] + [f"system/gpu_{i}/util" for i in range(400)]
+             + [f"rewards/fn_{i:02d}/mean" for i in range(40)] + [f"eval/task_{i:03d}" for i in range(100)]
+             + [f"loss_{i}" for i in range(42)])
+
+
+def wide_run(steps=2):
+    """A run with 3,000 keys, written through the store (as a trainer's batches are)."""
+    r, _ = tracked_run_create(name="wide")
+    with transaction.atomic():
+        sids = store.series_ids(run_id=r.pk, keys=WIDE_KEYS)
+        rows = [(sids[k], s, float(s + i)) for s in range(steps) for i, k in enumerate(WIDE_KEYS)]
+        store.insert_points(sids=[x[0] for x in rows], steps=[x[1] for x in rows], values=[x[2] for x in rows],
+                            tss=[1.7e9 + x[1] for x in rows])
+    return r
+
+
+def test_page_of_a_run_with_3000_keys_ships_the_first_screen_and_lists_the_other_keys(client_as, django_assert_max_num_queries):
+    # Issue 15, finding 9: the page shipped every series of the run (and drew a panel per key).
+    # Now: data for the first screen's panels, the other keys by name in groups; no query per key.
+    assert len(set(WIDE_KEYS)) == 3000
+    r = wide_run()
+    data = selectors.run_page_data(run=r)
+    shipped = set(data["series"])
+    # the 18 GRPO keys, 11 rewards/fn_*/mean and 12 eval/task_* (a prefix rule draws MAX_PREFIX_TRACES = 12
+    # keys; the reward rule's first one is rewards/accuracy/mean)
+    assert set(GRPO_KEYS) <= shipped and len(shipped) == 18 + 11 + 12
+    assert all(w["x"] == [0, 1] for w in data["series"].values())
+    assert [g["name"] for g in data["groups"]] == ["eval/", "rewards/", "system/", "train/", "other"]
+    listed = [k for g in data["groups"] for k in g["keys"]]
+    assert len(listed) == 3000 - len(shipped) and not set(listed) & shipped
+    assert data["groups"][-1]["keys"][:2] == ["loss_0", "loss_1"]
+    client = client_as("viewer")
+    with django_assert_max_num_queries(12):
+        page = client.get(f"/metrics/runs/{r.pk}/")
+    html = page.content.decode()
+    chart = orjson.loads(html.split('-data" type="application/json">')[1].split("</script>")[0])
+    assert set(chart["series"]) == shipped and sum(len(g["keys"]) for g in chart["groups"]) == len(listed)
+    assert len(page.content) < 200_000  # ~110 kB of key names; every series' points were ~2 MB here
+    # a group's panel fetches its series when it scrolls into view, several keys per request
+    keys = ["train/layer_0007/grad_norm", "system/gpu_3/util"]
+    d = client.get(f"/metrics/runs/{r.pk}/data.json?keys={','.join(keys)}&max_points=1000").json()
+    assert sorted(d["series"]) == sorted(keys) and d["series"]["system/gpu_3/util"]["y"] == [2418.0 + 3, 2419.0 + 3]
+    # a page that lost its socket lists the keys logged meanwhile
+    assert client.get(f"/metrics/runs/{r.pk}/keys.json").json() == {"run": r.pk, "keys": sorted(WIDE_KEYS)}
+    assert client.get("/metrics/runs/999999/keys.json").status_code == 404
 
 
 def test_data_json_and_csv(client_as, run):

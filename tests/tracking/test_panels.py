@@ -1,0 +1,26 @@
+"""The run page's panel rules: the first screen's panels, and every other key grouped by prefix."""
+from r1lab.tracking.panels import MAX_PREFIX_TRACES, panel_keys, panel_layout, prefix_rules
+
+
+def test_unclaimed_keys_are_grouped_by_prefix_other_last():
+    layout = panel_layout(["reward", "kl", "train/loss", "train/a/b", "system/gpu0", "zeta", "alpha", "rewards/fmt/std"])
+    assert [p["id"] for p in layout["panels"]][:3] == ["reward", "accuracy", "format"]  # every known panel, data or not
+    assert layout["groups"] == [
+        {"name": "rewards/", "keys": ["rewards/fmt/std"]},  # rewards/*/mean is the reward panel's; /std is not
+        {"name": "system/", "keys": ["system/gpu0"]},
+        {"name": "train/", "keys": ["train/a/b", "train/loss"]},
+        {"name": "other", "keys": ["alpha", "zeta"]},
+    ]
+
+
+def test_a_prefix_rule_claims_at_most_max_prefix_traces_keys():
+    # 500 eval/<task> keys: the eval panel takes its two named keys and MAX_PREFIX_TRACES others,
+    # the rest are listed in eval/ (before: all 500 in one panel, shipped with the page)
+    tasks = [f"eval/task_{i:03d}" for i in range(500)]
+    layout = panel_layout(["eval/pass@1", "eval/cons@k", *tasks])
+    ev = next(p for p in layout["panels"] if p["id"] == "eval")
+    assert [t["key"] for t in ev["traces"]] == ["eval/pass@1", "eval/cons@k", *tasks[:MAX_PREFIX_TRACES]]
+    rule = next(r["rule"] for r in prefix_rules() if r["panel"] == "eval")
+    assert {t.get("rule") for t in ev["traces"][2:]} == {rule}
+    assert layout["groups"] == [{"name": "eval/", "keys": tasks[MAX_PREFIX_TRACES:]}]
+    assert len(panel_keys(layout["panels"]) & set(tasks)) == MAX_PREFIX_TRACES
