@@ -1,13 +1,14 @@
 """Reads of the tracking app: runs a user may see, downsampled series, samples, comments, alarms."""
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from r1lab.accounts.permissions import can
 from r1lab.tracking import analysis, store
-from r1lab.tracking.models import Comment, Run, Sample, Series
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
+from r1lab.tracking.models import Comment, Run, Sample, Series
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -74,7 +75,36 @@ def run_series_data(*, run: Run, keys: list[str] | None = None, min_step: int | 
     if keys is not None:
         qs = qs.filter(key__in=keys)
     names = dict(qs.values_list("id", "key"))
-    return {"run": run.pk, "series": _windows(names, min_step=min_step, max_step=max_step, max_points=max_points)}
+    out = {"run": run.pk, "series": _windows(names, min_step=min_step, max_step=max_step, max_points=max_points)}
+    if run.attempt != run.first_attempt:  # rewound: earlier attempts' lost points are drawn faintly
+        out["lost"] = lost_series(names, max_points=max_points)
+    return out
+
+
+def lost_series(names: dict[int, str], *, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, list[dict]]:
+    """What rewinds took out of these series' curves (tracking_lostpoint), per key and attempt, in
+    step order and thinned to about `max_points` per attempt: {key: [{"attempt", "x", "y"}]}."""
+    if not names:
+        return {}
+    marks = ",".join(["%s"] * len(names))
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT series_id, attempt, step, value FROM ("
+            f" SELECT series_id, attempt, step, value,"
+            f"  row_number() OVER (PARTITION BY series_id, attempt ORDER BY step) AS rn,"
+            f"  count(*) OVER (PARTITION BY series_id, attempt) AS n"
+            f" FROM tracking_lostpoint WHERE series_id IN ({marks})) t "
+            f"WHERE (rn - 1) %% ((n + %s - 1) / %s) = 0 OR rn = n ORDER BY series_id, attempt, step",
+            [*names, max_points, max_points])
+        rows = cur.fetchall()
+    out: dict[str, list[dict]] = {}
+    for sid, attempt, step, value in rows:
+        segs = out.setdefault(names[sid], [])
+        if not segs or segs[-1]["attempt"] != attempt:
+            segs.append({"attempt": attempt, "x": [], "y": []})
+        segs[-1]["x"].append(step)
+        segs[-1]["y"].append(value)
+    return out
 
 
 def _windows(names: dict[int, str], **window) -> dict:
@@ -99,6 +129,8 @@ def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
         "panels": layout["panels"],
         "groups": layout["groups"],
         "series": {k: w for k, w in data.items() if k in drawn},
+        "lost": (lost_series({sid: k for sid, k in names.items() if k in drawn}, max_points=max_points)
+                 if run.attempt != run.first_attempt else {}),
         **signals_from(data),
         "comments": [comment_payload(c) for c in run_comments(run=run)],
         # how the page fetches a group's panel: as many points as the first screen's

@@ -113,6 +113,10 @@
     this.loadQueue = new Set();
     this.loadStats = { requests: 0, keys: 0 }; // what the lazy panels fetched (tests, benchmarks)
     this.comments = cfg.comments || [];
+    // "run|key" -> [{attempt, x, y}]: what rewinds took out of the curve (a resumed attempt's
+    // earlier steps), drawn faintly behind it as "attempt N, lost".
+    this.lost = {};
+    if (cfg.mode === "run") for (const [key, segs] of Object.entries(cfg.lost || {})) this.lost[cfg.run.id + "|" + key] = segs;
     this.runs = cfg.mode === "compare" ? cfg.runs : [{ id: cfg.run.id, name: cfg.run.name, color: "#2f5bd3", series: cfg.series }];
     for (const run of this.runs) {
       for (const [key, w] of Object.entries(run.series || {})) this.addLine(run.id, key, w);
@@ -418,6 +422,7 @@
             const id = runId + "|" + k;
             const w = (d.series || {})[k] || { x: [], y: [], t: [], total: 0, downsampled: false };
             this.addLine(runId, k, w);
+            if (d.lost && d.lost[k]) this.lost[id] = d.lost[k]; else delete this.lost[id];
             const buf = this.inflight.get(id);
             this.inflight.delete(id);
             if (buf && buf.length) live[k] = buf;
@@ -488,6 +493,19 @@
         hovertemplate: "smoothed %{y:.6g}<extra>" + name + "</extra>",
       });
       panel.traceMeta.push({ line, role: "smooth", ema: prev });
+    }
+    if (!compare && s.x === "step") {
+      for (const { line } of this.panelLines(panel)) {
+        for (const seg of this.lost[line.id] || []) {
+          const name = esc(`attempt ${seg.attempt}, lost`);
+          data.push({
+            x: seg.x.slice(), y: seg.y.slice(), name, type: "scatter", mode: "lines", opacity: 0.35,
+            line: { color: "#868e96", width: 1, dash: "dot" }, legendgroup: "lost-" + seg.attempt,
+            hovertemplate: "step %{x}<br>%{y}<extra>" + name + "</extra>",
+          });
+          panel.traceMeta.push({ line: { id: "lost|" + line.id }, role: "lost" });
+        }
+      }
     }
     panel.ext = extents(data, s.x === "step");
     panel.legendItems = data.filter((t) => t.showlegend && t.visible !== false).length;
@@ -665,7 +683,7 @@
     const pt = ev.points && ev.points[0];
     if (!pt) return;
     const meta = panel.traceMeta[pt.curveNumber];
-    if (!meta) return;
+    if (!meta || meta.role === "lost") return; // a lost attempt's rollouts are history, not browsable
     const w = panel.zoom && panel.zoom[meta.line.id] ? panel.zoom[meta.line.id] : meta.line;
     const step = w.x[pt.pointIndex];
     if (step === undefined) return;
@@ -893,6 +911,8 @@
       this.status = msg.run;
       if (msg.run.last_seen_at) this.lastSeen[runId] = Date.parse(msg.run.last_seen_at);
       this.showStatus();
+    } else if (msg.type === "run.rewound") {
+      this.rewound(runId, msg.after_step);
     } else if (msg.type === "comment.added") {
       this.comments.push(msg.comment);
       this.addCommentToList(msg.comment);
@@ -1022,8 +1042,19 @@
 
   Charts.prototype.expectedTraceCount = function (panel) {
     let n = 0;
-    for (const { band } of this.panelLines(panel)) n += band && !panel.zoom ? 4 : 2;
+    for (const { line, band } of this.panelLines(panel)) {
+      n += band && !panel.zoom ? 4 : 2;
+      if (this.cfg.mode !== "compare" && this.state.x === "step") n += (this.lost[line.id] || []).length;
+    }
     return n;
+  };
+
+  // A resumed attempt rewound the run: the steps after `after_step` are the new attempt's now.
+  // The page drops what it holds after it and reads its series again (curve and lost history).
+  Charts.prototype.rewound = function (runId, afterStep) {
+    const held = Object.values(this.lines).filter((l) => l.runId === runId).map((l) => l.key);
+    for (const k of held) { delete this.lines[runId + "|" + k]; delete this.lost[runId + "|" + k]; }
+    return this.loadKeys(runId, held).then(() => { this.renderAll(); this.scheduleSignals(); });
   };
 
   // --- aha moment and alarms, refreshed while the run reports ------------------------------------

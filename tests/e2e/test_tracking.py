@@ -264,3 +264,37 @@ def test_a_run_with_hundreds_of_keys_lists_them_by_prefix_draws_panels_in_view_a
     assert page.locator("[data-filter]").input_value() == "loss_3"
     page.wait_for_function("document.querySelector(\"[data-panel='k-loss_30'] .chart-plot\")?.data?.[0]?.x.length === 4")
     assert page.locator(".chart-card:visible").count() == 10
+
+
+def post_rewind(base, run, token, step):
+    req = urllib.request.Request(f"{base}/api/v1/runs/{run.pk}/rewind", data=json.dumps({"step": step}).encode(),
+                                 method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_a_rewound_run_redraws_live_with_the_lost_attempt_faint(page, live_asgi, login_as):
+    """A resumed attempt rewinds the run: an open page drops what came after the resume step,
+    draws the new attempt's values, and the dead attempt's as a faint "attempt 1, lost" line."""
+    run, token = tracked_run_create(name="resumed")
+    post_log(live_asgi, run, token, metrics(range(1, 21)))
+    login_as("viewer")
+    open_run(page, live_asgi, run)
+    assert post_rewind(live_asgi, run, token, 10)["lost"]["metrics"] == 10
+    post_log(live_asgi, run, token, metrics(range(11, 21), f=lambda s: -s))
+    page.wait_for_function(f"""() => {{
+        const gd = document.querySelector('{REWARD_PLOT}');
+        const lost = gd.data.find(t => t.name === 'attempt 1, lost');
+        const cur = gd.data.find(t => t.name && t.name.startsWith('reward'));
+        return lost && lost.x.length === 10 && cur.x.length === 20 && cur.y[19] === -20;
+    }}""", timeout=15000)
+    traces = page.evaluate(f"""() => document.querySelector('{REWARD_PLOT}').data
+        .filter(t => t.name === 'attempt 1, lost' || (t.name && t.name.startsWith('reward') && !t.name.includes('smoothed')))
+        .map(t => ({{name: t.name, x: Array.from(t.x), y: Array.from(t.y), opacity: t.opacity}}))""")
+    lost = next(t for t in traces if t["name"] == "attempt 1, lost")
+    cur = next(t for t in traces if t["name"] != "attempt 1, lost")
+    assert lost["x"] == list(range(11, 21)) and lost["y"] == [s / 10 for s in range(11, 21)] and lost["opacity"] < 1
+    assert cur["x"] == list(range(1, 21)) and cur["y"] == [s / 10 for s in range(1, 11)] + [-s for s in range(11, 21)]
+    page.reload()  # the first paint draws the same
+    page.wait_for_selector("[data-r1-charts][data-ready='1']")
+    assert page.evaluate(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.name === 'attempt 1, lost')")

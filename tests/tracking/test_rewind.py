@@ -121,3 +121,17 @@ def test_rewind_needs_the_runs_own_token(client):
     _, other = tracked_run_create(name="o")
     assert post(client, f"/api/v1/runs/{run.pk}/rewind", {"step": 1}, other).status_code == 403
     assert client.post(f"/api/v1/runs/{run.pk}/rewind", data="{}", content_type="application/json").status_code == 401
+
+
+def test_the_lost_history_is_read_with_the_curve_thinned_per_attempt(client):
+    run, token = tracked_run_create(name="r")
+    log(client, run, token, range(1, 101), lambda s: 1.0, ts=1.0)
+    tracked_run_rewind(run=run, after_step=10)
+    run.refresh_from_db()
+    data = selectors.run_series_data(run=run, keys=["reward"], max_points=20)
+    (seg,) = data["lost"]["reward"]
+    assert seg["attempt"] == 1 and seg["x"][0] == 11 and seg["x"][-1] == 100 and len(seg["x"]) <= 22
+    page = selectors.run_page_data(run=run)
+    assert page["lost"]["reward"][0]["attempt"] == 1
+    fresh, _ = tracked_run_create(name="fresh")
+    assert "lost" not in selectors.run_series_data(run=fresh)  # no rewind: no extra query
