@@ -184,6 +184,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     import torch
 
     from training_backend.data import read_prompt_jsonl
+    from training_backend.rewards.sandbox import code_sandbox_for_rows
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
@@ -191,6 +192,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     rows = read_prompt_jsonl(spec.train_data)
     if cfg.max_prompts:
         rows = rows[: cfg.max_prompts]
+    code_sandbox = code_sandbox_for_rows(rows, cfg.allow_unsandboxed_code)  # refused (exit 2) before a model loads
     out_dir = shell.out_dir
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -223,7 +225,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
             f.flush()
             shell.step_done(b + 1, total)
             if shell.stop_requested and b + 1 < total:
-                return shell.finish(b + 1, stopped=True)
+                return shell.finish(b + 1, stopped=True, **code_sandbox)
 
     results = [PromptResult(rows[i], d["completions"], d["lengths"], d["truncated"], d["answers"], d["correct"])
                for i, d in enumerate(done)]
@@ -236,4 +238,6 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     reporter.flush()
     final_results = out_dir / "eval_results.jsonl"
     partial.replace(final_results)
-    return shell.finish(total, eval_metrics=metrics, **{Out.MODEL: spec.model_path, Out.RESULTS: str(final_results)})
+    return shell.finish(total, eval_metrics=metrics, **{Out.MODEL: spec.model_path, Out.RESULTS: str(final_results)},
+                        **code_sandbox)
+

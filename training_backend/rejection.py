@@ -224,6 +224,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     import torch
 
     from training_backend.data import apply_template, read_chat_jsonl, read_prompt_jsonl, write_jsonl
+    from training_backend.rewards.sandbox import code_sandbox_for_rows
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
 
@@ -232,6 +233,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     if cfg.max_prompts:
         rows = rows[: cfg.max_prompts]
     general = read_chat_jsonl(cfg.general_data) if cfg.general_data and cfg.general_ratio > 0 else []
+    code_sandbox = code_sandbox_for_rows(rows, cfg.allow_unsandboxed_code)  # refused (exit 2) before a model loads
     out_dir = shell.out_dir
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -274,7 +276,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
             reporter.flush()
             shell.step_done(b + 1, total)
             if shell.stop_requested and b + 1 < total:
-                return shell.finish(b + 1, stopped=True)
+                return shell.finish(b + 1, stopped=True, **code_sandbox)
 
     reasons: dict[tuple[str, int], str] = {}
     kept, funnel = filter_candidates(done, cfg, reasons)
@@ -298,4 +300,4 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     reporter.flush()
     return shell.finish(total, eval_metrics=metrics, **{
         Out.DATASET: str(dataset), Out.FUNNEL: str(out_dir / "funnel.json"), Out.CANDIDATES: str(out_dir / "candidates.jsonl"),
-        Out.REMOVED: str(out_dir / "removed.jsonl"), Out.NUM_ROWS: len(out_rows)})
+        Out.REMOVED: str(out_dir / "removed.jsonl"), Out.NUM_ROWS: len(out_rows)}, **code_sandbox)

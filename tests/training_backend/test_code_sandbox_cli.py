@@ -65,3 +65,30 @@ def test_the_sandbox_level_lands_in_outputs_json(tmp_path, monkeypatch):
     train(spec, MemoryReporter(), progress=lambda line: None)  # in-process: the CLI path is tested above
     outputs = json.loads((tmp_path / "out" / "outputs.json").read_text())
     assert outputs["code_sandbox"] == {"level": "full", "mechanism": "bwrap", "missing": [], "unsandboxed_allowed": False}
+
+
+def test_sampling_stages_on_rows_with_tests_are_refused_up_front_and_record_the_level(tmp_path, monkeypatch):
+    """eval and rejection sampling run model code on prompt rows that carry `tests`: refused before
+    a model loads where the sandbox is not full (they were refused only at the first batch), and
+    the level lands in their outputs.json too."""
+    import pytest
+
+    from training_backend.evaluate import train as eval_train
+    from training_backend.rewards.sandbox import SandboxRefused
+    from training_backend.tiny import write_jsonl
+
+    rows = [{"id": "1", "prompt": "write f", "answer": "1", "tests": ["assert f() == 1"]}]
+    write_jsonl(rows, tmp_path / "prompts.jsonl")
+    model = make_model(tmp_path / "base")
+    (model / "model.safetensors").rename(model / "hidden")  # a model that cannot load: the refusal comes first
+    spec = {"kind": "eval", "model_path": str(model), "output_dir": str(tmp_path / "out"),
+            "train_data": str(tmp_path / "prompts.jsonl"), "eval_data": None, "seed": 0,
+            "config": {"num_samples": 1, "max_new_tokens": 4, "prompts_per_batch": 1}}
+    monkeypatch.setenv("R1LAB_SANDBOX", "unshare")
+    with pytest.raises(SandboxRefused):
+        eval_train(parse_spec(spec), MemoryReporter(), progress=lambda line: None)
+    monkeypatch.delenv("R1LAB_SANDBOX")
+    (model / "hidden").rename(model / "model.safetensors")
+    eval_train(parse_spec(spec), MemoryReporter(), progress=lambda line: None)
+    record = json.loads((tmp_path / "out" / "outputs.json").read_text())["code_sandbox"]
+    assert (record["level"], record["mechanism"]) == ("full", "bwrap")

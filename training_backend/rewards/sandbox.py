@@ -581,6 +581,17 @@ def require_isolation(allow_unsandboxed: bool | None = None, *, field_name: str 
     return isolation.record(unsandboxed_allowed=isolation.level != FULL)
 
 
+def code_sandbox_for_rows(rows: list[dict], allow_unsandboxed: bool) -> dict:
+    """For a sampling stage (eval, rejection sampling): rows with `tests` run model code (the code
+    check), so the stage is refused up front (SandboxRefused: exit 2, before a model loads) unless
+    the sandbox is full or the stage opts in. `{"code_sandbox": record}` for outputs.json, or {}."""
+    if not any(r.get("tests") for r in rows):
+        return {}
+    record = require_isolation(allow_unsandboxed)
+    set_unsandboxed_allowed(allow_unsandboxed)
+    return {"code_sandbox": record}
+
+
 # The probe: runs as the solution in the harness, inside the sandbox; reports what it got through
 # as one JSON line on stderr. It only reads and tries; nothing it does outlives the run.
 PROBE = r"""
