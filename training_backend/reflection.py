@@ -72,6 +72,26 @@ def find_reflections(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group()) for m in _MARKER_RE.finditer(text, start, end)]
 
 
+# The same marker pattern, case-sensitive, run on the lowercased text: 2.5x faster than the
+# IGNORECASE original (a rollout step page scans ~300 reflective completions; benchmarks/rollouts.py).
+_LOWER_RE = re.compile(_MARKER_RE.pattern)
+
+
+def reflection_spans(text: str, expected: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of each reflection marker, as find_reflections finds them, for display. Fast
+    path on the lowercased text; its result is used only when lowercasing kept every offset and it
+    finds the `expected` count (the one stored at ingest), else find_reflections'."""
+    if not text or expected == 0:
+        return []
+    low = text.lower()
+    if len(low) == len(text):
+        start, end = _scanned_span(text)
+        found = [(m.start(), m.end()) for m in _LOWER_RE.finditer(low, start, end)]
+        if expected is None or len(found) == expected:
+            return found
+    return [(a, b) for a, b, _ in find_reflections(text)]
+
+
 def count_reflections(text: str) -> int:
     """Number of reflection markers in the think span (whole text if none)."""
     return len(find_reflections(text))

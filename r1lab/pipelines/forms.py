@@ -44,14 +44,6 @@ def _to_json(raw: str, type_name: str):
     return raw
 
 
-class StageFieldSpec:
-    """A config field as the template shows it: name, help, R1 and TRL defaults."""
-
-    def __init__(self, stage_index: int, info):
-        self.info = info
-        self.name = f"s{stage_index}-{info.name}"
-
-
 class LaunchForm(forms.Form):
     name = forms.CharField(max_length=200)
     base_model = forms.ModelChoiceField(queryset=None, empty_label="— choose —")

@@ -105,7 +105,3 @@ def get_template(key: str, *, custom_kinds: list[str] | None = None) -> Pipeline
     if key == "custom":
         return custom_template(custom_kinds or [])
     return TEMPLATES[key]
-
-
-def template_choices() -> list[tuple[str, str]]:
-    return [(t.key, t.label) for t in TEMPLATES.values()] + [("custom", "Custom")]

@@ -4,14 +4,9 @@ escaped (`{{ text }}`), so a completion holding `<script>` shows as text, never 
 """
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
-from training_backend.reflection import _MARKER_RE, _scanned_span, find_reflections
-
-# The same marker pattern, case-sensitive, run on the lowercased text: 2.5x faster than the
-# IGNORECASE original (a step page scans ~300 reflective completions; benchmarks/rollouts.py).
-_LOWER_RE = re.compile(_MARKER_RE.pattern)
+from training_backend.reflection import reflection_spans
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -60,26 +55,11 @@ def _zones(text: str) -> list[tuple[int, int, str]]:
     return zones
 
 
-def markers(text: str, expected: int | None = None) -> list[tuple[int, int]]:
-    """(start, end) of each reflection marker, as training_backend.reflection.find_reflections
-    finds them. Fast path on the lowercased text; its result is used only when lowercasing kept
-    every offset and it finds the `expected` count (the one stored at ingest), else the original."""
-    if not text or expected == 0:
-        return []
-    low = text.lower()
-    if len(low) == len(text):
-        start, end = _scanned_span(text)
-        found = [(m.start(), m.end()) for m in _LOWER_RE.finditer(low, start, end)]
-        if expected is None or len(found) == expected:
-            return found
-    return [(a, b) for a, b, _ in find_reflections(text)]
-
-
 def segments(text: str, expected: int | None = None) -> list[Segment]:
     """The completion as display segments; reflection markers (training_backend.reflection) split
     their zone and add " refl". Concatenating the texts gives back `text` exactly. `expected`:
     how many markers ingest counted (0 skips the search)."""
-    refl = markers(text, expected)
+    refl = reflection_spans(text, expected)
     if not refl:
         return [Segment(zone, text[start:end]) for start, end, zone in _zones(text)]
     out: list[Segment] = []

@@ -18,11 +18,6 @@ from collections.abc import Sequence
 import psycopg
 from django.db import connection, transaction
 
-def _pg_array(values) -> str:
-    """A PostgreSQL array literal; repr() of a float round-trips exactly (validated finite)."""
-    return "{" + ",".join(map(repr, values)) + "}"
-
-
 ROLLUP_LEVELS = 6  # bucket widths 8, 64, …, 262144 steps
 _BASE_BITS = 3  # 8 = 2**3: bucket of level l = step >> (3*l)
 

@@ -38,16 +38,3 @@ def test_wilson_interval():
     assert abs(p.low - 0.00177) < 1e-4 and abs(p.high - 0.05448) < 1e-4
     assert wilson_interval(0, 0).estimate is None
     assert wilson_interval(10, 10).high == 1.0
-
-
-def test_fast_marker_search_agrees_with_find_reflections():
-    from r1lab.rollouts.text import markers
-    from training_backend.reflection import count_reflections, find_reflections
-
-    texts = ["<think>WAIT. Double check, re-examine; RETHINK. waiting is not one.</think>x",
-             "İstanbul wait, however</think>", "Kelvin \u212a wait", "no markers here", "try\nagain and think   again"]
-    for t in texts:
-        want = [(a, b) for a, b, _ in find_reflections(t)]
-        assert markers(t) == want
-        assert markers(t, count_reflections(t)) == want
-    assert markers("wait", 0) == []

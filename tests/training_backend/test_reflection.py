@@ -66,3 +66,16 @@ def test_reflection_stats_rejects_mismatched_lengths():
         reflection_stats(["a", "b"], [1])
     with pytest.raises(ValueError):
         reflection_stats(["a"], [1], [True, False])
+
+
+def test_fast_marker_search_agrees_with_find_reflections():
+    from training_backend.reflection import count_reflections, find_reflections
+    from training_backend.reflection import reflection_spans as markers
+
+    texts = ["<think>WAIT. Double check, re-examine; RETHINK. waiting is not one.</think>x",
+             "İstanbul wait, however</think>", "Kelvin \u212a wait", "no markers here", "try\nagain and think   again"]
+    for t in texts:
+        want = [(a, b) for a, b, _ in find_reflections(t)]
+        assert markers(t) == want
+        assert markers(t, count_reflections(t)) == want
+    assert markers("wait", 0) == []
