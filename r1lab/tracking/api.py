@@ -12,7 +12,6 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.accounts.selectors import api_token_user, bearer_token
 from r1lab.tracking import selectors, services
@@ -49,7 +48,7 @@ def _run_for_token(request, run_id: int) -> Run:
     raw = bearer_token(request)
     if not raw:
         raise IngestError(401, "missing `Authorization: Bearer <run token>` header")
-    token_run = Run.objects.filter(token_hash=hash_token(raw)).only("id", "status").first()
+    token_run = selectors.run_for_token(raw=raw)
     if token_run is None:
         if api_token_user(raw=raw) is not None:
             raise IngestError(403, "a personal token cannot log to a run: use the run's token from POST /api/v1/runs")
@@ -102,10 +101,9 @@ def run_rewind(request, run_id: int):
     attempts logged after it becomes history and the values logged from now on make the curve."""
     run = _run_for_token(request, run_id)
     step = parse_rewind_body(_body(request))
-    rewind = services.tracked_run_rewind(run=Run.objects.get(pk=run.pk), after_step=step)
+    rewind = services.tracked_run_rewind(run=run, after_step=step)
     if rewind is None:
-        return _json({"step": step, "attempt": Run.objects.values_list("attempt", flat=True).get(pk=run.pk),
-                      "lost": {"metrics": 0, "samples": 0}})
+        return _json({"step": step, "attempt": run.attempt, "lost": {"metrics": 0, "samples": 0}})
     return _json({"step": step, "attempt": rewind.attempt,
                   "lost": {"metrics": rewind.lost_points, "samples": rewind.lost_samples}})
 
@@ -122,7 +120,7 @@ def run_finish(request, run_id: int):
     status = payload.get("status") if isinstance(payload, dict) else None
     if status not in ("succeeded", "failed", "cancelled"):
         raise IngestError(400, f"status: must be one of succeeded, failed, cancelled (got {status!r})")
-    run = services.tracked_run_finish(run=Run.objects.get(pk=run.pk), status=status)
+    run = services.tracked_run_finish(run=run, status=status)
     return _json({"id": run.pk, "status": run.status})
 
 
@@ -150,7 +148,7 @@ def run_metrics(request, run_id: int):
     user = _user_for_token(request)
     if not can(user, "runs.view"):
         raise IngestError(403, "your role may not view runs")
-    run = selectors.runs_visible(user=user).filter(pk=run_id).first()
+    run = selectors.run_visible(user=user, run_id=run_id)
     if run is None:
         raise IngestError(404, f"no run {run_id}")
     try:

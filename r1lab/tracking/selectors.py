@@ -1,14 +1,17 @@
 """Reads of the tracking app: runs a user may see, downsampled series, samples, comments, alarms."""
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.tracking import analysis, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
-from r1lab.tracking.models import Comment, Run, Sample, Series
+from r1lab.tracking.models import Comment, Point, Run, Sample, Series
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -25,6 +28,71 @@ def runs_visible(*, user, project: str | None = None) -> QuerySet[Run]:
     if project:
         qs = qs.filter(project=project)
     return qs
+
+
+def run_for_token(*, raw: str) -> Run | None:
+    """The run whose ingest token this is (tokens are stored hashed). Only the columns the ingest
+    path reads: a run's config may be large and every logged batch looks its token up."""
+    return Run.objects.filter(token_hash=hash_token(raw)).only("id", "status", "attempt").first()
+
+
+def run_visible(*, user, run_id: int) -> Run | None:
+    return runs_visible(user=user).filter(pk=run_id).first()
+
+
+def run_projects(*, user) -> list[str]:
+    return sorted(set(runs_visible(user=user).values_list("project", flat=True)))
+
+
+def run_points(*, run: Run, keys: list[str] | None = None, min_step: int | None = None,
+               max_step: int | None = None):
+    """Every point of the run's series (of `keys`), not downsampled, as (key, step, value, ts) in
+    series then step order, streamed from the database (the CSV download)."""
+    series = Series.objects.filter(run=run)
+    if keys:
+        series = series.filter(key__in=keys)
+    names = dict(series.values_list("id", "key"))
+    points = Point.objects.filter(series_id__in=list(names)).order_by("series_id", "step")
+    if min_step is not None:
+        points = points.filter(step__gte=min_step)
+    if max_step is not None:
+        points = points.filter(step__lte=max_step)
+    for sid, step, value, ts in points.values_list("series_id", "step", "value", "ts").iterator(chunk_size=5000):
+        yield names[sid], step, value, ts
+
+
+MAX_COMPARE_RUNS = 20
+DEFAULT_COMPARE_METRICS = ["reward", "rewards/accuracy/mean", "completions/mean_length", "reflection/rate_per_1k_tokens"]
+PALETTE = ["#2f5bd3", "#d9480f", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#e67700", "#5f3dc4", "#364fc7", "#087f5b",
+           "#862e9c", "#a61e4d", "#5c940d", "#0b7285", "#d6336c", "#495057", "#f08c00", "#3b5bdb", "#099268", "#e8590c"]
+
+
+def compare_data(*, user, run_ids: list[int], metrics: list[str] | None = None) -> dict:
+    """The compare page: the visible runs among `run_ids` (in that order, at most MAX_COMPARE_RUNS),
+    each with its series of `metrics` and a colour, every key they log, and their configs side by
+    side (flattened, with the rows that differ marked)."""
+    ids = list(dict.fromkeys(run_ids))[:MAX_COMPARE_RUNS]
+    found = {r.pk: r for r in runs_visible(user=user).filter(pk__in=ids)}
+    runs = [found[i] for i in ids if i in found]
+    metrics = metrics or DEFAULT_COMPARE_METRICS
+    all_keys = sorted(set(Series.objects.filter(run__in=runs).values_list("key", flat=True)))
+    series = [{"id": run.pk, "name": run.name, "color": PALETTE[i % len(PALETTE)],
+               "series": run_series_data(run=run, keys=metrics)["series"]} for i, run in enumerate(runs)]
+    flat = [_flatten(r.config) for r in runs]
+    config_keys = sorted(set().union(*flat)) if flat else []
+    config_rows = [{"key": k, "values": [f.get(k, "—") for f in flat], "differs": len({f.get(k) for f in flat}) > 1}
+                   for k in config_keys]
+    return {"runs": runs, "metrics": metrics, "all_keys": all_keys, "series": series, "config_rows": config_rows}
+
+
+def _flatten(config, prefix=""):
+    out = {}
+    if isinstance(config, dict):
+        for k, v in config.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = json.dumps(config, sort_keys=True, default=str)
+    return out
 
 
 def run_summary(*, run: Run) -> dict:

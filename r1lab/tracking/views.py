@@ -2,7 +2,6 @@
 parser, then a service or a selector."""
 from __future__ import annotations
 
-import json
 
 import orjson
 from django.conf import settings
@@ -16,16 +15,9 @@ from r1lab import csv_export
 from r1lab.accounts.permissions import can, require_action
 from r1lab.tracking import selectors, services
 from r1lab.tracking.forms import CommentForm, NotesForm
-from r1lab.tracking.models import Point, Series
-
-MAX_COMPARE_RUNS = 20
-DEFAULT_COMPARE_METRICS = ["reward", "rewards/accuracy/mean", "completions/mean_length", "reflection/rate_per_1k_tokens"]
-PALETTE = ["#2f5bd3", "#d9480f", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#e67700", "#5f3dc4", "#364fc7", "#087f5b",
-           "#862e9c", "#a61e4d", "#5c940d", "#0b7285", "#d6336c", "#495057", "#f08c00", "#3b5bdb", "#099268", "#e8590c"]
-
 
 def _run_or_404(request, run_id: int):
-    run = selectors.runs_visible(user=request.user).filter(pk=run_id).first()
+    run = selectors.run_visible(user=request.user, run_id=run_id)
     if run is None:
         raise Http404("no such run")
     return run
@@ -35,7 +27,7 @@ def _run_or_404(request, run_id: int):
 def run_list(request):
     project = request.GET.get("project") or None
     runs = list(selectors.runs_visible(user=request.user, project=project)[:300])
-    projects = sorted(set(selectors.runs_visible(user=request.user).values_list("project", flat=True)))
+    projects = selectors.run_projects(user=request.user)
     return render(request, "tracking/run_list.html", {"runs": runs, "projects": projects, "project": project})
 
 
@@ -90,22 +82,16 @@ def run_csv(request, run_id: int):
     """Every point (not downsampled) of the requested keys, as CSV."""
     run = _run_or_404(request, run_id)
     keys = [k for k in (request.GET.get("keys") or "").split(",") if k]
-    series = Series.objects.filter(run=run)
-    if keys:
-        series = series.filter(key__in=keys)
-    names = dict(series.values_list("id", "key"))
     min_step, max_step = request.GET.get("min_step"), request.GET.get("max_step")
-    points = Point.objects.filter(series_id__in=list(names)).order_by("series_id", "step")
-    if min_step and min_step.lstrip("-").isdigit():
-        points = points.filter(step__gte=int(min_step))
-    if max_step and max_step.lstrip("-").isdigit():
-        points = points.filter(step__lte=int(max_step))
+    points = selectors.run_points(run=run, keys=keys or None,
+                                  min_step=int(min_step) if min_step and min_step.lstrip("-").isdigit() else None,
+                                  max_step=int(max_step) if max_step and max_step.lstrip("-").isdigit() else None)
     writer = csv_export.writer(_Echo())  # formula-safe: keys are untrusted text
 
     def rows():
         yield writer.writerow(["run", "key", "step", "value", "wall_time"])
-        for sid, step, value, ts in points.values_list("series_id", "step", "value", "ts").iterator(chunk_size=5000):
-            yield writer.writerow([run.pk, names[sid], step, value, ts])  # floats: written as repr, never escaped
+        for key, step, value, ts in points:
+            yield writer.writerow([run.pk, key, step, value, ts])  # floats: written as repr, never escaped
 
     filename = f"run{run.pk}-{'-'.join(keys)[:80] or 'all'}.csv".replace("/", "_")
     response = StreamingHttpResponse(rows(), content_type="text/csv")
@@ -139,38 +125,15 @@ def notes_update(request, run_id: int):
     return redirect("tracking:run", run_id=run.pk)
 
 
-def _flatten(config, prefix=""):
-    out = {}
-    if isinstance(config, dict):
-        for k, v in config.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = json.dumps(config, sort_keys=True, default=str)
-    return out
-
-
 @require_action("runs.view")
 def compare(request):
-    ids = []
-    for raw in (request.GET.get("runs") or "").split(","):
-        if raw.strip().isdigit() and int(raw) not in ids:
-            ids.append(int(raw))
-    ids = ids[:MAX_COMPARE_RUNS]
-    found = {r.pk: r for r in selectors.runs_visible(user=request.user).filter(pk__in=ids)}
-    runs = [found[i] for i in ids if i in found]
-    metrics = [m for m in (request.GET.get("metrics") or "").split(",") if m] or DEFAULT_COMPARE_METRICS
-    all_keys = sorted(set(Series.objects.filter(run__in=runs).values_list("key", flat=True)))
-    payload_runs = []
-    for i, run in enumerate(runs):
-        data = selectors.run_series_data(run=run, keys=metrics)["series"]
-        payload_runs.append({"id": run.pk, "name": run.name, "color": PALETTE[i % len(PALETTE)], "series": data})
-    flat = [_flatten(r.config) for r in runs]
-    config_keys = sorted(set().union(*flat)) if flat else []
-    config_rows = [{"key": k, "values": [f.get(k, "—") for f in flat], "differs": len({f.get(k) for f in flat}) > 1}
-                   for k in config_keys]
-    chart = {"mode": "compare", "runs": payload_runs, "metrics": metrics, "keys": all_keys,
+    ids = [int(raw) for raw in (request.GET.get("runs") or "").split(",") if raw.strip().isdigit()]
+    metrics = [m for m in (request.GET.get("metrics") or "").split(",") if m] or None
+    data = selectors.compare_data(user=request.user, run_ids=ids, metrics=metrics)
+    chart = {"mode": "compare", "runs": data["series"], "metrics": data["metrics"], "keys": data["all_keys"],
              "stale_after_s": settings.R1LAB_STALE_AFTER_S}
     return render(request, "tracking/compare.html", {
-        "runs": runs, "metrics": metrics, "all_keys": all_keys, "chart": chart, "config_rows": config_rows,
+        "runs": data["runs"], "metrics": data["metrics"], "all_keys": data["all_keys"], "chart": chart,
+        "config_rows": data["config_rows"],
         "all_runs": selectors.runs_visible(user=request.user)[:300],
     })
