@@ -81,7 +81,8 @@ def open_run(args, state: SyncState, *, source: str, default_name: str, config: 
         state.data["run"] = saved
         state.save()
         print(f"r1lab_client: logging to {saved.get('page') or saved['url']}", file=sys.stderr)
-    return Run(saved["url"], saved["token"])
+    # The spool lives beside the state file: what the server did not get survives a reboot too.
+    return Run(saved["url"], saved["token"], spool_dir=state.path.with_name(state.path.name + ".spool"))
 
 
 def run_loop(args, state: SyncState, run: Run, poll, totals) -> int:
@@ -115,4 +116,4 @@ def _loop(args, state: SyncState, run: Run, poll, stop: threading.Event) -> bool
         stop.wait(args.interval)
     if not args.follow and not args.no_finish and not stop.is_set():
         return run.finish("succeeded")
-    return run.flush()
+    return run.pending() == 0  # just flushed: no second round of retries
