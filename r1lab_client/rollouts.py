@@ -273,6 +273,11 @@ def _natural(p: Path):
     return [int(t) if t.isdigit() else t for t in _NUMBER.split(str(p))]
 
 
+def _ours(path: Path, root: Path) -> bool:
+    """The sync's own files (its state, the client's spool beside it) are not dumps."""
+    return any(part.startswith(".r1lab-sync") for part in path.relative_to(root).parts)
+
+
 def step_from_name(path: Path) -> int | None:
     numbers = _NUMBER.findall(path.stem)
     return int(numbers[-1]) if numbers else None
@@ -312,7 +317,7 @@ class RolloutTailer:
             return [self.path]
         if not self.path.is_dir():
             return []
-        found = {p for pattern in self.patterns for p in self.path.rglob(pattern) if p.is_file()}
+        found = {p for pattern in self.patterns for p in self.path.rglob(pattern) if p.is_file() and not _ours(p, self.path)}
         return sorted(found, key=_natural)
 
     def poll(self, run, budget: int = 50_000) -> bool:

@@ -57,7 +57,8 @@ class TensorBoardTailer:
     def discover(self) -> list[Path]:
         if not self.logdir.is_dir():
             return []
-        return sorted(p for p in self.logdir.rglob("*tfevents*") if p.is_file())
+        return sorted(p for p in self.logdir.rglob("*tfevents*")
+                      if p.is_file() and not any(x.startswith(".r1lab-sync") for x in p.relative_to(self.logdir).parts))
 
     def poll(self, run, budget: int = 200_000) -> bool:
         """Queue the scalars of up to `budget` new event records on `run`. True when more wait."""
