@@ -36,7 +36,8 @@ What is supported, and how it maps:
   advantage, group/uid (else consecutive rows with the same prompt form a group), gts/gold.
 - `summary`: the last value of every logged key, plus what the script sets; the keys the script
   sets are sent with the run's config (under "summary") at `finish`.
-- `finish(exit_code=None)`: succeeded (failed for a non-zero exit code); also called at exit.
+- `finish(exit_code=None)`: succeeded (failed for a non-zero exit code); a run left open is
+  finished at exit: failed after an uncaught exception, cancelled after Ctrl-C.
 - Not supported (accepted and ignored, with one warning each): `watch`, `save`, `define_metric`,
   `alert`, `log_artifact`/`use_artifact`, `Image`, `Histogram`, `Video`, `Audio`, `Html`,
   `plot`, and text values in `log` (kept in `summary` only). Runs cannot be resumed by id.
@@ -317,11 +318,11 @@ class WandbRun:
         if samples and self._channel is not None:
             self._channel.log_samples(samples, step=self._step)
 
-    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None, *, status: str | None = None) -> None:
         if self._finished:
             return
         self._finished = True
-        status = "succeeded" if not exit_code else "failed"
+        status = status or ("succeeded" if not exit_code else "failed")
         if self._channel is not None:
             if self.summary.set_by_script:
                 self._channel.update_config({"summary": dict(self.summary.set_by_script)})
@@ -355,7 +356,10 @@ class WandbRun:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.finish(exit_code=1 if exc_type is not None else 0)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.finish(status="cancelled")
+        else:
+            self.finish(exit_code=1 if exc_type is not None else 0)
         return False
 
 
@@ -445,9 +449,13 @@ def init(project: str | None = None, name: str | None = None, config=None, *, en
 
 
 def _finish_at_exit() -> None:
+    """A run left open: succeeded, or failed after an uncaught exception (cancelled: Ctrl-C)."""
     if run is not None:
-        failed = getattr(sys, "last_value", None) is not None and not isinstance(sys.last_value, SystemExit)
-        run.finish(exit_code=1 if failed else 0)
+        exc = getattr(sys, "last_value", None)
+        if isinstance(exc, KeyboardInterrupt):
+            run.finish(status="cancelled")
+        else:
+            run.finish(exit_code=1 if exc is not None and not isinstance(exc, SystemExit) else 0)
 
 
 def _current() -> WandbRun:
