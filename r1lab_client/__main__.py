@@ -12,7 +12,7 @@ from r1lab_client.sync import SyncState, add_run_arguments, open_run, run_loop
 def _state_path(args, path: Path, what: str) -> Path:
     if args.state:
         return Path(args.state)
-    if path.is_dir():
+    if path.is_dir() or (not path.exists() and path.suffix not in (".jsonl", ".parquet")):  # a folder to come
         return path / f".r1lab-sync-{what}.json"
     return path.with_name(path.name + f".r1lab-sync-{what}.json")
 
@@ -21,7 +21,7 @@ def sync_tensorboard(args) -> int:
     from r1lab_client.tensorboard import TensorBoardTailer
 
     logdir = Path(args.logdir)
-    if not logdir.is_dir():
+    if not logdir.is_dir() and not args.follow:  # with --follow: the trainer may not have started yet
         raise SystemExit(f"{logdir}: no such folder")
     state = SyncState(_state_path(args, logdir, "tensorboard"))
     tailer = TensorBoardTailer(logdir, state.data)
@@ -35,8 +35,13 @@ def sync_rollouts(args) -> int:
     from r1lab_client.rollouts import RolloutTailer, parse_map
 
     path = Path(args.path)
-    if not path.exists():
+    if not path.exists() and not args.follow:
         raise SystemExit(f"{path}: no such file or folder")
+    if args.kind == "trl" or path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise SystemExit("reading Parquet needs pyarrow: pip install pyarrow") from None
     try:
         mapping = parse_map(args.map)
     except ValueError as exc:

@@ -28,3 +28,22 @@ def test_a_sync_during_an_outage_spools_and_the_next_run_sends_it_once(tmp_path,
         assert "synced: samples=0 skipped=0 files=2" in capsys.readouterr().out
     finally:
         back.stop()
+
+
+def test_run_from_puts_a_second_sync_into_the_first_ones_run(tmp_path, capsys):
+    """verl's metrics (TensorBoard) and rollouts (dumps) in one run: the second sync reuses the
+    run recorded in the first one's state file instead of creating another."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (first / "1.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c", "step": 1}) + "\n")
+    (second / "2.jsonl").write_text(json.dumps({"prompt": "q", "completion": "d", "step": 2}) + "\n")
+    server = Ingest().start()
+    try:
+        common = ["--url", server.base, "--token", "personal", "--no-finish"]
+        assert main(["sync-rollouts", "generic", str(first), *common]) == 0
+        assert main(["sync-rollouts", "generic", str(second), *common,
+                     "--run-from", str(first / ".r1lab-sync-rollouts-generic.json")]) == 0
+        assert server.auth.count("Bearer personal") == 1  # one run created
+        assert [s["completion"] for s in server.samples] == ["c", "d"]
+    finally:
+        server.stop()
