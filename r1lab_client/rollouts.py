@@ -284,7 +284,7 @@ def step_from_name(path: Path) -> int | None:
 
 
 KINDS = {
-    # kind: (file patterns, grouping without an id, reward renames, what a file is)
+    # kind: (file patterns, grouping without an id, reward columns renamed)
     "verl": (("*.jsonl",), "prompt", {"acc": "accuracy"}),
     "trl": (("completions*.parquet",), "consecutive", {}),
     "generic": (("*.jsonl", "*.parquet"), "consecutive", {}),
