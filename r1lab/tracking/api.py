@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from r1lab.accounts.permissions import can
 from r1lab.accounts.selectors import api_token_user, bearer_token
 from r1lab.tracking import selectors, services
-from r1lab.tracking.ingest import IngestError, parse_log_body, parse_rewind_body, parse_run_create
+from r1lab.tracking.ingest import IngestError, parse_config_body, parse_log_body, parse_rewind_body, parse_run_create
 from r1lab.tracking.models import Run
 from r1lab.tracking.store import SeriesLimitError
 from r1lab.tracking.openapi import OPENAPI
@@ -106,6 +106,16 @@ def run_rewind(request, run_id: int):
         return _json({"step": step, "attempt": run.attempt, "lost": {"metrics": 0, "samples": 0}})
     return _json({"step": step, "attempt": rewind.attempt,
                   "lost": {"metrics": rewind.lost_points, "samples": rewind.lost_samples}})
+
+
+@_api
+@require_POST
+def run_config(request, run_id: int):
+    """`{"config": {...}}`: set keys of the run's config after it was created (run token)."""
+    run = _run_for_token(request, run_id)
+    config = parse_config_body(_body(request))
+    run = services.tracked_run_config_update(run=Run.objects.get(pk=run.pk), config=config)
+    return _json({"id": run.pk, "config": run.config})
 
 
 @_api

@@ -283,3 +283,18 @@ def parse_rewind_body(body: bytes) -> int:
     if type(step) is not int or not -1 <= step <= MAX_STEP:
         raise _bad("step", f"must be an integer from -1 to {MAX_STEP}", step)
     return step
+
+
+def parse_config_body(body: bytes) -> dict:
+    """`POST /api/v1/runs/{id}/config` body `{"config": {...}}` → the keys to set (merged into the
+    run's config, top-level keys replaced, like W&B's `config.update`)."""
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    if type(payload) is not dict or set(payload) != {"config"} or type(payload["config"]) is not dict:
+        raise IngestError(400, 'body must be {"config": {...}}: the keys to set in the run\'s config')
+    where = nul_path(payload["config"], "config")
+    if where:
+        raise IngestError(400, f"{where}: must not contain NUL (\\u0000) characters")
+    return payload["config"]

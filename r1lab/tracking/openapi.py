@@ -79,6 +79,15 @@ OPENAPI: dict = {
                 "type": "object", "properties": {"step": {"type": "integer"}, "attempt": {"type": "integer"},
                                                  "lost": {"$ref": "#/components/schemas/Counts"}}}}}},
                 "400": _ERROR, "401": _ERROR, "403": _ERROR}}},
+        "/runs/{id}/config": {"post": {
+            "summary": "Set keys of the run's config after it was created (top-level keys replaced, the others kept)",
+            "security": [{"runToken": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["config"],
+                "additionalProperties": False, "properties": {"config": {"type": "object"}}}}}},
+            "responses": {"200": {"description": "the run's whole config after the update", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"id": {"type": "integer"}, "config": {"type": "object"}}}}}},
+                "400": _ERROR, "401": _ERROR, "403": _ERROR, "405": _ERROR, "413": _ERROR}}},
         "/runs/{id}/finish": {"post": {
             "summary": "Finish a run", "security": [{"runToken": []}],
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],

@@ -176,6 +176,17 @@ def tracked_run_finish(*, run: Run, status: str) -> Run:
     return tracked_run_set_status(run=run, status=status)
 
 
+@transaction.atomic
+def tracked_run_config_update(*, run: Run, config: dict) -> Run:
+    """Set keys of the run's config (the trainer's hyperparameters, sent after the run was
+    created: W&B-style `config.update`). Top-level keys are replaced, the others kept."""
+    locked = Run.objects.select_for_update().only("id", "config").get(pk=run.pk)
+    locked.config = {**(locked.config or {}), **config}
+    locked.save(update_fields=["config"])
+    run.config = locked.config
+    return run
+
+
 def tracked_run_notes_update(*, run: Run, notes: str) -> Run:
     run.notes = notes[:20000]
     run.save(update_fields=["notes"])

@@ -22,8 +22,17 @@ class Ingest:
         self.fail_next_5xx = 0
         self.fail_all_500 = False  # a sick server: 500 on every log
         self.rewinds: list[int] = []
+        self.log_bodies: list[int] = []  # size of each /log body, in arrival order
+        self.gate = threading.Event()  # cleared: /log requests wait for it (a busy server)
+        self.gate.set()
+        self.changed = threading.Condition()
         self.port = port
         self.server = None
+
+    def wait_until(self, predicate, timeout: float = 10.0) -> bool:
+        """Wait for what the client sent to arrive (the client does not wait for every answer)."""
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
 
     def start(self):
         ingest = self
@@ -33,7 +42,15 @@ class Ingest:
                 pass
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                try:
+                    self.handle_post()
+                finally:
+                    with ingest.changed:
+                        ingest.changed.notify_all()
+
+            def handle_post(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 ingest.auth.append(self.headers.get("Authorization", ""))
                 if ingest.fail_next_5xx:
                     ingest.fail_next_5xx -= 1
@@ -46,6 +63,8 @@ class Ingest:
                         del ingest.metrics[key]
                     return self.reply(200, {"step": body["step"]})
                 if self.path == "/api/v1/runs/42/log":
+                    ingest.gate.wait(30)
+                    ingest.log_bodies.append(len(raw))
                     if ingest.fail_all_500 or any(m["key"] == "poison" for m in body.get("metrics", [])):
                         return self.reply(500, {"error": "internal error"})  # a server bug on this batch
                     bad = [m for m in body.get("metrics", []) if not isinstance(m.get("value"), (int, float))]
@@ -100,6 +119,7 @@ def test_init_creates_a_run_and_logs_with_its_token(ingest, tmp_path):
     run.log({"reward": 0.5, "loss": float("nan")}, step=1)
     run.log_samples([{"prompt": "1+1", "completion": "2", "rewards": {"accuracy": 1.0}}], step=1)
     run.log({"reward": 0.7}, step=2)  # a new step sends step 1's batch
+    assert ingest.wait_until(lambda: ("reward", 1) in ingest.metrics)
     assert ingest.metrics == {("reward", 1): 0.5}
     assert run.finish("succeeded")
     assert ingest.metrics == {("reward", 1): 0.5, ("reward", 2): 0.7}
@@ -216,3 +236,64 @@ def test_each_token_spools_apart(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     a, b = Run("http://127.0.0.1:9/api/v1/runs/42", "token-1"), Run("http://127.0.0.1:9/api/v1/runs/42", "token-2")
     assert a.spool_dir != b.spool_dir
+
+
+# --- batching (issue 14): full speed for a fast logger, no added latency for a slow one ---------
+
+
+def test_a_step_goes_out_when_the_next_one_starts(ingest, tmp_path):
+    """A trainer that logs a step a second: its points reach the server when the step ends (the
+    next step starts), not when a batch is full. No flush, no linger timer: the step end alone."""
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, linger_s=None)
+    run.log({"reward": 0.1, "kl": 0.01}, step=0)
+    run.log_samples([{"prompt": "p", "completion": "c", "rewards": {"accuracy": 1.0}}], step=0)
+    assert not ingest.log_bodies
+    run.log({"reward": 0.2}, step=1)
+    assert ingest.wait_until(lambda: len(ingest.samples) == 1)
+    assert ingest.metrics == {("reward", 0): 0.1, ("kl", 0): 0.01}
+    assert run.finish("succeeded") and ingest.metrics[("reward", 1)] == 0.2
+
+
+def test_steps_logged_while_the_server_is_busy_go_out_together(ingest, tmp_path):
+    """A fast logger (a replayed event file, a benchmark) must not pay one request per step: while
+    the server has not answered, the steps that end pile into one batch. Before: 200 requests."""
+    ingest.gate.clear()  # the server takes its time
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, linger_s=None)
+    for step in range(200):
+        run.log({"reward": step / 200, "kl": 0.001 * step}, step=step)
+    ingest.gate.set()
+    assert run.finish("succeeded")
+    assert len(ingest.log_bodies) <= 4
+    assert sorted(s for k, s in ingest.metrics if k == "reward") == list(range(200))
+    assert run.sent_batches == len(ingest.log_bodies)
+
+
+def test_what_waits_is_sent_without_another_call(ingest, tmp_path):
+    """A burst of logging, then nothing (a long evaluation): the last step does not wait for
+    the trainer's next call. Before: it waited for the next step or flush."""
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, linger_s=0.05)
+    run.log({"reward": 0.5}, step=7)
+    assert ingest.wait_until(lambda: ("reward", 7) in ingest.metrics)
+    assert run.finish("succeeded")
+
+
+def test_batches_are_cut_by_bytes(ingest, tmp_path):
+    """Long rollouts are cut into bodies of at most max_bytes (a single bigger sample goes
+    alone), far below the server's R1LAB_INGEST_MAX_BYTES (16 MiB): before, 1,000 samples of
+    any size made one body, over the limit (413) for long completions."""
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path, max_bytes=1_000_000)
+    text = "x" * 300_000
+    run.log_samples([{"prompt": "p", "completion": text, "rewards": {}, "index": i} for i in range(10)], step=1)
+    run.log_samples([{"prompt": "p", "completion": "y" * 1_200_000, "rewards": {}, "index": 10}], step=1)
+    assert run.finish("succeeded")
+    assert len(ingest.samples) == 11
+    assert all(n <= 1_000_000 for n in ingest.log_bodies[:-1]) and ingest.log_bodies[-1] > 1_000_000
+    assert Run("http://h/api/v1/runs/1", "t").max_bytes * 3 < 16 * 1024 * 1024
+
+
+def test_a_nan_in_a_sample_is_sent_as_null(ingest, tmp_path):
+    run = Run(f"{ingest.base}/api/v1/runs/42", "t", spool_dir=tmp_path)
+    run.log_samples([{"prompt": "p", "completion": "c", "rewards": {"accuracy": float("nan"), "format": 1.0},
+                      "advantage": float("inf")}], step=0)
+    assert run.finish("succeeded")
+    assert ingest.samples[0]["rewards"] == {"accuracy": None, "format": 1.0} and ingest.samples[0]["advantage"] is None
