@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "r1lab.pipelines",
     "r1lab.curation",
     "r1lab.rollouts",
+    "r1lab.lab",
 ]
 
 MIDDLEWARE = [

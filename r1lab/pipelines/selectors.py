@@ -2,7 +2,6 @@
 pickers of the launch form, log tails, and the workers page (Celery's inspect API)."""
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from dataclasses import dataclass
@@ -11,7 +10,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 
+from r1lab.curation import selectors as curation_selectors
+from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
+from r1lab.tracking import selectors as tracking_selectors
 from training_backend.stage import Out
 
 log = logging.getLogger(__name__)
@@ -40,40 +42,35 @@ def run_current_stage(run: PipelineRun) -> Stage | None:
     return ran[-1] if ran else (stages[0] if stages else None)
 
 
-def run_key_metrics(run: PipelineRun) -> dict:
-    """Last reward and accuracy: from the tracked runs when tracking can say, else from the
-    finished stages' outputs.json summaries."""
-    out: dict = {}
-    for s in run.stages.all():
-        summary = (s.outputs or {}).get(Out.SUMMARY) or {}
-        if "last/reward" in summary:
-            out["reward"] = summary["last/reward"]
-        for key in ("eval/accuracy", "last/rewards/accuracy/mean"):
-            if key in summary:
-                out["accuracy"] = summary[key]
-                break
-    latest = _tracking_latest([s.tracked_run_id for s in run.stages.all() if s.tracked_run_id])
-    for key, name in (("reward", "reward"), ("rewards/accuracy/mean", "accuracy"), ("eval/accuracy", "accuracy")):
-        if key in latest:
-            out[name] = latest[key]
+_LATEST_KEYS = (("reward", "reward"), ("rewards/accuracy/mean", "accuracy"), ("eval/accuracy", "accuracy"))
+
+
+def runs_key_metrics(runs: list[PipelineRun]) -> dict[int, dict]:
+    """Last reward and accuracy per pipeline run: from the finished stages' outputs.json
+    summaries, overridden by the latest points of the newest tracked run (one query for all)."""
+    newest = {}
+    for run in runs:
+        tracked = [s.tracked_run_id for s in run.stages.all() if s.tracked_run_id]
+        if tracked:
+            newest[run.pk] = tracked[-1]
+    latest = tracking_selectors.runs_latest_values(run_ids=list(newest.values()), keys=[k for k, _ in _LATEST_KEYS])
+    out: dict[int, dict] = {}
+    for run in runs:
+        m: dict = {}
+        for s in run.stages.all():
+            summary = (s.outputs or {}).get(Out.SUMMARY) or {}
+            if "last/reward" in summary:
+                m["reward"] = summary["last/reward"]
+            for key in ("eval/accuracy", "last/rewards/accuracy/mean"):
+                if key in summary:
+                    m["accuracy"] = summary[key]
+                    break
+        values = latest.get(newest.get(run.pk), {})
+        for key, name in _LATEST_KEYS:
+            if key in values:
+                m[name] = values[key]
+        out[run.pk] = m
     return out
-
-
-def _tracking_latest(tracked_run_ids: list[int]) -> dict:
-    """Latest metric values of the newest tracked run, if the tracking app offers a selector."""
-    if not tracked_run_ids:
-        return {}
-    try:
-        sel = importlib.import_module("r1lab.tracking.selectors")
-    except ModuleNotFoundError:
-        return {}
-    fn = getattr(sel, "run_latest_values", None)
-    if fn is None:
-        return {}
-    try:
-        return fn(run_id=tracked_run_ids[-1], keys=["reward", "rewards/accuracy/mean", "eval/accuracy"]) or {}
-    except TypeError:  # a different signature: the outputs summaries stand in
-        return {}
 
 
 def run_detail(*, run_id: int) -> PipelineRun:
@@ -198,47 +195,16 @@ def prompt_sets_for_picker() -> QuerySet[PromptSet]:
     return PromptSet.objects.order_by("name")
 
 
-# --- curation (another app): used when it offers these functions ---------------------------------
-
-def _curation():
-    try:
-        return importlib.import_module("r1lab.curation.selectors"), importlib.import_module("r1lab.curation.services")
-    except ModuleNotFoundError:
-        return None, None
-
+# --- curation's dataset versions (SFT stages train on them) --------------------------------------
 
 def dataset_versions_for_picker() -> list[tuple[int, str]]:
-    """(id, label) of the dataset versions an SFT stage can train on; [] when curation has none."""
-    sel, _ = _curation()
-    fn = getattr(sel, "dataset_versions_for_picker", None) if sel else None
-    if fn is None:
-        return []
-    return [(v.pk, getattr(v, "label", str(v))) for v in fn()]
-
-
-def _dataset_version(version_id):
-    try:
-        from r1lab.curation.models import DatasetVersion
-    except ImportError:
-        return None
-    return DatasetVersion.objects.select_related("project").filter(pk=version_id).first()
+    """(id, label) of the dataset versions an SFT stage can train on."""
+    return [(v.pk, v.label) for v in curation_selectors.dataset_versions_for_picker()]
 
 
 def dataset_version_label(version_id) -> str:
-    v = _dataset_version(version_id)
-    return getattr(v, "label", str(v)) if v else f"dataset version {version_id}"
-
-
-def dataset_version_export(*, version_id) -> tuple[str, str]:
-    """(label, JSONL path) of a dataset version, exported by curation's own service."""
-    from r1lab.pipelines.services import StageTransitionError
-
-    _, svc = _curation()
-    v = _dataset_version(version_id)
-    fn = getattr(svc, "dataset_version_export_path", None) if svc else None
-    if v is None or fn is None:
-        raise StageTransitionError(f"dataset version {version_id} is not available")
-    return getattr(v, "label", str(v)), str(fn(version=v))
+    v = DatasetVersion.objects.select_related("project").filter(pk=version_id).first()
+    return v.label if v else f"dataset version {version_id}"
 
 
 # --- workers (Celery inspect) ---------------------------------------------------------------------

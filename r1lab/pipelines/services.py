@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from r1lab.curation import services as curation_services
+from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
 from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate
 from r1lab.tracking.models import Run as TrackedRun
@@ -436,7 +438,21 @@ class AttemptStart:
     tracked_run_id: int | None
 
 
-def _resolve_inputs(stage: Stage) -> dict:
+def _export_dataset_versions(stage_id: int) -> dict[int, tuple[str, str]]:
+    """{version id: (label, JSONL path)} of the dataset versions the stage trains on, exported by
+    curation before the stage's row is locked: writing a large file must not hold the lock."""
+    refs = (Stage.objects.filter(pk=stage_id).values_list("inputs", flat=True).first() or {}).values()
+    out: dict[int, tuple[str, str]] = {}
+    for ref in refs:
+        if ref.get("from") != "dataset_version":
+            continue
+        version = DatasetVersion.objects.select_related("project").filter(pk=ref.get("id")).first()
+        if version is not None:
+            out[version.pk] = (version.label, str(curation_services.dataset_version_export_path(version=version)))
+    return out
+
+
+def _resolve_inputs(stage: Stage, exports: dict[int, tuple[str, str]]) -> dict:
     """Inputs → paths and lineage labels. Raises StageTransitionError when one is missing."""
     out: dict = {}
     for key, ref in (stage.inputs or {}).items():
@@ -453,10 +469,10 @@ def _resolve_inputs(stage: Stage) -> dict:
             out[key] = {"from": src, "id": ps.pk, "label": ps.name, "path": ps.train_path,
                         "eval_path": ps.eval_path or None}
         elif src == "dataset_version":
-            from r1lab.pipelines.selectors import dataset_version_export
-
-            label, path = dataset_version_export(version_id=ref.get("id"))
-            out[key] = {"from": src, "id": ref.get("id"), "label": label, "path": path}
+            if ref.get("id") not in exports:
+                raise StageTransitionError(f"{key}: dataset version {ref.get('id')} is not available")
+            label, path = exports[ref["id"]]
+            out[key] = {"from": src, "id": ref["id"], "label": label, "path": path}
         elif src == "stage":
             prev = Stage.objects.filter(run_id=stage.run_id, index=ref["index"]).first()
             if prev is None or prev.status != S.SUCCEEDED:
@@ -474,6 +490,7 @@ def _resolve_inputs(stage: Stage) -> dict:
 def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker_pid: int) -> AttemptStart | None:
     """queued → running for this attempt, or None when there is nothing to do (the message is a
     redelivery of an attempt already started or finished, or the stage was cancelled meanwhile)."""
+    exports = _export_dataset_versions(stage_id)
     with transaction.atomic():
         stage = Stage.objects.select_for_update(of=("self",)).select_related("run").filter(pk=stage_id).first()
         if stage is None or stage.attempt != attempt or stage.status != S.QUEUED:
@@ -484,7 +501,7 @@ def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker
         now = timezone.now()
         attempt_dir = _stage_dir(stage) / f"attempt-{attempt}"
         try:
-            resolved = _resolve_inputs(stage)
+            resolved = _resolve_inputs(stage, exports)
         except StageTransitionError as exc:
             _transition(stage, S.FAILED, detail=str(exc)[:200])
             stage.finished_at = now
@@ -601,14 +618,9 @@ def _record_dataset_use(stage: Stage) -> None:
     for ref in (stage.inputs or {}).values():
         if ref.get("from") != "dataset_version":
             continue
-        try:
-            from r1lab.curation.models import DatasetVersion
-            from r1lab.curation.services import dataset_version_record_use
-        except ImportError:
-            return
         version = DatasetVersion.objects.filter(pk=ref.get("id")).first()
         if version is not None:
-            dataset_version_record_use(version=version, consumer=f"run {stage.run_id} · stage {stage.index} {stage.name}",
+            curation_services.dataset_version_record_use(version=version, consumer=f"run {stage.run_id} · stage {stage.index} {stage.name}",
                                        checkpoint=(stage.outputs or {}).get(Out.FINAL_MODEL) or "")
 
 

@@ -9,8 +9,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
@@ -28,17 +26,10 @@ def run_list(request):
     if filters.is_valid():
         status, q = filters.cleaned_data["status"], filters.cleaned_data["q"]
     runs = list(selectors.runs_for_list(user=request.user, status=status, q=q))
-    rows = [{"run": r, "stage": selectors.run_current_stage(r), "metrics": selectors.run_key_metrics(r)} for r in runs]
+    metrics = selectors.runs_key_metrics(runs)
+    rows = [{"run": r, "stage": selectors.run_current_stage(r), "metrics": metrics[r.pk]} for r in runs]
     return render(request, "pipelines/run_list.html", {"rows": rows, "filters": filters,
                                                         "can_launch": can(request.user, "runs.launch")})
-
-
-def _has_panels() -> bool:
-    try:
-        get_template("tracking/_panels.html")
-    except TemplateDoesNotExist:
-        return False
-    return True
 
 
 @require_action("runs.view")
@@ -59,7 +50,7 @@ def run_detail(request, run_id: int):
         "outputs": {s.pk: json.dumps(s.outputs, indent=2, sort_keys=True) if s.outputs else "" for s in stages},
         "code_sandboxes": {s.pk: selectors.stage_code_sandbox(s) for s in stages},
         "can_launch": can(request.user, "runs.launch"),
-        "chart_stage": chart_stage, "has_panels": _has_panels(),
+        "chart_stage": chart_stage,
     })
 
 

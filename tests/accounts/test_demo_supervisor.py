@@ -3,7 +3,7 @@ tests/e2e/test_demo_supervisor.py)."""
 import re
 import time
 
-from r1lab.accounts.management.commands.demo import Supervisor
+from r1lab.lab.management.commands.demo import Supervisor
 
 
 class Quick(Supervisor):

@@ -6,7 +6,6 @@ INSTALLED_APPS order (so pipelines can use what tracking seeded).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -24,6 +23,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from r1lab.accounts.permissions import ROLES
 from r1lab.accounts.services import roles_ensure, user_create_with_role
+from r1lab.curation import demo as curation_demo
+from r1lab.pipelines import demo as pipelines_demo
 
 DEMO_USERS = [(role, role) for role in ROLES] + [("admin", None)]
 
@@ -197,16 +198,8 @@ class Command(BaseCommand):
     def _seed(self, *, no_launch: bool) -> bool:
         marker = settings.VAR_DIR / "demo_seeded"
         first_run = not marker.exists()
-        for app in settings.INSTALLED_APPS:
-            if not app.startswith("r1lab."):
-                continue
-            try:
-                module = importlib.import_module(f"{app}.demo")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{app}.demo":
-                    raise
-                continue
-            module.seed(stdout=self.stdout, first_run=first_run and not no_launch)
+        for seed in (pipelines_demo.seed, curation_demo.seed):
+            seed(stdout=self.stdout, first_run=first_run and not no_launch)
         marker.write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
         return first_run
 
