@@ -10,7 +10,7 @@ from channels.layers import InMemoryChannelLayer
 from r1lab.accounts.consumers import UserAccessMixin
 from r1lab.pipelines import selectors
 from r1lab.pipelines.models import PipelineRun
-from r1lab.pipelines.services import RUNS_GROUP, run_group_name
+from r1lab.pipelines.state_machine import RUNS_GROUP, run_group_name
 
 # With the in-memory layer (embedded mode) the Celery worker, a separate process, cannot reach
 # this one: poll the database for what it wrote instead. With Redis, events arrive pushed.

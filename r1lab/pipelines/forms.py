@@ -7,7 +7,8 @@ from django import forms
 
 from r1lab.pipelines import selectors
 from r1lab.pipelines.models import PromptSet
-from r1lab.pipelines.services import PipelineValidationError, StagePlan, pipeline_plan
+from r1lab.pipelines.services import StagePlan, pipeline_plan
+from r1lab.pipelines.state_machine import PipelineValidationError
 from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate
 
 

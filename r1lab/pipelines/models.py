@@ -4,7 +4,7 @@ A `PipelineRun` is made from a template (pipelines.stage_templates): a list of `
 kind (a key of training_backend.config.STAGE_CONFIGS, or the built-in `make_base`), a config
 validated by the trainer's own dataclass, and inputs that name where its model and data come from
 (a base model, an earlier stage's output, a prompt set, a dataset version). `Stage.status` moves
-through the state machine in services.TRANSITIONS; each (re)start is a numbered `StageAttempt`.
+through the state machine in state_machine.TRANSITIONS; each (re)start is a numbered `StageAttempt`.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class PromptSet(models.Model):
 class PipelineRun(models.Model):
     """A pipeline run made from a template (R1-Zero, R1, Distill, Eval, custom).
 
-    `status` is derived from its stages (services.pipeline_run_refresh_status)."""
+    `status` is derived from its stages (state_machine.pipeline_run_refresh_status)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 
-from r1lab.pipelines import services
+from r1lab.pipelines import attempts
 from r1lab.pipelines.stage_templates import MAKE_BASE
 from training_backend import stage as contract  # the worker <-> trainer contract (stdlib only)
 
@@ -62,7 +62,7 @@ def _allowed(name: str, extra: list[str]) -> bool:
     return any(name == e or (e.endswith("*") and name.startswith(e[:-1])) for e in extra)
 
 
-def trainer_env(start: services.AttemptStart, *, token: str | None = None) -> dict:
+def trainer_env(start: attempts.AttemptStart, *, token: str | None = None) -> dict:
     """The trainer's environment: the allow-listed part of the worker's, plus the run token. A
     worker started with `-c <gpus>` runs one stage per pool process; a single-GPU stage in pool
     process i sees only GPU i, unless the operator set CUDA_VISIBLE_DEVICES for the worker (then
@@ -85,7 +85,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         os._exit(1)
 
 
-def trainer_command(start: services.AttemptStart, spec_path: Path, *, report_url: str | None,
+def trainer_command(start: attempts.AttemptStart, spec_path: Path, *, report_url: str | None,
                     metrics_out: Path) -> list[str]:
     """The trainer's argv. Holds no secret: any local user sees it in `ps`, and a multi-GPU
     launcher echoes it into trainer.log, which viewers read. The run token goes in the
@@ -113,7 +113,7 @@ def _absolute(path: str | None) -> str | None:
     return str(p if p.is_absolute() else Path(settings.BASE_DIR) / p)
 
 
-def write_spec(start: services.AttemptStart) -> Path:
+def write_spec(start: attempts.AttemptStart) -> Path:
     return contract.write_spec(
         Path(start.attempt_dir) / contract.SPEC_FILE, kind=start.kind, model_path=_absolute(start.model_path),
         output_dir=_absolute(start.output_dir), train_data=_absolute(start.train_data),
@@ -163,7 +163,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
     from r1lab.tracking.models import Run as TrackedRun
     from r1lab.tracking.services import tracked_run_rotate_token
 
-    start = services.stage_attempt_start(stage_id=stage_id, attempt=attempt, worker_host=socket.gethostname(),
+    start = attempts.stage_attempt_start(stage_id=stage_id, attempt=attempt, worker_host=socket.gethostname(),
                                          worker_pid=os.getpid())
     if start is None:
         return "noop"
@@ -187,7 +187,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
         log_file.flush()
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=settings.BASE_DIR, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-    services.stage_attempt_set_trainer_pid(stage_id=stage_id, attempt=attempt, pid=proc.pid)
+    attempts.stage_attempt_set_trainer_pid(stage_id=stage_id, attempt=attempt, pid=proc.pid)
     log.info("stage %s attempt %s: trainer pid %s: %s", stage_id, attempt, proc.pid, " ".join(cmd))
 
     progress = _Progress(log_path)
@@ -203,7 +203,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
             break
         if progress.changed or now - last_beat >= interval:
             close_old_connections()
-            answer = services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
+            answer = attempts.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
                                               first_step=progress.first_step, total=progress.total,
                                               eta_s=progress.eta_s, progress_changed=progress.changed)
             progress.changed = False
@@ -219,7 +219,7 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
 
     progress.poll()
     if progress.step is not None:
-        services.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
+        attempts.stage_heartbeat(stage_id=stage_id, attempt=attempt, step=progress.step,
                                  first_step=progress.first_step, total=progress.total, eta_s=progress.eta_s,
                                  progress_changed=True)
     Out = contract.Out
@@ -233,6 +233,6 @@ def stage_execute(*, stage_id: int, attempt: int) -> str:
     if gone:
         return "gone"
     close_old_connections()
-    stage = services.stage_attempt_finish(stage_id=stage_id, attempt=attempt, exit_code=code, outputs=outputs,
+    stage = attempts.stage_attempt_finish(stage_id=stage_id, attempt=attempt, exit_code=code, outputs=outputs,
                                           signalled_cancel=signalled_at is not None)
     return stage.status if stage is not None else "gone"

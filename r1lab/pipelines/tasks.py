@@ -13,7 +13,7 @@ import signal
 from celery import shared_task
 from celery.signals import worker_process_init
 
-from r1lab.pipelines import runner, services
+from r1lab.pipelines import attempts, runner
 
 
 @worker_process_init.connect
@@ -47,4 +47,4 @@ def run_stage(stage_id: int, attempt: int) -> str:
 @shared_task(name="pipelines.mark_lost_workers", ignore_result=True, time_limit=60,
              expires=30)
 def mark_lost_workers() -> list[int]:
-    return services.stages_mark_lost()
+    return attempts.stages_mark_lost()

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
-from r1lab.pipelines import selectors, services
+from r1lab.pipelines import selectors, services, state_machine
 from r1lab.pipelines.forms import BaseModelForm, LaunchForm, PromptImportForm, RunFilterForm
 from r1lab.pipelines.models import PipelineRun, Stage
 from r1lab.pipelines.prompt_import import parse_prompt_file
@@ -95,7 +95,7 @@ def _stage_action(request, run_id: int, stage_id: int, action):
     stage = get_object_or_404(Stage.objects.select_related("run"), pk=stage_id, run_id=run_id)
     try:
         action(stage=stage, user=request.user)
-    except services.StageTransitionError as exc:
+    except state_machine.StageTransitionError as exc:
         messages.error(request, str(exc))
     return redirect("pipelines:detail", run_id=run_id)
 
@@ -124,7 +124,7 @@ def run_cancel(request, run_id: int):
     run = get_object_or_404(PipelineRun, pk=run_id)
     try:
         services.pipeline_run_cancel(run=run, user=request.user)
-    except services.StageTransitionError as exc:
+    except state_machine.StageTransitionError as exc:
         messages.error(request, str(exc))
     return redirect("pipelines:detail", run_id=run_id)
 
@@ -176,7 +176,7 @@ def prompt_set_import(request):
             ps = services.prompt_set_import(name=pending["name"], kind=pending["kind"], rows=pending["rows"],
                                             eval_fraction=pending["eval_fraction"], user=request.user,
                                             source_name=pending["source_name"])
-        except services.PipelineValidationError as exc:
+        except state_machine.PipelineValidationError as exc:
             messages.error(request, "; ".join(exc.errors.values()))
             return redirect("pipelines:prompt_import")
         path.unlink(missing_ok=True)

@@ -3,7 +3,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from r1lab.asgi import application
-from r1lab.pipelines.services import pipeline_run_set_status
+from r1lab.pipelines.state_machine import pipeline_run_set_status
 from tests.factories import PipelineRunFactory, UserFactory
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_channel_layer")]

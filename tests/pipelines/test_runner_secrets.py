@@ -3,7 +3,7 @@ line (visible to `ps`, echoed into trainer.log by multi-GPU launchers, which vie
 trainer inherited the worker's whole environment (DATABASE_URL, SECRET_KEY, REDIS_URL)."""
 import pytest
 
-from r1lab.pipelines import runner, services
+from r1lab.pipelines import attempts, runner
 from r1lab.pipelines.models import Stage
 from r1lab.pipelines.selectors import log_tail, mask_secrets
 
@@ -11,7 +11,7 @@ TOKEN = "r1r_" + "A" * 43
 
 
 def _start(num_gpus=1):
-    return services.AttemptStart(stage_id=1, run_id=1, attempt=1, kind="grpo", config={}, num_gpus=num_gpus,
+    return attempts.AttemptStart(stage_id=1, run_id=1, attempt=1, kind="grpo", config={}, num_gpus=num_gpus,
                                  resume=False, output_dir="/tmp/o", attempt_dir="/tmp/a", model_path="/m",
                                  train_data="/d", eval_data=None, tracked_run_id=1)
 
@@ -41,7 +41,7 @@ def test_the_trainer_gets_an_allow_listed_environment_and_the_token(monkeypatch,
 
 
 def test_the_trainer_reads_its_token_from_the_environment(tmp_path, monkeypatch):
-    from training_backend.__main__ import _reporter, main
+    from training_backend.__main__ import _reporter
 
     monkeypatch.setenv("R1LAB_RUN_TOKEN", TOKEN)
     args = type("A", (), {"report_url": "http://127.0.0.1:9/api/v1/runs/1", "token": None, "metrics_out": None})()

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from r1lab.pipelines import services
+from r1lab.pipelines import attempts, services, state_machine
 from r1lab.pipelines.models import PipelineRun, Stage, StageAttempt
 from r1lab.pipelines.stage_templates import MAKE_BASE, TEMPLATES, custom_template
 from r1lab.tracking.models import Run as TrackedRun
@@ -43,7 +43,7 @@ def _make_run(inputs, template=TEMPLATES["r1_zero"], configs=None, **kw):
 
 
 def _start(stage: Stage):
-    return services.stage_attempt_start(stage_id=stage.pk, attempt=stage.attempt, worker_host="h", worker_pid=1)
+    return attempts.stage_attempt_start(stage_id=stage.pk, attempt=stage.attempt, worker_host="h", worker_pid=1)
 
 
 @pytest.mark.parametrize("override,field,needle", [
@@ -53,7 +53,7 @@ def _start(stage: Stage):
     ({"learning_rate": "fast"}, "s0-learning_rate", "expected a number"),
 ])
 def test_bad_config_is_rejected_per_field_and_nothing_is_created(inputs, override, field, needle):
-    with pytest.raises(services.PipelineValidationError) as exc:
+    with pytest.raises(state_machine.PipelineValidationError) as exc:
         _make_run(inputs, configs=[{**TINY_GRPO, **override}])
     assert needle in exc.value.errors[field]
     assert PipelineRun.objects.count() == 0 and Stage.objects.count() == 0
@@ -63,7 +63,7 @@ def test_a_model_path_missing_on_the_shared_disk_is_rejected(inputs):
     base, prompts = inputs
     base.path = "/nowhere/at/all"
     base.save()
-    with pytest.raises(services.PipelineValidationError) as exc:
+    with pytest.raises(state_machine.PipelineValidationError) as exc:
         _make_run((base, prompts))
     assert "does not exist" in exc.value.errors["base_model"]
 
@@ -71,7 +71,7 @@ def test_a_model_path_missing_on_the_shared_disk_is_rejected(inputs):
 def test_templates_whose_kinds_the_trainer_lacks_are_refused_by_name(inputs):
     tpl = custom_template(["grpo", "ppo_from_the_future"])
     assert tpl.missing_kinds() == ["ppo_from_the_future"] and not tpl.available
-    with pytest.raises(services.PipelineValidationError) as exc:
+    with pytest.raises(state_machine.PipelineValidationError) as exc:
         _make_run(inputs, template=tpl, configs=[dict(TINY_GRPO), {}])
     assert "ppo_from_the_future" in exc.value.errors["template"]
     assert PipelineRun.objects.count() == 0
@@ -100,12 +100,12 @@ def test_start_run_finish_and_the_next_stage_follows_with_the_outputs(inputs, tm
     start = _start(first)
     assert start is not None and start.model_path == inputs[0].path and start.eval_data == inputs[1].eval_path
     assert _start(first) is None  # a redelivered message for the same attempt does nothing
-    assert services.stage_heartbeat(stage_id=first.pk, attempt=1, step=2, total=3, eta_s=1.5) == "ok"
+    assert attempts.stage_heartbeat(stage_id=first.pk, attempt=1, step=2, total=3, eta_s=1.5) == "ok"
     first.refresh_from_db()
     assert (first.status, first.progress_step, first.progress_pct) == ("running", 2, 66.7)
     final = tmp_path / "final"
     final.mkdir()
-    services.stage_attempt_finish(stage_id=first.pk, attempt=1, exit_code=0,
+    attempts.stage_attempt_finish(stage_id=first.pk, attempt=1, exit_code=0,
                                   outputs={"final_model": str(final), "summary": {"last/reward": 0.5}},
                                   signalled_cancel=False)
     first.refresh_from_db()
@@ -115,12 +115,12 @@ def test_start_run_finish_and_the_next_stage_follows_with_the_outputs(inputs, tm
     start2 = _start(second)
     assert start2.model_path == str(final)  # the previous stage's checkpoint is this one's model
     assert Stage.objects.get(pk=second.pk).resolved_inputs["model"]["stage_id"] == first.pk
-    services.stage_attempt_finish(stage_id=second.pk, attempt=1, exit_code=0, outputs={"final_model": str(final)},
+    attempts.stage_attempt_finish(stage_id=second.pk, attempt=1, exit_code=0, outputs={"final_model": str(final)},
                                   signalled_cancel=False)
     run.refresh_from_db()
     assert run.status == "succeeded"
     # finishing an attempt twice (a redelivery after the fact) changes nothing
-    assert services.stage_attempt_finish(stage_id=second.pk, attempt=1, exit_code=1, outputs=None,
+    assert attempts.stage_attempt_finish(stage_id=second.pk, attempt=1, exit_code=1, outputs=None,
                                          signalled_cancel=False) is None
 
 
@@ -134,7 +134,7 @@ def test_failures_are_recorded_with_their_reason(inputs, exit_code, detail, trac
     services.pipeline_run_launch(run=run, user=user)
     stage = run.stages.get()
     _start(stage)
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=exit_code, outputs=None, signalled_cancel=False)
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=exit_code, outputs=None, signalled_cancel=False)
     stage.refresh_from_db()
     run.refresh_from_db()
     assert (stage.status, stage.status_detail, stage.exit_code, run.status) == ("failed", detail, exit_code, "failed")
@@ -149,8 +149,8 @@ def test_cancel_a_running_stage_is_relayed_to_its_worker_then_recorded(inputs):
     services.pipeline_run_cancel(run=run, user=user)
     stage.refresh_from_db()
     assert stage.status == "running" and stage.cancel_requested  # the worker owns the subprocess
-    assert services.stage_heartbeat(stage_id=stage.pk, attempt=1, step=1, total=3) == "cancel"
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=75, outputs=None, signalled_cancel=True)
+    assert attempts.stage_heartbeat(stage_id=stage.pk, attempt=1, step=1, total=3) == "cancel"
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=75, outputs=None, signalled_cancel=True)
     stage.refresh_from_db()
     run.refresh_from_db()
     assert stage.status == "cancelled" and stage.tracked_run.status == "cancelled"
@@ -176,8 +176,8 @@ def test_resume_continues_from_the_checkpoint_in_a_new_attempt(inputs):
     from pathlib import Path
 
     (Path(stage.output_dir) / "checkpoints" / "step-000002").mkdir(parents=True)
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
-    with pytest.raises(services.StageTransitionError):
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
+    with pytest.raises(state_machine.StageTransitionError):
         services.stage_cancel(stage=stage, user=user)  # a failed stage has nothing to cancel
     tracked_before = stage.tracked_run_id
     services.stage_resume(stage=stage, user=user)
@@ -186,7 +186,7 @@ def test_resume_continues_from_the_checkpoint_in_a_new_attempt(inputs):
     assert stage.tracked_run_id == tracked_before  # same curves: steps continue
     start = _start(stage)
     assert start.resume and start.output_dir == stage.output_dir
-    with pytest.raises(services.StageTransitionError):
+    with pytest.raises(state_machine.StageTransitionError):
         services.stage_resume(stage=stage, user=user)  # a running stage does not resume
 
 
@@ -195,7 +195,7 @@ def test_retry_starts_fresh_with_new_output_and_new_tracked_run(inputs):
     services.pipeline_run_launch(run=run, user=user)
     stage = run.stages.get()
     _start(stage)
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
     stage.refresh_from_db()
     old_dir, old_tracked = stage.output_dir, stage.tracked_run_id
     services.stage_retry(stage=stage, user=user)
@@ -210,16 +210,16 @@ def test_lost_worker_is_found_by_its_heartbeat_and_can_be_resumed(inputs):
     services.pipeline_run_launch(run=run, user=user)
     stage = run.stages.get()
     _start(stage)
-    assert services.stages_mark_lost(timeout_s=45) == []  # fresh heartbeat: alive
+    assert attempts.stages_mark_lost(timeout_s=45) == []  # fresh heartbeat: alive
     Stage.objects.filter(pk=stage.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=50))
-    assert services.stages_mark_lost(timeout_s=45) == [stage.pk]
+    assert attempts.stages_mark_lost(timeout_s=45) == [stage.pk]
     stage.refresh_from_db()
     assert (stage.status, stage.status_detail) == ("failed", "worker lost")
     assert stage.tracked_run.status == "crashed"
     assert StageAttempt.objects.get(stage=stage, number=1).outcome == "worker_lost"
     # the stalled worker, should it wake up, learns its attempt is gone and records nothing
-    assert services.stage_heartbeat(stage_id=stage.pk, attempt=1, step=3, total=3) == "gone"
-    assert services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=0, outputs=None,
+    assert attempts.stage_heartbeat(stage_id=stage.pk, attempt=1, step=3, total=3) == "gone"
+    assert attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=0, outputs=None,
                                          signalled_cancel=False) is None
     services.stage_resume(stage=stage, user=user)
     stage.refresh_from_db()
@@ -237,6 +237,6 @@ def test_build_base_prepends_a_make_base_stage(inputs):
 
 
 def test_state_machine_refuses_illegal_moves():
-    allowed = {(a, b) for a, tos in services.TRANSITIONS.items() for b in tos}
+    allowed = {(a, b) for a, tos in state_machine.TRANSITIONS.items() for b in tos}
     assert ("succeeded", "queued") not in allowed and ("pending", "running") not in allowed
     assert ("failed", "queued") in allowed and ("running", "cancelled") in allowed

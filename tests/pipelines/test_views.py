@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from r1lab.pipelines import services
+from r1lab.pipelines import attempts, services
 from r1lab.pipelines.models import PipelineRun, PromptSet, Stage
 from r1lab.pipelines.stage_templates import TEMPLATES
 from tests.pipelines.factories import TINY_GRPO, BaseModelFactory, PromptSetFactory, write_prompts
@@ -102,12 +102,12 @@ def test_run_page_shows_lineage_and_escapes_the_log(client_as, inputs, django_ca
     with django_capture_on_commit_callbacks(execute=False):
         services.pipeline_run_launch(run=run, user=None)
     stage = run.stages.get()
-    start = services.stage_attempt_start(stage_id=stage.pk, attempt=1, worker_host="gpu-7", worker_pid=1)
+    start = attempts.stage_attempt_start(stage_id=stage.pk, attempt=1, worker_host="gpu-7", worker_pid=1)
     from pathlib import Path
 
     Path(start.attempt_dir).mkdir(parents=True)
     Path(start.attempt_dir, "trainer.log").write_text("step 1 <script>alert(1)</script>\n")
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
     page = client_as("researcher").get(reverse("pipelines:detail", args=[run.pk])).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert base.name in page and prompts.name in page and "gpu-7" in page

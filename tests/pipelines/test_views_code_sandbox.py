@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from r1lab.pipelines import services
+from r1lab.pipelines import attempts, services
 from r1lab.pipelines.stage_templates import TEMPLATES
 from tests.pipelines.factories import TINY_GRPO, BaseModelFactory, PromptSetFactory, write_prompts
 
@@ -29,8 +29,8 @@ def finished_run(tmp_path, django_capture_on_commit_callbacks, outputs: dict):
     with django_capture_on_commit_callbacks(execute=False):
         services.pipeline_run_launch(run=run, user=None)
     stage = run.stages.get()
-    services.stage_attempt_start(stage_id=stage.pk, attempt=1, worker_host="gpu-7", worker_pid=1)
-    services.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=0, outputs=outputs, signalled_cancel=False)
+    attempts.stage_attempt_start(stage_id=stage.pk, attempt=1, worker_host="gpu-7", worker_pid=1)
+    attempts.stage_attempt_finish(stage_id=stage.pk, attempt=1, exit_code=0, outputs=outputs, signalled_cancel=False)
     return run
 
 
