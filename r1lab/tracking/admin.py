@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from r1lab.admin_utils import register_plain
-from r1lab.tracking.models import Comment, Run, Sample, Series
+from r1lab.tracking.models import Comment, MlflowExperiment, Run, Sample, Series
 
 
 @admin.register(Run)
@@ -14,5 +14,5 @@ class RunAdmin(admin.ModelAdmin):
 
 # Point and Rollup have composite primary keys, which Django 5.2's admin cannot show;
 # points are read through the run page, its CSV export and GET /api/v1/runs/{id}/metrics.
-register_plain(Series, Comment)
+register_plain(Series, Comment, MlflowExperiment)
 register_plain(Sample, large=True, list_filter=("truncated", "correct"))
