@@ -37,6 +37,7 @@ MAX_TAG_VAL_LENGTH = 8000
 MAX_PROJECT_LEN = 100  # Run.project, MlflowExperiment.name
 MAX_RUN_NAME_LEN = 200  # Run.name
 MAX_INT64 = 2**63 - 1
+MAX_TIMESTAMP_MS = 2**53 - 1  # exact as a double (r1lab keeps wall time in seconds): year 287,000
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS = 50000
 HISTORY_MAX_RESULTS = 1_000_000
@@ -234,8 +235,8 @@ def parse_metrics(items, out: Batch, *, now_ms: int | None = None, where: str = 
         ts = m.get("timestamp")
         if ts is None:
             ts = now_ms
-        elif type(ts) is not int or ts < 0:
-            ts = int64(f"{where}[{i}].timestamp", ts)
+        elif type(ts) is not int or ts < 0 or ts > MAX_TIMESTAMP_MS:
+            ts = int64(f"{where}[{i}].timestamp", ts, hi=MAX_TIMESTAMP_MS)
         if not finite:
             out.skipped_non_finite += 1
             continue

@@ -84,6 +84,13 @@ def test_a_batch_is_stored_with_mlflow_semantics(client, mlrun):
     nxt = call(client, "GET", "metrics/get-history",
                {"run_id": rid, "metric_key": "reward", "page_token": hist["next_page_token"]}, token).json()
     assert [m["step"] for m in nxt["metrics"]] == [1] and "next_page_token" not in nxt
+    # the history is built as JSON by PostgreSQL: every double comes back bit for bit
+    values = [0.1, 1e-06, 1 / 3, 1e300, -0.0, 123456789.12345679, 5e-324, -2.5e-08, 7.0]
+    call(client, "POST", "runs/log-batch", {"run_id": rid, "metrics": [
+        {"key": "exact", "value": v, "timestamp": 1700000000123 + i, "step": i} for i, v in enumerate(values)]}, token)
+    got = call(client, "GET", "metrics/get-history", {"run_id": rid, "metric_key": "exact"}, token).json()["metrics"]
+    assert [(m["value"], m["timestamp"], m["step"]) for m in got] == [
+        (v, 1700000000123 + i, i) for i, v in enumerate(values)]
     for status, r1lab in (("KILLED", "cancelled"), ("RUNNING", "running"), ("FINISHED", "succeeded")):
         info = call(client, "POST", "runs/update", {"run_id": rid, "status": status}, token).json()["run_info"]
         run.refresh_from_db()
