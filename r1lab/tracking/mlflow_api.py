@@ -101,7 +101,7 @@ def _body(request) -> bytes:
 
 def _run(user, payload: dict, *, write: bool = False) -> Run:
     rid = proto.run_id(payload)
-    run = sel.run_for(user=user, run_id=rid)
+    run = sel.run_for(user=user, run_id=rid, lean=write)
     if run is None:
         raise MlflowError(NOT_FOUND, f"Run with id={rid} not found")
     if write and not run.external:

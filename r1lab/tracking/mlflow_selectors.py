@@ -133,8 +133,13 @@ def run_payloads(*, runs: list[Run], experiment_ids: dict[str, int]) -> list[dic
     return out
 
 
-def run_for(*, user, run_id: int) -> Run | None:
-    return runs_visible(user=user).filter(pk=run_id).first()
+def run_for(*, user, run_id: int, lean: bool = False) -> Run | None:
+    """The run if the user may see it. `lean`: only what a write needs (no join, no ordering: the
+    lookup is on every log call)."""
+    qs = runs_visible(user=user).filter(pk=run_id)
+    if lean:
+        qs = qs.select_related(None).order_by().only("id", "external", "status", "name", "project")
+    return qs.first()
 
 
 # --- search ---------------------------------------------------------------------------------------------
