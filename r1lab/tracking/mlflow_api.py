@@ -187,10 +187,7 @@ def run_search(request, user, payload):
     limit = proto.max_results(payload.get("max_results"), default=proto.SEARCH_MAX_RESULTS_DEFAULT,
                               limit=proto.SEARCH_MAX_RESULTS)
     offset = max(0, proto.page_token_decode(payload.get("page_token")))
-    view = payload.get("run_view_type")
-    if view is not None and view not in proto.VIEW_TYPES:
-        raise proto.bad("run_view_type", "must be ACTIVE_ONLY, DELETED_ONLY or ALL", view)
-    if proto.VIEW_TYPES.get(view) == 2:  # r1lab deletes runs for good: none is ever "deleted"
+    if proto.view_type(payload.get("run_view_type")) == 2:  # r1lab deletes runs for good: none is ever "deleted"
         return _json({"runs": []})
     runs, more = sel.runs_search(user=user, projects=projects, clauses=clauses, order=order, offset=offset, limit=limit)
     out: dict = {"runs": _runs_json(runs)}

@@ -54,7 +54,16 @@ STATUS_TO_R1LAB = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "su
 STATUS_FROM_R1LAB = {"running": "RUNNING", "stale": "RUNNING", "succeeded": "FINISHED", "failed": "FAILED",
                      "crashed": "FAILED", "cancelled": "KILLED"}
 RUN_STATUS_NUMBERS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
-VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3, 1: 1, 2: 2, 3: 3}
+VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3, 1: 1, 2: 2, 3: 3}  # name or number
+
+
+def view_type(v) -> int:
+    """`run_view_type` → 1 (ACTIVE_ONLY, the default), 2 (DELETED_ONLY) or 3 (ALL)."""
+    if v is None:
+        return 1
+    if type(v) not in (str, int) or v not in VIEW_TYPES:
+        raise bad("run_view_type", "must be ACTIVE_ONLY, DELETED_ONLY or ALL", v)
+    return VIEW_TYPES[v]
 
 # error_code → HTTP status, as MLflow's server answers them (mlflow/exceptions.py).
 INVALID = "INVALID_PARAMETER_VALUE"
@@ -168,9 +177,9 @@ def experiment_name(payload: dict, name: str) -> str:
 
 def run_status(v) -> str:
     """A RunStatus (name or number) → r1lab's status."""
-    if type(v) is int and not isinstance(v, bool):
+    if type(v) is int:
         v = RUN_STATUS_NUMBERS.get(v, v)
-    if v not in STATUS_TO_R1LAB:
+    if type(v) is not str or v not in STATUS_TO_R1LAB:
         raise bad("status", f"must be one of {', '.join(STATUS_TO_R1LAB)}", v)
     return STATUS_TO_R1LAB[v]
 
@@ -210,7 +219,7 @@ def parse_metrics(items, out: Batch, *, now_ms: int | None = None, where: str = 
         if type(m) is not dict:
             raise bad(f"{where}[{i}]", "must be an object {key, value, timestamp, step}", m)
         key = m.get("key")
-        if key not in valid_keys:
+        if type(key) is not str or key not in valid_keys:
             _name(f"{where}[{i}].key", key)
             if len(key) > MAX_KEY_LEN:
                 raise MlflowError(INVALID, f"{where}[{i}].key: longer than {MAX_KEY_LEN} characters, r1lab's limit "
