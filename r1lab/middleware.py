@@ -19,6 +19,8 @@ class RejectNulQueryMiddleware:
             for name, values in request.GET.lists():
                 if "\x00" in name or any("\x00" in v for v in values):
                     message = f"query parameter {name.replace(chr(0), '␀')!r} contains a NUL (\\u0000) character"
+                    if request.path.startswith(("/api/2.0/mlflow", "/api/3.0/mlflow")):  # MLflow's error shape
+                        return JsonResponse({"error_code": "INVALID_PARAMETER_VALUE", "message": message}, status=400)
                     if request.path.startswith("/api/"):
                         return JsonResponse({"error": message}, status=400)
                     return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")

@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/", include("r1lab.pipelines.urls")),
     path("metrics/", include("r1lab.tracking.urls")),
     path("api/v1/", include("r1lab.tracking.api_urls")),
+    path("", include("r1lab.tracking.mlflow_urls")),  # /api/2.0/mlflow/…: the MLflow tracking protocol
     path("curation/", include("r1lab.curation.urls")),
     path("rollouts/", include("r1lab.rollouts.urls")),
     path("admin/", admin.site.urls),

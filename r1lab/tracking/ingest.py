@@ -264,8 +264,8 @@ def parse_run_create(body: bytes) -> dict:
         raise IngestError(400, "project: must be a string of at most 100 characters")
     if type(config) is not dict:
         raise IngestError(400, "config: must be a JSON object")
-    for field, value in (("name", name), ("project", project), ("config", config)):
-        where = nul_path(value, field)
+    for name_of, value in (("name", name), ("project", project), ("config", config)):
+        where = nul_path(value, name_of)
         if where:
             raise IngestError(400, f"{where}: must not contain NUL (\\u0000) characters")
     return {"name": name.strip(), "project": project, "config": config}

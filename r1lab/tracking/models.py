@@ -35,6 +35,10 @@ class Run(models.Model):
     # logging now (a pipeline stage's attempt number, set by its worker; +1 per API rewind).
     first_attempt = models.PositiveIntegerField(default=1)
     attempt = models.PositiveIntegerField(default=1)
+    # Key/value labels a trainer sets (MLflow run tags: `mlflow.user`, `mlflow.source.git.commit`,
+    # the user's own). Apart from `config` on purpose: config holds the run's parameters, which
+    # never change once logged, while a tag may be overwritten at any time.
+    tags = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -218,3 +222,24 @@ class Comment(models.Model):
     class Meta:
         ordering = ["step", "created_at"]
         indexes = [models.Index(fields=["run", "step"], name="tracking_comment_step")]
+
+
+class MlflowExperiment(models.Model):
+    """The MLflow experiment id of an r1lab project (`Run.project`), for the MLflow protocol.
+
+    MLflow clients address experiments by a server-assigned id (`set_experiment(name)` looks the
+    name up, creates it when missing, then reads it by id), and an experiment may exist before it
+    has runs; a project is only a name on its runs. This table gives each project name a stable
+    small id and remembers the experiments created empty. Experiment "0" (MLflow's `Default`, where
+    runs go when the client names none) is the project "default" and has no row.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="the r1lab project")
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.pk}: {self.name}"
