@@ -1,4 +1,4 @@
-"""Reads of the rollout browser and the rejection-sampling workbench.
+"""Reads of the rollout browser: every query of Sample rows (the workbench's are in rs/).
 
 Rollouts are tracking.Sample rows; every query here is scoped to one run (the user's access to
 the run is checked by the view through tracking.selectors.runs_visible) and served by the
@@ -10,13 +10,12 @@ import math
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Avg, Case, Count, FloatField, Q, QuerySet, Value, When
+from django.db.models import Exists, OuterRef, Q, QuerySet, Avg, Case, Count, FloatField, Value, When
 
-from r1lab.curation.models import CurationProject
-from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
-from r1lab.rollouts.stats import Proportion, wilson_interval
 from r1lab.tracking.models import Run, Sample
-from r1lab.tracking.selectors import samples_filter
+from r1lab.curation.models import CurationProject
+from r1lab.pipelines.models import Stage
+from r1lab.tracking.selectors import runs_visible
 
 # Characters above which a completion is shown collapsed with a "show all" button.
 COLLAPSE_CHARS = 1200
@@ -90,6 +89,65 @@ class GroupView:
     zero_std: bool | None = None
     matched: int = 0
     card: str = ""  # its HTML, set by the view (rollouts.render.group_html)
+
+
+def samples_filter(*, run: Run, step: int | None = None, correct: bool | None = None, zero_std: bool | None = None,
+                   truncated: bool | None = None, language_mixed: bool | None = None,
+                   has_reflection: bool | None = None, length_min: int | None = None, length_max: int | None = None,
+                   reward_min: float | None = None, reward_max: float | None = None, text: str | None = None,
+                   prompt_id: str | None = None, order: str | None = None) -> QuerySet[Sample]:
+    """Samples of a run filtered as the rollout browser's filters say (each maps to an index).
+    `order`: "advantage", "-advantage", "length", "-length" (default: step, group, index)."""
+    qs = Sample.objects.filter(run=run)
+    if step is not None:
+        qs = qs.filter(step=step)
+    if correct is not None:
+        qs = qs.filter(correct=correct)
+    if zero_std is not None:
+        qs = qs.filter(zero_std_group=zero_std)
+    if truncated is not None:
+        qs = qs.filter(truncated=truncated)
+    if language_mixed is not None:
+        qs = qs.filter(language_mixed=language_mixed)
+    if has_reflection is not None:
+        qs = qs.filter(reflection_count__gt=0) if has_reflection else qs.filter(reflection_count=0)
+    if length_min is not None:
+        qs = qs.filter(length__gte=length_min)
+    if length_max is not None:
+        qs = qs.filter(length__lte=length_max)
+    if reward_min is not None:
+        qs = qs.filter(reward__gte=reward_min)
+    if reward_max is not None:
+        qs = qs.filter(reward__lte=reward_max)
+    if prompt_id:
+        qs = qs.filter(prompt_id=prompt_id)
+    if text:
+        qs = qs.filter(Q(completion__icontains=text) | Q(prompt__icontains=text))
+    if order in ("advantage", "-advantage", "length", "-length"):
+        return qs.order_by(order, "id")
+    return qs.order_by("step", "group", "index", "id")
+
+
+def runs_with_samples(*, user, limit: int = 300) -> list[Run]:
+    return list(runs_visible(user=user).filter(Exists(Sample.objects.filter(run=OuterRef("pk"))))[:limit])
+
+
+def rs_stages(*, limit: int = 300) -> list[Stage]:
+    """Rejection-sampling stages, newest run first (the workbench's index)."""
+    return list(Stage.objects.filter(kind="rejection_sampling").select_related("run", "rs_dataset")
+                .order_by("-run__created_at", "index")[:limit])
+
+
+def sample_visible(*, user, sample_id: int) -> Sample | None:
+    sample = Sample.objects.select_related("run").filter(pk=sample_id).first()
+    if sample is None or not runs_visible(user=user).filter(pk=sample.run_id).exists():
+        return None
+    return sample
+
+
+def send_targets() -> list[dict]:
+    """Curation projects a completion can be sent to."""
+    return list(CurationProject.objects.order_by("name").values("id", "name", "slug"))
 
 
 def run_sample_steps(*, run: Run) -> list[int]:
@@ -235,100 +293,3 @@ def aha_prompts(*, run: Run, step: int, limit: int = 20) -> list[dict]:
                     "n_before": b["n"], "n_after": r["n"]})
     out.sort(key=lambda d: (-abs(d["delta"]), d["prompt_id"]))
     return out[:limit]
-
-
-# --- rejection-sampling workbench -----------------------------------------------------------------
-
-
-def rs_rows(*, dataset: RSDataset, kept: bool, reason: str | None = None, filters: dict | None = None,
-            order: str | None = None) -> QuerySet[RSRow]:
-    qs = RSRow.objects.filter(dataset=dataset, kept=kept)
-    if reason:
-        qs = qs.filter(reason=reason)
-    f = {k: v for k, v in (filters or {}).items() if v is not None}
-    simple = {"correct": "correct", "truncated": "truncated", "language_mixed": "language_mixed"}
-    for key, col in simple.items():
-        if key in f:
-            qs = qs.filter(**{col: f[key]})
-    if "has_reflection" in f:
-        qs = qs.filter(reflection_count__gt=0) if f["has_reflection"] else qs.filter(reflection_count=0)
-    for key, lookup in (("length_min", "length__gte"), ("length_max", "length__lte"), ("reward_min", "reward__gte"), ("reward_max", "reward__lte")):
-        if key in f:
-            qs = qs.filter(**{lookup: f[key]})
-    if f.get("text"):
-        qs = qs.filter(Q(completion__icontains=f["text"]) | Q(prompt__icontains=f["text"]))
-    if order in ("length", "-length"):
-        return qs.order_by(order, "id")
-    return qs.order_by("prompt_id", "sample", "id")
-
-
-def rs_reason_counts(*, dataset: RSDataset) -> dict[str, int]:
-    return dict(RSRow.objects.filter(dataset=dataset, kept=False).values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
-
-
-def funnel_chart(*, dataset: RSDataset) -> dict:
-    """The funnel as plotly wants it: stage names and how many candidates remain after each."""
-    f = dataset.funnel or {}
-    names, values = ["sampled"], [f.get("sampled", dataset.kept_count + dataset.removed_count)]
-    for name in f.get("filters") or list((f.get("remaining") or {}).keys()):
-        if name in (f.get("remaining") or {}):
-            names.append(name)
-            values.append(f["remaining"][name])
-    removed = f.get("removed") or {}
-    return {"names": names, "values": values, "removed": [removed.get(n, 0) for n in names]}
-
-
-def spot_check_summary(*, spot_check: SpotCheck | None) -> dict | None:
-    if spot_check is None:
-        return None
-    counts = dict(SpotCheckItem.objects.filter(spot_check=spot_check).values_list("verdict").annotate(n=Count("id")).values_list("verdict", "n"))
-    good, bad, todo = counts.get("good", 0), counts.get("bad", 0), counts.get("", 0)
-    est: Proportion = wilson_interval(bad, good + bad)
-    return {"spot_check": spot_check, "good": good, "bad": bad, "todo": todo, "judged": good + bad,
-            "size": good + bad + todo, "complete": todo == 0 and good + bad > 0, "error": est}
-
-
-def latest_spot_check(*, dataset: RSDataset) -> SpotCheck | None:
-    return SpotCheck.objects.filter(dataset=dataset).order_by("-created_at", "-id").first()
-
-
-def spot_check_items(*, spot_check: SpotCheck) -> list[tuple[SpotCheckItem, CompletionView]]:
-    items = list(SpotCheckItem.objects.filter(spot_check=spot_check).select_related("row", "judged_by").order_by("position"))
-    names = component_names([i.row for i in items])
-    return [(i, completion_view(i.row, names)) for i in items]
-
-
-def rs_bad_row_ids(*, dataset: RSDataset) -> set[int]:
-    """Kept rows a human marked bad in any spot-check of the dataset (the freeze leaves them out)."""
-    return set(SpotCheckItem.objects.filter(spot_check__dataset=dataset, verdict=SpotCheckItem.Verdict.BAD).values_list("row_id", flat=True))
-
-
-
-def rs_project_slug(stage_id: int) -> str:
-    """The curation project that receives a stage's kept rows when they are frozen."""
-    return f"rs-stage-{stage_id}"
-
-
-def rs_project(*, dataset: RSDataset) -> CurationProject | None:
-    """The dataset's curation project: set by its first freeze, or made beforehand under its slug."""
-    if dataset.curation_project_id:
-        return dataset.curation_project
-    return CurationProject.objects.filter(slug=rs_project_slug(dataset.stage_id)).first()
-
-
-def rs_freeze_refusal(*, dataset: RSDataset, user) -> str | None:
-    """Why `user` may not freeze `dataset`, or None. Four eyes (issue 15): whoever judged rows of
-    the latest spot-check (the one the freeze relies on) does not also freeze the set, unless the
-    curation project allows one person to do both (CurationProject.rs_one_person_freeze). Staff
-    included: the rule is about who looked, not about roles."""
-    spot = latest_spot_check(dataset=dataset)
-    if spot is None:
-        return None  # the freeze refuses anyway: it needs a finished spot-check
-    if not SpotCheckItem.objects.filter(spot_check=spot, judged_by=user).exists():
-        return None
-    project = rs_project(dataset=dataset)
-    if project is not None and project.rs_one_person_freeze:
-        return None
-    where = (f"the curation project “{project.name}” can allow one person to do both (its settings)" if project is not None
-             else f"once frozen, its curation project ({rs_project_slug(dataset.stage_id)}) can allow one person to do both")
-    return (f"You judged rows of spot-check {spot.pk}: another reviewer must freeze this set (four eyes); {where}.")

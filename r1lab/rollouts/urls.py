@@ -1,6 +1,7 @@
 from django.urls import path
 
 from r1lab.rollouts import views
+from r1lab.rollouts.rs import views as rs_views
 
 app_name = "rollouts"
 urlpatterns = [
@@ -9,10 +10,10 @@ urlpatterns = [
     path("runs/<int:run_id>/steps/<int:step>/", views.step_detail, name="step"),
     path("runs/<int:run_id>/prompt/", views.prompt_history, name="prompt"),
     path("send/", views.send_to_curation, name="send"),
-    path("rs/<int:stage_id>/", views.rs_detail, name="rs"),
-    path("rs/<int:stage_id>/load/", views.rs_load, name="rs_load"),
-    path("rs/<int:stage_id>/spot-checks/", views.spot_check_new, name="spot_new"),
-    path("rs/<int:stage_id>/freeze/", views.rs_freeze, name="rs_freeze"),
-    path("spot-checks/<int:pk>/", views.spot_check_detail, name="spot"),
-    path("spot-checks/items/<int:item_id>/", views.spot_check_mark, name="spot_mark"),
+    path("rs/<int:stage_id>/", rs_views.rs_detail, name="rs"),
+    path("rs/<int:stage_id>/load/", rs_views.rs_load, name="rs_load"),
+    path("rs/<int:stage_id>/spot-checks/", rs_views.spot_check_new, name="spot_new"),
+    path("rs/<int:stage_id>/freeze/", rs_views.rs_freeze, name="rs_freeze"),
+    path("spot-checks/<int:pk>/", rs_views.spot_check_detail, name="spot"),
+    path("spot-checks/items/<int:item_id>/", rs_views.spot_check_mark, name="spot_mark"),
 ]

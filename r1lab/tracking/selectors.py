@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.tracking import analysis, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
-from r1lab.tracking.models import Comment, Point, Run, Sample, Series
+from r1lab.tracking.models import Comment, Point, Run, Series
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -264,50 +264,3 @@ def comment_payload(c: Comment) -> dict:
             "created_at": c.created_at.isoformat()}
 
 
-# --- rollout samples (the rollout browser builds on these) -------------------------------------------
-
-
-def samples_for_step(*, run: Run, step: int) -> QuerySet[Sample]:
-    """The samples of one step, group by group (G completions of a prompt together)."""
-    return Sample.objects.filter(run=run, step=step).order_by("group", "index", "id")
-
-
-def samples_filter(*, run: Run, step: int | None = None, correct: bool | None = None, zero_std: bool | None = None,
-                   truncated: bool | None = None, language_mixed: bool | None = None,
-                   has_reflection: bool | None = None, length_min: int | None = None, length_max: int | None = None,
-                   reward_min: float | None = None, reward_max: float | None = None, text: str | None = None,
-                   prompt_id: str | None = None, order: str | None = None) -> QuerySet[Sample]:
-    """Samples of a run filtered as the rollout browser's filters say (each maps to an index).
-    `order`: "advantage", "-advantage", "length", "-length" (default: step, group, index)."""
-    qs = Sample.objects.filter(run=run)
-    if step is not None:
-        qs = qs.filter(step=step)
-    if correct is not None:
-        qs = qs.filter(correct=correct)
-    if zero_std is not None:
-        qs = qs.filter(zero_std_group=zero_std)
-    if truncated is not None:
-        qs = qs.filter(truncated=truncated)
-    if language_mixed is not None:
-        qs = qs.filter(language_mixed=language_mixed)
-    if has_reflection is not None:
-        qs = qs.filter(reflection_count__gt=0) if has_reflection else qs.filter(reflection_count=0)
-    if length_min is not None:
-        qs = qs.filter(length__gte=length_min)
-    if length_max is not None:
-        qs = qs.filter(length__lte=length_max)
-    if reward_min is not None:
-        qs = qs.filter(reward__gte=reward_min)
-    if reward_max is not None:
-        qs = qs.filter(reward__lte=reward_max)
-    if prompt_id:
-        qs = qs.filter(prompt_id=prompt_id)
-    if text:
-        qs = qs.filter(Q(completion__icontains=text) | Q(prompt__icontains=text))
-    if order in ("advantage", "-advantage", "length", "-length"):
-        return qs.order_by(order, "id")
-    return qs.order_by("step", "group", "index", "id")
-
-
-def sample_steps(*, run: Run) -> list[int]:
-    return list(Sample.objects.filter(run=run).values_list("step", flat=True).distinct().order_by("step"))

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from r1lab.curation import services
 from r1lab.curation.models import DatasetVersion, Example, StatusEvent
-from r1lab.rollouts import services as rollouts
+from r1lab.rollouts.rs import services as rollouts
 from r1lab.rollouts.models import SpotCheckItem
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory

@@ -124,7 +124,7 @@ def test_aha_marker_opens_the_completions_whose_reflection_rate_moved(page, live
 
 
 def test_rs_funnel_chart_draws(page, live_asgi, login_as, tmp_path):
-    from r1lab.rollouts.services import rs_dataset_load
+    from r1lab.rollouts.rs.services import rs_dataset_load
     from tests.rollouts.rs_helpers import make_rs_stage
 
     stage, made = make_rs_stage(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from r1lab.curation.models import DatasetVersion, Example
-from r1lab.rollouts import selectors, services
+from r1lab.rollouts.rs import selectors, services
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheckItem
 from tests.rollouts.helpers import XSS
 from tests.rollouts.rs_helpers import CHECKPOINT, make_rs_stage

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from r1lab.curation import services as curation
 from r1lab.curation.models import DatasetVersion, Example
-from r1lab.rollouts import selectors, services
+from r1lab.rollouts.rs import selectors, services
 from r1lab.rollouts.models import RSDataset
 from tests.rollouts.rs_helpers import make_rs_stage
 

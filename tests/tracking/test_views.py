@@ -4,14 +4,12 @@ import datetime as dt
 import orjson
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.utils import timezone
 
-from r1lab.asgi import application
 from r1lab.tracking import selectors, store
 from r1lab.tracking.ingest import parse_log_body
-from r1lab.tracking.models import Comment, Run
+from r1lab.tracking.models import Comment
 from r1lab.tracking.services import tracked_run_create, tracked_run_log, tracked_run_set_status
 
 pytestmark = pytest.mark.django_db
@@ -161,26 +159,6 @@ def test_stale_then_crashed(run):
     tracked_run_set_status(run=run, status="crashed")
     run.refresh_from_db()
     assert run.display_status == "crashed" and run.finished_at is not None
-
-
-def test_samples_selectors_serve_the_rollout_browser():
-    r, _ = tracked_run_create(name="rollouts")
-    samples = []
-    for g in range(3):
-        for i in range(4):
-            acc = 1.0 if (g == 0 or i == 0) and g != 2 else 0.0
-            samples.append({"step": 5, "group": g, "index": i, "prompt": f"p{g}", "completion": "<think>wait</think>" if i == 1 else "x" * (10 * i),
-                            "rewards": {"accuracy": acc}, "advantage": 0.1 * i, "truncated": i == 3, "language_consistency": 0.5 if i == 2 else 1.0})
-    log(r, {"samples": samples})
-    step = selectors.samples_for_step(run=r, step=5)
-    assert [(s.group, s.index) for s in step] == [(g, i) for g in range(3) for i in range(4)]
-    assert {s.group for s in selectors.samples_filter(run=r, zero_std=True)} == {0, 2}
-    assert selectors.samples_filter(run=r, correct=True).count() == 5
-    assert selectors.samples_filter(run=r, truncated=True).count() == 3
-    assert selectors.samples_filter(run=r, language_mixed=True).count() == 3
-    assert selectors.samples_filter(run=r, has_reflection=True).count() == 3
-    assert [s.advantage for s in selectors.samples_filter(run=r, step=5, order="-advantage")][:3] == [0.30000000000000004] * 3
-    assert selectors.sample_steps(run=r) == [5]
 
 
 @pytest.mark.asyncio
