@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from r1lab.accounts.permissions import can
 
-CLOSE_FORBIDDEN = 4403
+CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4403, 4404
 
 
 def user_group_name(user_id: int) -> str:
@@ -69,3 +70,44 @@ class UserAccessMixin:
         while True:
             await asyncio.sleep(settings.R1LAB_WS_RECHECK_S)
             await self._access_recheck()
+
+
+class FollowGroupConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
+    """A socket that follows one object's group (a run page's metrics, a pipeline run's status):
+    the URL's `url_kwarg` names the object, `first_message()` reads what the page gets on connect
+    (None: no such object, closed with 4404), `group_for(id)` names the group whose events the
+    subclass's handlers forward. Consumers never change state: writes go through HTTP."""
+
+    url_kwarg = "run_id"
+
+    def group_for(self, object_id: int) -> str:
+        raise NotImplementedError
+
+    async def first_message(self) -> dict | None:
+        raise NotImplementedError
+
+    async def after_connect(self, first: dict) -> None:
+        """Hook: what else to start once the socket is open (a poller, say)."""
+
+    async def before_disconnect(self) -> None:
+        """Hook: what to stop when the socket goes."""
+
+    async def connect(self):
+        if not await self.access_connect():
+            return
+        self.object_id = int(self.scope["url_route"]["kwargs"][self.url_kwarg])
+        first = await self.first_message()
+        if first is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = self.group_for(self.object_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(first)
+        await self.after_connect(first)
+
+    async def disconnect(self, code):
+        await self.access_disconnect()
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.before_disconnect()

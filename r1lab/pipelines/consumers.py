@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
-from r1lab.accounts.consumers import UserAccessMixin
+from r1lab.accounts.consumers import FollowGroupConsumer, UserAccessMixin
 from r1lab.pipelines import selectors
 from r1lab.pipelines.models import PipelineRun
 from r1lab.pipelines.state_machine import RUNS_GROUP, run_group_name
@@ -17,32 +17,25 @@ from r1lab.pipelines.state_machine import RUNS_GROUP, run_group_name
 POLL_INTERVAL_S = 1.0
 
 
-class RunStatusConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
+class RunStatusConsumer(FollowGroupConsumer):
     """ws/runs/<id>/: the run's status and each stage's status and progress."""
 
     access_action = "runs.view"
 
-    async def connect(self):
-        if not await self.access_connect():
-            return
-        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+    def group_for(self, object_id: int) -> str:
+        return run_group_name(object_id)
+
+    async def first_message(self) -> dict | None:
         payload = await self._payload()
-        if payload is None:
-            await self.close(code=4404)
-            return
-        self.group = run_group_name(self.run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send_json({"type": "run.status", "run": payload})
-        self._last = payload
+        return {"type": "run.status", "run": payload} if payload else None
+
+    async def after_connect(self, first: dict) -> None:
+        self._last = first["run"]
         self._poller = None
         if isinstance(self.channel_layer, InMemoryChannelLayer):
             self._poller = asyncio.ensure_future(self._poll())
 
-    async def disconnect(self, code):
-        await self.access_disconnect()
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    async def before_disconnect(self) -> None:
         if getattr(self, "_poller", None):
             self._poller.cancel()
 
@@ -52,7 +45,7 @@ class RunStatusConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _payload(self) -> dict | None:
-        run = PipelineRun.objects.filter(pk=self.run_id).first()
+        run = PipelineRun.objects.filter(pk=self.object_id).first()
         return run.status_payload() if run else None
 
     async def _poll(self):
