@@ -1,4 +1,4 @@
-from r1lab.admin_utils import register_plain
+from r1lab.admin_registration import register_plain
 from r1lab.curation.models import (
     Assignment, CurationProject, DatasetVersion, DatasetVersionItem, DatasetVersionUse, Example, ImportJob,
     Label, QueueCount, Revision, StatusEvent,

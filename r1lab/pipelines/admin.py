@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from r1lab.admin_utils import register_plain
+from r1lab.admin_registration import register_plain
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
 
 

@@ -1,4 +1,4 @@
-from r1lab.admin_utils import register_plain
+from r1lab.admin_registration import register_plain
 from r1lab.rollouts.models import RSDataset, RSRow, SpotCheck, SpotCheckItem
 
 register_plain(RSDataset, SpotCheck, SpotCheckItem)

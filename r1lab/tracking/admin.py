@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from r1lab.admin_utils import register_plain
+from r1lab.admin_registration import register_plain
 from r1lab.tracking.models import Comment, LostSample, MlflowExperiment, Rewind, Run, Sample, Series
 
 

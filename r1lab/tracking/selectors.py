@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
-from r1lab.tracking import analysis, store
+from r1lab.tracking import curve_signals, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
 from r1lab.tracking.models import Comment, Point, Run, Series
@@ -236,18 +236,18 @@ def run_aha(*, series: dict) -> dict | None:
         return None
     values = d["y"]
     spread = (max(values) - min(values)) if values else 0.0
-    cp = analysis.detect_level_change(d["x"], values, min_shift=0.1 * spread)
+    cp = curve_signals.detect_level_change(d["x"], values, min_shift=0.1 * spread)
     return cp.as_dict() if cp else None
 
 
-# Every key the aha detector and the alarms read (analysis.alarms, run_aha).
+# Every key the aha detector and the alarms read (curve_signals.alarms, run_aha).
 SIGNAL_KEYS = [AHA_KEY, "reflection/frac_responses", "entropy", "frac_reward_zero_std", "completions/mean_length",
                "rewards/accuracy/mean", "language/mixed_frac", "rewards/language_consistency/mean", "rewards/language/mean"]
 
 
 def signals_from(series: dict) -> dict:
     """{"aha", "alarms"} of windows as run_series_data returns them."""
-    return {"aha": run_aha(series=series), "alarms": analysis.alarms({k: (v["x"], v["y"]) for k, v in series.items()})}
+    return {"aha": run_aha(series=series), "alarms": curve_signals.alarms({k: (v["x"], v["y"]) for k, v in series.items()})}
 
 
 def run_signals(*, run: Run) -> dict:

@@ -1,7 +1,7 @@
 """The aha-moment change-point detector and the alarms, on crafted series."""
 import random
 
-from r1lab.tracking.analysis import alarms, detect_level_change
+from r1lab.tracking.curve_signals import alarms, detect_level_change
 
 
 def noisy(levels, sd=0.1, seed=0):
