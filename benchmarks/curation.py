@@ -99,7 +99,7 @@ def ensure_data(vocab: list[str]) -> dict:
     from django.contrib.auth.models import Group
     from django.db import connection, transaction
 
-    from r1lab.curation import services
+    from r1lab.curation.services.projects import project_create
     from r1lab.curation.models import Assignment, CurationProject, Example, Label, Revision
 
     User = get_user_model()
@@ -114,7 +114,7 @@ def ensure_data(vocab: list[str]) -> dict:
     if project is not None:
         project.delete()
     started = time.perf_counter()
-    project = services.project_create(name=f"Benchmark {N_EXAMPLES}", slug=PROJECT_SLUG, user=users["bench-reviewer"], overlap=2)
+    project = project_create(name=f"Benchmark {N_EXAMPLES}", slug=PROJECT_SLUG, user=users["bench-reviewer"], overlap=2)
     project.annotators.set([users["bench-annotator"], users["bench-annotator-2"]])
     rng = random.Random(11)
     weights = zipf_cum_weights(len(vocab))
@@ -167,11 +167,12 @@ def time_pages(client, urls: list[str], expect: int = 200) -> dict:
 
 
 def bench_import(users: dict, vocab: list[str]) -> dict:
-    from r1lab.curation import services
+    from r1lab.curation.services.import_jobs import import_job_create, import_job_run
+    from r1lab.curation.services.projects import project_create
     from r1lab.curation.models import CurationProject, ImportJob
 
     CurationProject.objects.filter(slug="bench-import").delete()
-    project = services.project_create(name="Benchmark import", slug="bench-import", user=users["bench-reviewer"])
+    project = project_create(name="Benchmark import", slug="bench-import", user=users["bench-reviewer"])
     project.annotators.set([users["bench-annotator"]])
     rng = random.Random(5)
     weights = zipf_cum_weights(len(vocab))
@@ -185,12 +186,12 @@ def bench_import(users: dict, vocab: list[str]) -> dict:
         }))
     data = ("\n".join(lines) + "\n").encode()
     t0 = time.perf_counter()
-    job = services.import_job_create(project=project, user=users["bench-reviewer"], filename="bench.jsonl", data=data)
+    job = import_job_create(project=project, user=users["bench-reviewer"], filename="bench.jsonl", data=data)
     t_parse = time.perf_counter() - t0
     assert job.status == ImportJob.Status.READY, job.errors[:3]
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)  # what import_job_start does, minus Celery
     t1 = time.perf_counter()
-    job = services.import_job_run(job_id=job.pk)
+    job = import_job_run(job_id=job.pk)
     t_run = time.perf_counter() - t1
     assert job.status == ImportJob.Status.SUCCEEDED, job.message
     total = t_parse + t_run
@@ -238,7 +239,9 @@ def bench_history() -> None:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from r1lab.curation import diff, forms, services
+    from r1lab.curation import diff, forms
+    from r1lab.curation.services.examples import example_create, example_save
+    from r1lab.curation.services.projects import project_create
     from r1lab.curation.models import CurationProject
 
     setup_test_environment()
@@ -251,7 +254,7 @@ def bench_history() -> None:
     viewer, _ = get_user_model().objects.get_or_create(username="bench-history-viewer")
     viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
     CurationProject.objects.filter(slug="bench-history").delete()
-    project = services.project_create(name="Benchmark history", slug="bench-history", user=author)
+    project = project_create(name="Benchmark history", slug="bench-history", user=author)
 
     def max_words(seed: int) -> str:  # as many words as fit the field
         text = reasoning_text(random.Random(seed), vocab, weights, max_chars // 5)
@@ -270,8 +273,8 @@ def bench_history() -> None:
     client.force_login(viewer)
     rows = {}
     for name, (old, new) in cases.items():
-        ex = services.example_create(project=project, prompt="Long one?", reasoning=old, summary="4", source="manual", user=author)
-        services.example_save(example=ex, user=author, based_on=1, changes={"reasoning": new})
+        ex = example_create(project=project, prompt="Long one?", reasoning=old, summary="4", source="manual", user=author)
+        example_save(example=ex, user=author, based_on=1, changes={"reasoning": new})
         url = f"/curation/e/{ex.pk}/history/?a=1&b=2"
         for _ in range(2):
             client.get(url)
@@ -337,12 +340,12 @@ def main() -> None:
     load_start = [round(x, 1) for x in os.getloadavg()]
     data = ensure_data(vocab)
     project, users = data["project"], data["users"]
-    from r1lab.curation import services
+    from r1lab.curation.services.queue_counts import queue_counts_recompute
 
     # The seeding above bypasses the services (bulk rows), so rebuild the queue counters once; on a
     # database seeded by an older checkout this also checks them (fixed = counters that were off).
     t0 = time.perf_counter()
-    recount = services.queue_counts_recompute(project=project)
+    recount = queue_counts_recompute(project=project)
     recount_s = time.perf_counter() - t0
     print(f"queue counters: {recount.counters} for the project, {len(recount.fixed)} rebuilt, in {recount_s:.2f} s")
     from r1lab.curation.models import Assignment, Example

@@ -50,7 +50,9 @@ from math_verify import parser as mv_parser  # noqa: E402
 from sympy.core.cache import clear_cache as clear_sympy_cache  # noqa: E402
 
 from training_backend.rewards import accuracy as acc  # noqa: E402
+from training_backend.rewards import math_pool  # noqa: E402
 from training_backend.rewards import extract_answer  # noqa: E402
+from training_backend.rewards.math_equivalence import prepare  # noqa: E402
 
 PEER_CASES = ROOT / ".." / "shared" / "peer-cases" / "math_verify_cases.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "rewards.json"
@@ -101,7 +103,7 @@ def math_verify_pass(rows: list[tuple[str, str]], *, prepared: bool) -> list[boo
     out = []
     for completion, gold in rows:
         answer = extract_answer(completion) or ""
-        g, a = (acc.prepare(gold), acc.prepare(answer)) if prepared else (gold, answer)
+        g, a = (prepare(gold), prepare(answer)) if prepared else (gold, answer)
         out.append(bool(verify(parse(g, parsing_timeout=None), parse(a, parsing_timeout=None), timeout_seconds=None)))
     return out
 
@@ -215,7 +217,7 @@ def run_mix(args: argparse.Namespace, latex_pct: int, startup_s: float) -> dict:
     result["set"]["latex_pct"] = latex_pct
     result["set"]["batch"] = BATCH
     print(f"\n{latex_pct}% LaTeX prompts: {n} completions ({args.groups} groups x G={G}), {unique_pairs} unique "
-          f"(gold, answer) pairs; {acc._pool.size} sympy workers on {os.cpu_count()} CPUs; "
+          f"(gold, answer) pairs; {math_pool.math_workers()} sympy workers on {os.cpu_count()} CPUs; "
           f"worker start-up {startup_s:.2f} s (not timed)")
     print(f"{'':34}{'median s':>10}{'compl/s':>10}{'speedup':>9}")
     for label, key in [
@@ -249,7 +251,7 @@ def main() -> None:
 
     load_at_start = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
-    acc.warm_up()
+    math_pool.warm_up()
     startup_s = time.perf_counter() - started
     runs = {f"latex_{pct}pct": run_mix(args, int(pct), startup_s) for pct in args.latex_pcts.split(",")}
     result = {
@@ -259,7 +261,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_avg_1m_at_start": load_at_start,
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-            "math_workers": acc._pool.size,
+            "math_workers": math_pool.math_workers(),
         },
         "worker_startup_s": round(startup_s, 3),
         "runs": runs,

@@ -11,8 +11,10 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from r1lab.curation import services
 from r1lab.curation.models import CurationProject
+from r1lab.curation.services.examples import example_create, example_review, example_submit, label_save
+from r1lab.curation.services.projects import project_create, project_set_annotators
+from r1lab.curation.services.versions import dataset_version_freeze
 
 PROJECT = "Cold start · arithmetic (demo)"
 
@@ -51,23 +53,23 @@ def seed(*, stdout, first_run: bool) -> None:
     lead = reviewer or users.get("researcher")
     author = users.get("researcher") or annotator or lead  # not the reviewer, who approves some
     with transaction.atomic():
-        project = services.project_create(
+        project = project_create(
             name=PROJECT, user=lead, overlap=2, target_language="en",
             description="Readable long-CoT arithmetic for the cold-start SFT stage. Fix language mixing, keep reflections that help.",
         )
         examples = [
-            services.example_create(project=project, user=author, source="imported", language="en", **row) for row in _examples()
+            example_create(project=project, user=author, source="imported", language="en", **row) for row in _examples()
         ]
         if annotator is None or reviewer is None:
             stdout.write("curation: demo project created (no annotator/reviewer users to assign).")
             return
-        services.project_set_annotators(project=project, users=[annotator, reviewer])
+        project_set_annotators(project=project, users=[annotator, reviewer])
         for n, ex in enumerate(examples[:8]):
-            services.label_save(example=ex, user=annotator, values={"quality": str(4 + n % 2), "readability": "4", "language_consistent": "yes" if n % 5 != 1 else "no", "correct": "yes" if n % 6 != 2 else "no"})
-            services.label_save(example=ex, user=reviewer, values={"quality": str(3 + n % 3), "readability": str(3 + n % 2), "language_consistent": "yes" if n % 5 != 1 else "no", "correct": "yes"})
-            services.example_submit(example=ex, user=annotator)
-            ex = services.example_submit(example=ex, user=reviewer)
+            label_save(example=ex, user=annotator, values={"quality": str(4 + n % 2), "readability": "4", "language_consistent": "yes" if n % 5 != 1 else "no", "correct": "yes" if n % 6 != 2 else "no"})
+            label_save(example=ex, user=reviewer, values={"quality": str(3 + n % 3), "readability": str(3 + n % 2), "language_consistent": "yes" if n % 5 != 1 else "no", "correct": "yes"})
+            example_submit(example=ex, user=annotator)
+            ex = example_submit(example=ex, user=reviewer)
             if n < 4 and ex.accuracy == 1.0:
-                services.example_review(example=ex, user=reviewer, decision="approve", comment="clean")
-        services.dataset_version_freeze(project=project, user=reviewer, note="demo: first approved examples")
+                example_review(example=ex, user=reviewer, decision="approve", comment="clean")
+        dataset_version_freeze(project=project, user=reviewer, note="demo: first approved examples")
     stdout.write(f"curation: demo project with {len(examples)} examples, assigned to annotator and reviewer.")

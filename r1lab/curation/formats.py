@@ -13,7 +13,6 @@ from r1lab.curation.models import Example
 from training_backend.rewards.language import LANGUAGES as SUPPORTED_LANGUAGES
 
 # Accepted columns (JSONL keys / CSV headers).
-REQUIRED = ("prompt",)
 TEXT_COLUMNS = ("prompt", "reasoning", "summary", "gold_answer", "language")
 COLUMNS = (*TEXT_COLUMNS, "completion", "messages", "tags", "source", "source_ref", "id")
 ALIASES = {"answer": "gold_answer", "question": "prompt", "problem": "prompt", "lang": "language"}

@@ -1,7 +1,7 @@
 """Cold-start curation: projects, examples, per-annotator labels, revisions, review, dataset versions.
 
 The text of an example (prompt, reasoning, summary, ...) is edited by several people; every text
-save goes through `services.example_save`, which is a conditional UPDATE on `version` (no lost
+save goes through `services.examples.example_save`, which is a conditional UPDATE on `version` (no lost
 updates) and writes a `Revision`. Labels belong to one annotator each and never conflict.
 """
 from __future__ import annotations
@@ -167,7 +167,7 @@ class QueueCount(models.Model):
 
     Kept in step transactionally by the services that change assignments (assignments_fill, the
     import, example_submit, example_review's reject), always in the same transaction as the change;
-    `services.queue_counts_recompute` (`manage.py curation_recount`) rebuilds it from the
+    `services.queue_counts.queue_counts_recompute` (`manage.py curation_recount`) rebuilds it from the
     assignments, e.g. after rows were changed outside the services (admin, shell, SQL).
     """
 

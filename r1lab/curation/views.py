@@ -11,10 +11,17 @@ from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
-from r1lab.curation import forms, selectors, services
+from r1lab.curation import forms
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, text_diff
-from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision
+from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision, default_label_schema
+from r1lab.curation.selectors import examples as example_reads
+from r1lab.curation.selectors import projects as project_reads
+from r1lab.curation.selectors import queue as queue_reads
+from r1lab.curation.selectors import search
+from r1lab.curation.selectors import versions as version_reads
+from r1lab.curation.services import examples, import_jobs, projects, versions
+from r1lab.curation.services.errors import EditConflict
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
@@ -34,7 +41,7 @@ class CappedPaginator(Paginator):
 
 
 class MatchesPaginator(Paginator):
-    """Pages of a selectors.ExampleMatches: counts exactly up to selectors.EXACT_UP_TO ("2000+" or "about N" beyond)."""
+    """Pages of a search.ExampleMatches: counts exactly up to search.EXACT_UP_TO ("2000+" or "about N" beyond)."""
 
     @property
     def capped(self) -> bool:
@@ -55,19 +62,18 @@ def _errors(exc: ValidationError) -> list[str]:
 # --- projects ----------------------------------------------------------------------------------
 @require_action("curation.view")
 def index(request):
-    projects = CurationProject.objects.all()
     return render(request, "curation/index.html", {
-        "projects": projects,
-        "my_queue": selectors.queue_projects(user=request.user) if can(request.user, "curation.annotate") else [],
+        "projects": project_reads.project_list(),
+        "my_queue": queue_reads.queue_projects(user=request.user) if can(request.user, "curation.annotate") else [],
     })
 
 
 @require_action("curation.manage")
 def project_new(request):
-    form = forms.ProjectForm(request.POST or None, initial={"label_schema": forms.schema_as_text(services.default_label_schema())})
+    form = forms.ProjectForm(request.POST or None, initial={"label_schema": forms.schema_as_text(default_label_schema())})
     if request.method == "POST" and form.is_valid():
         try:
-            project = services.project_create(user=request.user, **form.cleaned_data)
+            project = projects.project_create(user=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -79,14 +85,12 @@ def project_new(request):
 @require_action("curation.view")
 def project_detail(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    from django.contrib.auth import get_user_model
-
-    candidates = get_user_model().objects.filter(groups__name__in=["annotator", "reviewer"], is_active=True).distinct().order_by("username")
     return render(request, "curation/project_detail.html", {
-        "project": project, "counts": selectors.project_status_counts(project=project),
-        "annotators": project.annotators.order_by("username"), "candidates": candidates,
-        "versions": project.versions.all()[:10], "imports": project.imports.order_by("-created_at")[:5],
-        "my_counts": selectors.queue_counts(user=request.user, project=project),
+        "project": project, "counts": project_reads.project_status_counts(project=project),
+        "annotators": project_reads.project_annotators(project=project), "candidates": project_reads.annotator_candidates(),
+        "versions": version_reads.project_versions(project=project, limit=10),
+        "imports": project_reads.project_recent_imports(project=project, limit=5),
+        "my_counts": queue_reads.queue_counts(user=request.user, project=project),
     })
 
 
@@ -98,7 +102,7 @@ def project_settings(request, slug: str):
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.project_update(project=project, **form.cleaned_data)
+            projects.project_update(project=project, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -110,12 +114,9 @@ def project_settings(request, slug: str):
 @require_action("curation.manage")
 @require_POST
 def project_annotators(request, slug: str):
-    from django.contrib.auth import get_user_model
-
     project = get_object_or_404(CurationProject, slug=slug)
-    ids = [int(i) for i in request.POST.getlist("annotators") if i.isdigit()]
-    users = get_user_model().objects.filter(pk__in=ids, groups__name__in=["annotator", "reviewer"]).distinct()
-    created = services.project_set_annotators(project=project, users=users)
+    users = project_reads.annotator_users(ids=[int(i) for i in request.POST.getlist("annotators") if i.isdigit()])
+    created = projects.project_set_annotators(project=project, users=users)
     messages.success(request, f"{users.count()} annotator(s); {created} new assignment(s) made (overlap {project.overlap}).")
     return redirect("curation:project", slug=project.slug)
 
@@ -128,7 +129,7 @@ def import_new(request, slug: str):
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            job = services.import_job_create(project=project, user=request.user, filename=upload.name, data=upload.read())
+            job = import_jobs.import_job_create(project=project, user=request.user, filename=upload.name, data=upload.read())
         except ValidationError as exc:
             form.add_error("file", exc)
         else:
@@ -141,7 +142,7 @@ def import_detail(request, job_id: int):
     job = get_object_or_404(ImportJob.objects.select_related("project"), pk=job_id)
     if request.method == "POST":
         try:
-            services.import_job_start(job=job)
+            import_jobs.import_job_start(job=job)
         except ValidationError as exc:
             messages.error(request, " ".join(_errors(exc)))
         return redirect("curation:import", job_id=job.pk)
@@ -158,16 +159,13 @@ def import_progress(request, job_id: int):
 @require_action("curation.view")
 def example_list(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    f = selectors.ExampleFilter.from_params(request.GET)
-    matches = selectors.ExampleMatches(selectors.examples_filtered(project=project, f=f), fields=(
-        "id", "prompt", "status", "language", "source", "length", "accuracy", "format_score", "language_score", "reflection_count",
-    ))
-    page = MatchesPaginator(matches, PAGE_SIZE).get_page(request.GET.get("page"))
+    f = search.ExampleFilter.from_params(request.GET)
+    page = MatchesPaginator(search.examples_matching(project=project, f=f), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "curation/example_list.html", {
         "project": project, "f": f, "page": page, "querystring": f.querystring_items(),
         "status_choices": forms.STATUS_CHOICES, "source_choices": forms.SOURCE_CHOICES,
         "label_keys": [q for q in project.label_schema if q["type"] != "text"],
-        "full_text": selectors.full_text_supported(),
+        "full_text": search.full_text_supported(),
     })
 
 
@@ -175,8 +173,8 @@ def example_list(request, slug: str):
 @require_POST
 def example_bulk_approve(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    f = selectors.ExampleFilter.from_params(request.POST)
-    result = services.examples_bulk_approve(examples=selectors.examples_filtered(project=project, f=f), user=request.user)
+    f = search.ExampleFilter.from_params(request.POST)
+    result = examples.examples_bulk_approve(examples=search.examples_filtered(project=project, f=f), user=request.user)
     messages.success(request, f"Approved {result.approved} submitted example(s) of this selection.")
     if result.own:
         messages.warning(request, f"{result.own} submitted example(s) of this selection not approved: you wrote or last edited them, "
@@ -188,7 +186,7 @@ def example_bulk_approve(request, slug: str):
 @require_action("curation.view")
 def agreement(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    return render(request, "curation/agreement.html", {"project": project, "agreement": selectors.project_agreement(project=project)})
+    return render(request, "curation/agreement.html", {"project": project, "agreement": project_reads.project_agreement(project=project)})
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -196,8 +194,8 @@ def agreement(request, slug: str):
 def version_list(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     return render(request, "curation/version_list.html", {
-        "project": project, "versions": project.versions.select_related("created_by"),
-        "approved": Example.objects.filter(project=project, status=Example.Status.APPROVED).count(),
+        "project": project, "versions": version_reads.project_versions(project=project),
+        "approved": project_reads.project_approved_count(project=project),
     })
 
 
@@ -206,7 +204,7 @@ def version_list(request, slug: str):
 def version_freeze(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     try:
-        result = services.dataset_version_freeze(project=project, user=request.user, note=request.POST.get("note", ""))
+        result = versions.dataset_version_freeze(project=project, user=request.user, note=request.POST.get("note", ""))
     except ValidationError as exc:
         messages.error(request, " ".join(_errors(exc)))
         return redirect("curation:versions", slug=slug)
@@ -221,8 +219,8 @@ def version_freeze(request, slug: str):
 def version_detail(request, pk: int):
     version = get_object_or_404(DatasetVersion.objects.select_related("project", "created_by"), pk=pk)
     return render(request, "curation/version_detail.html", {
-        "version": version, "project": version.project, "uses": version.uses.all(),
-        "items": version.items.only("example_ref", "prompt", "row_hash")[:50],
+        "version": version, "project": version.project, "uses": version_reads.dataset_version_uses(version=version),
+        "items": version_reads.dataset_version_items_preview(version=version, limit=50),
         "changelog": {k: version.changelog.get(k, []) for k in ("added", "removed", "changed")},
     })
 
@@ -230,20 +228,20 @@ def version_detail(request, pk: int):
 @require_action("curation.view")
 def version_download(request, pk: int):
     version = get_object_or_404(DatasetVersion.objects.select_related("project"), pk=pk)
-    path = services.dataset_version_export_path(version=version)
+    path = versions.dataset_version_export_path(version=version)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/jsonl")
 
 
 # --- the annotator's queue and editor ---------------------------------------------------------------------
 @require_action("curation.annotate")
 def queue(request):
-    return render(request, "curation/queue.html", {"rows": selectors.queue_projects(user=request.user)})
+    return render(request, "curation/queue.html", {"rows": queue_reads.queue_projects(user=request.user)})
 
 
 @require_action("curation.annotate")
 def queue_next(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    example = selectors.queue_next(user=request.user, project=project)
+    example = queue_reads.queue_next(user=request.user, project=project)
     if example is None:
         messages.success(request, f"Your queue in {project.name} is empty: nothing left to do.")
         return redirect("curation:queue")
@@ -253,7 +251,7 @@ def queue_next(request, slug: str):
 @require_action("curation.annotate")
 def neighbour(request, pk: int, direction: str):
     example = get_object_or_404(Example, pk=pk)
-    target = selectors.queue_neighbour(user=request.user, example=example, direction=1 if direction == "next" else -1)
+    target = queue_reads.queue_neighbour(user=request.user, example=example, direction=1 if direction == "next" else -1)
     if target is None:
         messages.info(request, "No more examples in that direction in your queue.")
         target = example.pk
@@ -266,11 +264,11 @@ def _label_values(request, schema) -> dict:
 
 @require_action("curation.view")
 def editor(request, pk: int):
-    example = selectors.editor_example(pk=pk, user=request.user)
+    example = example_reads.editor_example(pk=pk, user=request.user)
     if example is None:
         raise Http404("No such example.")
     project = example.project
-    can_edit = services.example_can_edit(user=request.user, example=example)
+    can_edit = examples.example_can_edit(user=request.user, example=example)
     form_errors: list[str] = []
     if request.method == "POST":
         if not can_edit:
@@ -280,12 +278,12 @@ def editor(request, pk: int):
             data = form.cleaned_data
             submit = data["action"] == "submit"
             try:
-                saved = services.editor_save(
+                saved = examples.editor_save(
                     example=example, user=request.user, based_on=data["based_on"],
                     changes={"reasoning": data["reasoning"], "summary": data["summary"]},
                     label_values=_label_values(request, project.label_schema), submit=submit,
                 )
-            except services.EditConflict as conflict:
+            except EditConflict as conflict:
                 return _conflict(request, conflict)
             except ValidationError as exc:
                 form_errors = _errors(exc)
@@ -310,13 +308,13 @@ def editor(request, pk: int):
         "based_on": example.version, "form_errors": form_errors,
         "counts": {"done": example.mine_done or 0, "remaining": example.mine_remaining or 0},
         "revision_count": example.version,
-        "events": example.status_events.select_related("user").order_by("-created_at")[:5],
+        "events": example_reads.example_status_events(example=example, limit=5),
         "can_review": can_review,
-        "approve_refusal": selectors.approval_refusal(example=example, user=request.user) if can_review else None,
+        "approve_refusal": example_reads.approval_refusal(example=example, user=request.user) if can_review else None,
     }, status=400 if form_errors else 200)
 
 
-def _conflict(request, conflict: services.EditConflict):
+def _conflict(request, conflict: EditConflict):
     current = conflict.example
     fields = []
     for name in ("reasoning", "summary"):
@@ -324,7 +322,7 @@ def _conflict(request, conflict: services.EditConflict):
         theirs = getattr(current, name)
         d = text_diff(theirs, mine)
         fields.append({"name": name, "mine": mine, "theirs": theirs, "diff": d.segments, "level": d.level, "same": mine == theirs})
-    revisions = Revision.objects.filter(example=current, number__gt=conflict.based_on).select_related("author").order_by("number")
+    revisions = example_reads.example_revisions_after(example=current, number=conflict.based_on)
     return render(request, "curation/conflict.html", {
         "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
         "revisions": revisions, "action": request.POST.get("action", "save"),
@@ -349,7 +347,7 @@ def checks(request, pk: int):
 @require_action("curation.view")
 def history(request, pk: int):
     example = get_object_or_404(Example.objects.select_related("project"), pk=pk)
-    revisions = list(example.revisions.select_related("author").order_by("-number"))
+    revisions = example_reads.example_revisions(example=example)
     if not revisions:
         raise Http404("no revisions")
     numbers = [r.number for r in revisions]
@@ -370,7 +368,7 @@ def history(request, pk: int):
         diffs.append({"name": name, "segments": d.segments, "level": d.level, "stats": diff_stats(d.segments), "changed": d.changed})
     return render(request, "curation/history.html", {
         "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
-        "can_edit": services.example_can_edit(user=request.user, example=example),
+        "can_edit": examples.example_can_edit(user=request.user, example=example),
     })
 
 
@@ -378,15 +376,15 @@ def history(request, pk: int):
 @require_POST
 def restore(request, pk: int):
     example = get_object_or_404(Example, pk=pk)
-    if not services.example_can_edit(user=request.user, example=example):
+    if not examples.example_can_edit(user=request.user, example=example):
         raise PermissionDenied("You may not edit this example.")
     try:
         number, based_on = int(request.POST["number"]), int(request.POST["based_on"])
-        restored = services.revision_restore(example=example, number=number, user=request.user, based_on=based_on)
+        restored = examples.revision_restore(example=example, number=number, user=request.user, based_on=based_on)
     except (KeyError, ValueError, Revision.DoesNotExist):
         messages.error(request, "Pick a revision to restore.")
         return redirect("curation:history", pk=pk)
-    except services.EditConflict as conflict:
+    except EditConflict as conflict:
         return _conflict(request, conflict)
     messages.success(request, f"Restored revision {number} as version {restored.version}.")
     return redirect("curation:editor", pk=pk)
@@ -395,12 +393,11 @@ def restore(request, pk: int):
 # --- review -------------------------------------------------------------------------------------------
 @require_action("curation.review")
 def review_queue(request):
-    projects = CurationProject.objects.all()
+    all_projects = project_reads.project_list()
     slug = request.GET.get("project", "")
-    project = next((p for p in projects if p.slug == slug), None)
-    qs = selectors.review_queue(project=project).only("id", "prompt", "status", "length", "accuracy", "language_score", "project__name", "project__slug", "updated_at")
-    page = CappedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "curation/review.html", {"page": page, "projects": projects, "project": project})
+    project = next((p for p in all_projects if p.slug == slug), None)
+    page = CappedPaginator(example_reads.review_queue_rows(project=project), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "curation/review.html", {"page": page, "projects": all_projects, "project": project})
 
 
 @require_action("curation.review")
@@ -413,10 +410,10 @@ def review(request, pk: int):
                        " ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("curation:editor", pk=pk)
     try:
-        example = services.example_review(example=example, user=request.user, **form.cleaned_data)
+        example = examples.example_review(example=example, user=request.user, **form.cleaned_data)
     except ValidationError as exc:
         messages.error(request, " ".join(_errors(exc)))
         return redirect("curation:editor", pk=pk)
     messages.success(request, f"Example {example.pk} {example.status}.")
-    following = selectors.review_queue(project=example.project).values_list("id", flat=True).first()
+    following = example_reads.review_queue_next_id(project=example.project)
     return redirect("curation:editor", pk=following) if following else redirect("curation:review")

@@ -1,6 +1,7 @@
 import pytest
 
-from r1lab.curation import services
+from r1lab.curation.services.examples import example_create
+from r1lab.curation.services.projects import project_create
 from tests.factories import UserFactory
 
 
@@ -23,11 +24,11 @@ def reviewer(db):
 
 @pytest.fixture
 def project(lead):
-    return services.project_create(name="Cold start math", user=lead)
+    return project_create(name="Cold start math", user=lead)
 
 
 def make_example(project, user, **kw):
     values = dict(prompt="What is 2+2?", reasoning="2 plus 2 is 4. Wait, let me check: yes, 4.", summary="4",
                   gold_answer="4", language="en", source="manual")
     values.update(kw)
-    return services.example_create(project=project, user=user, **values)
+    return example_create(project=project, user=user, **values)

@@ -1,7 +1,8 @@
 """Agreement over a project's labels: κ for two annotators, α for three, widest disagreement first."""
 import pytest
 
-from r1lab.curation import selectors, services
+from r1lab.curation.selectors.projects import project_agreement
+from r1lab.curation.services.examples import label_save
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory
 
@@ -9,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _label(ex, user, **values):
-    services.label_save(example=ex, user=user, values={k: str(v) for k, v in values.items()})
+    label_save(example=ex, user=user, values={k: str(v) for k, v in values.items()})
 
 
 def test_two_annotators_get_cohen_kappa(project, lead):
@@ -21,7 +22,7 @@ def test_two_annotators_get_cohen_kappa(project, lead):
         _label(ex, b, correct=vb, quality=3)
     _label(exs[3], a, correct="no", quality=1)
     _label(exs[3], b, correct="no", quality=5)  # widest spread on quality
-    result = selectors.project_agreement(project=project)
+    result = project_agreement(project=project)
     by_key = {row["key"]: row for row in result["labels"]}
     assert by_key["correct"]["method"] == "Cohen's κ"
     assert by_key["correct"]["value"] == pytest.approx(0.5)
@@ -38,6 +39,6 @@ def test_three_annotators_get_krippendorff_alpha(project, lead):
     for c, v1, v2 in zip(coders, ["yes"] * 3, ["yes", "yes", "no"]):
         _label(ex1, c, correct=v1)
         _label(ex2, c, correct=v2)
-    row = next(r for r in selectors.project_agreement(project=project)["labels"] if r["key"] == "correct")
+    row = next(r for r in project_agreement(project=project)["labels"] if r["key"] == "correct")
     assert row["method"].startswith("Krippendorff's α")
     assert row["value"] == pytest.approx(0.0)

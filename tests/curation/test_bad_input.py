@@ -4,7 +4,7 @@ Issue 15 added the four-eyes cases: before it, every one of them was accepted.""
 import pytest
 from django.urls import reverse
 
-from r1lab.curation import services
+from r1lab.curation.services.examples import example_save, example_submit
 from r1lab.curation.models import DatasetVersion, Example, StatusEvent
 from r1lab.rollouts.rs import services as rollouts
 from r1lab.rollouts.models import SpotCheckItem
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _submitted(project, author):
-    return services.example_submit(example=make_example(project, author), user=author)
+    return example_submit(example=make_example(project, author), user=author)
 
 
 def _review(project, lead, tmp_path, edit_by_user=False):
@@ -25,13 +25,13 @@ def _review(project, lead, tmp_path, edit_by_user=False):
     user = lead
     if edit_by_user:
         user = UserFactory(role="reviewer")
-        services.example_save(example=ex, user=user, based_on=ex.version, changes={"summary": "edited"})
+        example_save(example=ex, user=user, based_on=ex.version, changes={"summary": "edited"})
     return user, reverse("curation:review_example", kwargs={"pk": ex.pk}), ex
 
 
 def _stale(project, lead, tmp_path):
     ex = _submitted(project, lead)
-    services.example_save(example=ex, user=lead, based_on=1, changes={"summary": "changed after the reviewer looked"})
+    example_save(example=ex, user=lead, based_on=1, changes={"summary": "changed after the reviewer looked"})
     return UserFactory(role="reviewer"), reverse("curation:review_example", kwargs={"pk": ex.pk}), ex
 
 

@@ -10,7 +10,8 @@ import random
 import pytest
 from django.urls import reverse
 
-from r1lab.curation import diff, forms, services
+from r1lab.curation import diff, forms
+from r1lab.curation.services.examples import example_save
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory
 
@@ -104,7 +105,7 @@ def test_history_page_of_two_6000_word_revisions_shows_the_bounded_diff(client, 
     new = old.replace("alpha7 ", "omega7 ")
     assert old != new
     ex = make_example(project, lead, reasoning=old)
-    services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": new})
+    example_save(example=ex, user=lead, based_on=1, changes={"reasoning": new})
     client.force_login(UserFactory(role="viewer"))  # the history page is open to viewers
     html = client.get(reverse("curation:history", kwargs={"pk": ex.pk}) + "?a=1&b=2").content.decode()
     assert 'data-level="line"' in html

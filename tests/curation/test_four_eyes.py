@@ -5,7 +5,11 @@ which stayed approved and went into the next version."""
 import pytest
 from django.urls import reverse
 
-from r1lab.curation import selectors, services
+from r1lab.curation.selectors.examples import review_queue
+from r1lab.curation.selectors.search import ExampleFilter, examples_filtered
+from r1lab.curation.services.errors import FourEyesError, TransitionError
+from r1lab.curation.services.examples import BulkApproval, example_review, example_save, example_submit, examples_bulk_approve, revision_restore
+from r1lab.curation.services.versions import dataset_version_freeze
 from r1lab.curation.models import Example, StatusEvent
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory
@@ -15,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def submitted(project, author, **kw):
     ex = make_example(project, author, **kw)
-    return services.example_submit(example=ex, user=author)
+    return example_submit(example=ex, user=author)
 
 
 def unchanged(ex):
@@ -29,81 +33,81 @@ def unchanged(ex):
 def test_the_author_may_not_approve_but_may_reject(project, lead, reviewer):
     ex = submitted(project, lead)
     events = StatusEvent.objects.filter(example=ex).count()
-    with pytest.raises(services.FourEyesError, match="You wrote this example"):
-        services.example_review(example=ex, user=lead, decision="approve")
+    with pytest.raises(FourEyesError, match="You wrote this example"):
+        example_review(example=ex, user=lead, decision="approve")
     assert unchanged(ex) and StatusEvent.objects.filter(example=ex).count() == events == 1
-    assert services.example_review(example=ex, user=lead, decision="reject", comment="not good enough").status == "rejected"
+    assert example_review(example=ex, user=lead, decision="reject", comment="not good enough").status == "rejected"
 
 
 def test_the_last_editor_may_not_approve_nor_may_the_author_then_a_third_reviewer_does(project, lead, reviewer):
     ex = submitted(project, lead)
-    ex = services.example_save(example=ex, user=reviewer, based_on=ex.version, changes={"summary": "four"})
+    ex = example_save(example=ex, user=reviewer, based_on=ex.version, changes={"summary": "four"})
     assert ex.status == "submitted"
-    with pytest.raises(services.FourEyesError, match="last edit"):
-        services.example_review(example=ex, user=reviewer, decision="approve")
-    with pytest.raises(services.FourEyesError, match="You wrote"):
-        services.example_review(example=ex, user=lead, decision="approve")
+    with pytest.raises(FourEyesError, match="last edit"):
+        example_review(example=ex, user=reviewer, decision="approve")
+    with pytest.raises(FourEyesError, match="You wrote"):
+        example_review(example=ex, user=lead, decision="approve")
     assert unchanged(ex)
     third = UserFactory(role="reviewer")
-    assert services.example_review(example=ex, user=third, decision="approve").reviewed_by == third
+    assert example_review(example=ex, user=third, decision="approve").reviewed_by == third
 
 
 def test_staff_are_not_exempt(project):
     admin = UserFactory(is_staff=True, is_superuser=True)
     ex = submitted(project, admin)
-    with pytest.raises(services.FourEyesError):
-        services.example_review(example=ex, user=admin, decision="approve")
+    with pytest.raises(FourEyesError):
+        example_review(example=ex, user=admin, decision="approve")
     assert unchanged(ex)
 
 
 def test_an_edit_of_an_approved_example_sends_it_back_to_review_and_out_of_the_next_version(project, lead, reviewer, data_dir):
-    keep = services.example_review(example=submitted(project, lead, prompt="Keep?"), user=reviewer, decision="approve")
-    ex = services.example_review(example=submitted(project, lead, prompt="Edit?"), user=reviewer, decision="approve")
-    v1 = services.dataset_version_freeze(project=project, user=lead).version
+    keep = example_review(example=submitted(project, lead, prompt="Keep?"), user=reviewer, decision="approve")
+    ex = example_review(example=submitted(project, lead, prompt="Edit?"), user=reviewer, decision="approve")
+    v1 = dataset_version_freeze(project=project, user=lead).version
     assert v1.example_count == 2
 
     # The approving reviewer edits it afterwards: it waits for review again, and says why.
-    ex = services.example_save(example=ex, user=reviewer, based_on=ex.version, changes={"reasoning": "Quietly changed."})
+    ex = example_save(example=ex, user=reviewer, based_on=ex.version, changes={"reasoning": "Quietly changed."})
     assert ex.status == "submitted"
     event = StatusEvent.objects.filter(example=ex).latest("id")
     assert (event.from_status, event.to_status, event.user) == ("approved", "submitted", reviewer)
     assert "needs review again" in event.comment
-    assert ex in selectors.review_queue(project=project)
+    assert ex in review_queue(project=project)
 
-    v2 = services.dataset_version_freeze(project=project, user=lead).version
+    v2 = dataset_version_freeze(project=project, user=lead).version
     assert v2.number == 2 and v2.changelog["removed"] == [ex.pk]
     assert list(v2.items.values_list("example_ref", flat=True)) == [keep.pk]
 
     # Neither its editor nor its author approves it; a third reviewer does, and v3 has the new text.
     for user in (reviewer, lead):
-        with pytest.raises(services.FourEyesError):
-            services.example_review(example=ex, user=user, decision="approve")
-    services.example_review(example=ex, user=UserFactory(role="reviewer"), decision="approve")
-    v3 = services.dataset_version_freeze(project=project, user=lead).version
+        with pytest.raises(FourEyesError):
+            example_review(example=ex, user=user, decision="approve")
+    example_review(example=ex, user=UserFactory(role="reviewer"), decision="approve")
+    v3 = dataset_version_freeze(project=project, user=lead).version
     assert "Quietly changed." in v3.items.get(example_ref=ex.pk).completion
 
 
 def test_restoring_a_revision_of_an_approved_example_also_sends_it_back(project, lead, reviewer):
     ex = make_example(project, lead, reasoning="first")
-    ex = services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "second"})
-    services.example_submit(example=ex, user=lead)
-    services.example_review(example=ex, user=reviewer, decision="approve")
-    restored = services.revision_restore(example=ex, number=1, user=reviewer, based_on=2)
+    ex = example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "second"})
+    example_submit(example=ex, user=lead)
+    example_review(example=ex, user=reviewer, decision="approve")
+    restored = revision_restore(example=ex, number=1, user=reviewer, based_on=2)
     assert (restored.reasoning, restored.status) == ("first", "submitted")
 
 
 def test_a_save_without_text_change_keeps_it_approved(project, lead, reviewer):
-    ex = services.example_review(example=submitted(project, lead), user=reviewer, decision="approve")
-    same = services.example_save(example=ex, user=reviewer, based_on=ex.version, changes={"reasoning": ex.reasoning})
+    ex = example_review(example=submitted(project, lead), user=reviewer, decision="approve")
+    same = example_save(example=ex, user=reviewer, based_on=ex.version, changes={"reasoning": ex.reasoning})
     assert same.status == "approved"
 
 
 def test_bulk_approve_leaves_the_reviewer_s_own_examples_for_someone_else(project, lead, reviewer):
     mine = [submitted(project, lead) for _ in range(2)]
-    edited = services.example_save(example=submitted(project, reviewer), user=lead, based_on=1, changes={"summary": "4!"})
+    edited = example_save(example=submitted(project, reviewer), user=lead, based_on=1, changes={"summary": "4!"})
     theirs = submitted(project, reviewer)
-    qs = selectors.examples_filtered(project=project, f=selectors.ExampleFilter())
-    assert services.examples_bulk_approve(examples=qs, user=lead) == services.BulkApproval(approved=1, own=3)
+    qs = examples_filtered(project=project, f=ExampleFilter())
+    assert examples_bulk_approve(examples=qs, user=lead) == BulkApproval(approved=1, own=3)
     assert dict(Example.objects.values_list("pk", "status")) == {
         mine[0].pk: "submitted", mine[1].pk: "submitted", edited.pk: "submitted", theirs.pk: "approved"}
 
@@ -111,11 +115,11 @@ def test_bulk_approve_leaves_the_reviewer_s_own_examples_for_someone_else(projec
 def test_a_decision_on_a_version_the_reviewer_did_not_see_is_refused(project, lead, reviewer):
     ex = submitted(project, lead)
     seen = ex.version
-    ex = services.example_save(example=ex, user=UserFactory(role="reviewer"), based_on=seen, changes={"summary": "changed"})
-    with pytest.raises(services.TransitionError, match="changed since you opened it"):
-        services.example_review(example=ex, user=reviewer, decision="approve", version=seen)
+    ex = example_save(example=ex, user=UserFactory(role="reviewer"), based_on=seen, changes={"summary": "changed"})
+    with pytest.raises(TransitionError, match="changed since you opened it"):
+        example_review(example=ex, user=reviewer, decision="approve", version=seen)
     assert unchanged(ex)
-    assert services.example_review(example=ex, user=reviewer, decision="approve", version=ex.version).status == "approved"
+    assert example_review(example=ex, user=reviewer, decision="approve", version=ex.version).status == "approved"
 
 
 def test_editor_page_says_why_approve_is_not_available(client, project, lead, reviewer):
@@ -131,7 +135,7 @@ def test_editor_page_says_why_approve_is_not_available(client, project, lead, re
 
 
 def test_editor_page_warns_that_editing_an_approved_example_sends_it_back(client, project, lead, reviewer):
-    ex = services.example_review(example=submitted(project, lead), user=reviewer, decision="approve")
+    ex = example_review(example=submitted(project, lead), user=reviewer, decision="approve")
     client.force_login(reviewer)
     html = client.get(reverse("curation:editor", kwargs={"pk": ex.pk})).content.decode()
     assert 'id="approved-edit-note"' in html and "sends it back to review" in html

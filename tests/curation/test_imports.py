@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from r1lab.curation import services
+from r1lab.curation.services.errors import TransitionError
+from r1lab.curation.services.import_jobs import import_job_create, import_job_run, import_job_start
+from r1lab.curation.services.projects import project_create, project_set_annotators
 from r1lab.curation.formats import parse_file
 from r1lab.curation.models import Assignment, Example, ImportJob, Revision
 from tests.factories import UserFactory
@@ -28,7 +30,7 @@ def test_jsonl_errors_name_their_lines_and_nothing_is_imported(project, lead, da
         {"prompt": "p", "completion": "no tags at all"},
         GOOD,
     ])
-    job = services.import_job_create(project=project, user=lead, filename="bad.jsonl", data=data)
+    job = import_job_create(project=project, user=lead, filename="bad.jsonl", data=data)
     assert job.status == ImportJob.Status.INVALID
     lines = {e["line"]: e["message"] for e in job.errors}
     assert set(lines) == {2, 3, 5, 6}
@@ -36,8 +38,8 @@ def test_jsonl_errors_name_their_lines_and_nothing_is_imported(project, lead, da
     assert "prompt" in lines[3]
     assert "source" in lines[5]
     assert "<think>" in lines[6]
-    with pytest.raises(services.TransitionError):
-        services.import_job_start(job=job)
+    with pytest.raises(TransitionError):
+        import_job_start(job=job)
     assert Example.objects.count() == 0
 
 
@@ -56,17 +58,17 @@ def test_csv_errors_use_file_line_numbers(project, lead, data_dir):
 
 def test_good_import_writes_everything_with_revisions_and_assignments(project, lead, data_dir, django_capture_on_commit_callbacks):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     rows = [dict(GOOD, prompt=f"{i}+1?", gold_answer=str(i + 1), summary=str(i + 1)) for i in range(30)]
     rows.append({"prompt": "chat row", "completion": "<think>hmm</think><answer>7</answer>", "source": "rejection_sampling",
                  "source_ref": {"run": 3}, "score": 0.9})
-    job = services.import_job_create(project=project, user=lead, filename="good.jsonl", data=_jsonl(rows))
+    job = import_job_create(project=project, user=lead, filename="good.jsonl", data=_jsonl(rows))
     assert job.status == ImportJob.Status.READY and job.total_rows == 31
     assert len(job.preview) == 10
     assert "score" in job.message  # ignored columns are named in the preview
-    job = services.import_job_start(job=job)
+    job = import_job_start(job=job)
     assert job.status == ImportJob.Status.RUNNING
-    job = services.import_job_run(job_id=job.pk, progress_every=7)
+    job = import_job_run(job_id=job.pk, progress_every=7)
     assert job.status == ImportJob.Status.SUCCEEDED, job.message
     assert Example.objects.filter(project=project).count() == 31
     assert Revision.objects.filter(example__project=project).count() == 31
@@ -81,11 +83,11 @@ def test_upload_of_other_type_is_refused(project, lead, data_dir):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError):
-        services.import_job_create(project=project, user=lead, filename="x.xlsx", data=b"PK")
+        import_job_create(project=project, user=lead, filename="x.xlsx", data=b"PK")
 
 
 def test_non_utf8_file_is_one_clear_error(project, lead, data_dir):
-    job = services.import_job_create(project=project, user=lead, filename="x.csv", data="prompt\nCafé".encode("latin-1"))
+    job = import_job_create(project=project, user=lead, filename="x.csv", data="prompt\nCafé".encode("latin-1"))
     assert job.status == ImportJob.Status.INVALID
     assert "UTF-8" in job.errors[0]["message"]
 
@@ -95,11 +97,11 @@ def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir, monke
     """Real transactions: the checks thread reports progress on its own connection; a bad row's
     check failing mid-import (an unsupported language) rolls every written row back."""
     lead = UserFactory(role="reviewer")
-    project = services.project_create(name="Threaded import", user=lead)
+    project = project_create(name="Threaded import", user=lead)
     rows = [dict(GOOD, prompt=f"{i}+1?", gold_answer=str(i + 1), summary=str(i + 1)) for i in range(25)]
-    job = services.import_job_create(project=project, user=lead, filename="ok.jsonl", data=_jsonl(rows))
-    services.import_job_start(job=job)
-    job = services.import_job_run(job_id=job.pk, progress_every=10)
+    job = import_job_create(project=project, user=lead, filename="ok.jsonl", data=_jsonl(rows))
+    import_job_start(job=job)
+    job = import_job_run(job_id=job.pk, progress_every=10)
     assert (job.status, job.done_rows) == (ImportJob.Status.SUCCEEDED, 25)
     assert Example.objects.filter(project=project).count() == 25
     assert Example.objects.get(prompt="3+1?").accuracy == 1.0
@@ -116,11 +118,11 @@ def test_import_commits_all_or_nothing_with_checks_from_a_thread(data_dir, monke
 
     monkeypatch.setattr(rewards, "language_consistency_reward", failing)
     bad = rows[:20] + [dict(GOOD, prompt="late row", reasoning="LATE-FAULT")]
-    job = services.import_job_create(project=project, user=lead, filename="late.jsonl", data=_jsonl(bad))
+    job = import_job_create(project=project, user=lead, filename="late.jsonl", data=_jsonl(bad))
     assert job.status == ImportJob.Status.READY, job.errors
-    services.import_job_start(job=job)
+    import_job_start(job=job)
     with pytest.raises(ValueError):
-        services.import_job_run(job_id=job.pk, progress_every=10)
+        import_job_run(job_id=job.pk, progress_every=10)
     assert Example.objects.filter(project=project).count() == 25  # nothing of the second file
     assert not Example.objects.filter(prompt="late row").exists()
 

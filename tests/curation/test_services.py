@@ -2,7 +2,11 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from r1lab.curation import selectors, services
+from r1lab.curation.selectors.queue import queue_counts, queue_next
+from r1lab.curation.selectors.search import ExampleFilter, examples_filtered
+from r1lab.curation.services.errors import EditConflict, TransitionError
+from r1lab.curation.services.examples import BulkApproval, editor_save, example_review, example_save, example_submit, examples_bulk_approve, label_save, revision_restore
+from r1lab.curation.services.projects import project_create, project_set_annotators
 from r1lab.curation.models import Assignment, Example, Revision, StatusEvent
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory
@@ -33,7 +37,7 @@ def test_example_create_rejects_unknown_source(project, lead):
 
 def test_save_bumps_version_and_records_revision(project, lead):
     ex = make_example(project, lead)
-    saved = services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "Two plus two is four."})
+    saved = example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "Two plus two is four."})
     assert saved.version == 2
     assert saved.reasoning == "Two plus two is four."
     rev = Revision.objects.get(example=ex, number=2)
@@ -44,9 +48,9 @@ def test_save_bumps_version_and_records_revision(project, lead):
 def test_stale_save_conflicts_and_overwrites_nothing(project, lead):
     ex = make_example(project, lead)
     other = UserFactory(role="annotator")
-    services.example_save(example=ex, user=other, based_on=1, changes={"reasoning": "theirs"})
-    with pytest.raises(services.EditConflict) as info:
-        services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "mine"})
+    example_save(example=ex, user=other, based_on=1, changes={"reasoning": "theirs"})
+    with pytest.raises(EditConflict) as info:
+        example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "mine"})
     assert info.value.example.reasoning == "theirs"
     assert info.value.mine["reasoning"] == "mine"
     ex.refresh_from_db()
@@ -56,24 +60,24 @@ def test_stale_save_conflicts_and_overwrites_nothing(project, lead):
 
 def test_save_without_text_change_writes_nothing(project, lead):
     ex = make_example(project, lead)
-    same = services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": ex.reasoning})
+    same = example_save(example=ex, user=lead, based_on=1, changes={"reasoning": ex.reasoning})
     assert same.version == 1
     assert Revision.objects.filter(example=ex).count() == 1
 
 
 def test_restore_is_a_new_revision(project, lead):
     ex = make_example(project, lead, reasoning="first")
-    services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "second"})
-    restored = services.revision_restore(example=ex, number=1, user=lead, based_on=2)
+    example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "second"})
+    restored = revision_restore(example=ex, number=1, user=lead, based_on=2)
     assert (restored.reasoning, restored.version) == ("first", 3)
     assert Revision.objects.get(example=ex, number=3).note == "restored revision 1"
 
 
 def test_assignment_overlap_and_queue(lead):
-    project = services.project_create(name="Overlap", user=lead, overlap=2)
+    project = project_create(name="Overlap", user=lead, overlap=2)
     a, b, c = (UserFactory(role="annotator") for _ in range(3))
     examples = [make_example(project, lead) for _ in range(3)]
-    assert services.project_set_annotators(project=project, users=[a, b, c]) == 6
+    assert project_set_annotators(project=project, users=[a, b, c]) == 6
     for ex in examples:
         assert Assignment.objects.filter(example=ex).count() == 2
     # Balanced: each annotator has two.
@@ -81,89 +85,89 @@ def test_assignment_overlap_and_queue(lead):
     # A new example is assigned at once.
     new = make_example(project, lead)
     assert Assignment.objects.filter(example=new).count() == 2
-    counts = selectors.queue_counts(user=a, project=project)
+    counts = queue_counts(user=a, project=project)
     assert counts["done"] == 0 and counts["remaining"] >= 2
 
 
 def test_statuses_submit_reject_resubmit_approve(project, lead, reviewer):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     ex = make_example(project, lead)
-    assert selectors.queue_next(user=annotator, project=project) == ex
-    ex = services.editor_save(example=ex, user=annotator, based_on=1, changes={"summary": "four"},
+    assert queue_next(user=annotator, project=project) == ex
+    ex = editor_save(example=ex, user=annotator, based_on=1, changes={"summary": "four"},
                               label_values={"quality": "4", "correct": "yes"}, submit=True)
     assert ex.status == "submitted"
-    assert selectors.queue_next(user=annotator, project=project) is None
+    assert queue_next(user=annotator, project=project) is None
     with pytest.raises(PermissionDenied):
-        services.editor_save(example=ex, user=annotator, based_on=ex.version, changes={"summary": "x"}, label_values=None, submit=False)
+        editor_save(example=ex, user=annotator, based_on=ex.version, changes={"summary": "x"}, label_values=None, submit=False)
     with pytest.raises(ValidationError):
-        services.example_review(example=ex, user=lead, decision="reject", comment="  ")
-    ex = services.example_review(example=ex, user=lead, decision="reject", comment="Answer must be a number.")
+        example_review(example=ex, user=lead, decision="reject", comment="  ")
+    ex = example_review(example=ex, user=lead, decision="reject", comment="Answer must be a number.")
     assert ex.status == "rejected" and ex.review_comment == "Answer must be a number."
-    assert selectors.queue_next(user=annotator, project=project) == ex  # back in the queue
-    ex = services.editor_save(example=ex, user=annotator, based_on=ex.version, changes={"summary": "4"}, label_values=None, submit=True)
+    assert queue_next(user=annotator, project=project) == ex  # back in the queue
+    ex = editor_save(example=ex, user=annotator, based_on=ex.version, changes={"summary": "4"}, label_values=None, submit=True)
     assert ex.status == "submitted"
-    ex = services.example_review(example=ex, user=reviewer, decision="approve")  # lead wrote it: another reviewer approves
+    ex = example_review(example=ex, user=reviewer, decision="approve")  # lead wrote it: another reviewer approves
     assert ex.status == "approved" and ex.reviewed_by == reviewer
     assert list(StatusEvent.objects.filter(example=ex).values_list("to_status", flat=True)) == ["submitted", "rejected", "submitted", "approved"]
-    with pytest.raises(services.TransitionError):
-        services.example_review(example=ex, user=reviewer, decision="approve")
+    with pytest.raises(TransitionError):
+        example_review(example=ex, user=reviewer, decision="approve")
 
 
 def test_overlap_two_submits_when_both_done(lead):
-    project = services.project_create(name="Two", user=lead, overlap=2)
+    project = project_create(name="Two", user=lead, overlap=2)
     a, b = UserFactory(role="annotator"), UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[a, b])
+    project_set_annotators(project=project, users=[a, b])
     ex = make_example(project, lead)
-    ex = services.editor_save(example=ex, user=a, based_on=1, changes={}, label_values={"quality": "5"}, submit=True)
+    ex = editor_save(example=ex, user=a, based_on=1, changes={}, label_values={"quality": "5"}, submit=True)
     assert ex.status == "draft"
-    ex = services.editor_save(example=ex, user=b, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
+    ex = editor_save(example=ex, user=b, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
     assert ex.status == "submitted"
 
 
 def test_conflict_rolls_back_labels_too(project, lead):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     ex = make_example(project, lead)
-    services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "lead's"})
-    with pytest.raises(services.EditConflict):
-        services.editor_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "mine"}, label_values={"quality": "2"}, submit=True)
+    example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "lead's"})
+    with pytest.raises(EditConflict):
+        editor_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "mine"}, label_values={"quality": "2"}, submit=True)
     ex.refresh_from_db()
     assert ex.status == "draft" and ex.labels.count() == 0
 
 
 def test_bad_label_values_change_nothing(project, lead):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     ex = make_example(project, lead)
     with pytest.raises(ValidationError):
-        services.editor_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "edited"}, label_values={"quality": "9"}, submit=False)
+        editor_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "edited"}, label_values={"quality": "9"}, submit=False)
     ex.refresh_from_db()
     assert ex.version == 1 and ex.labels.count() == 0
 
 
 def test_bulk_approve_only_submitted(project, lead, reviewer):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     exs = [make_example(project, lead) for _ in range(4)]
     for ex in exs[:3]:
-        services.example_submit(example=ex, user=annotator)
-    qs = selectors.examples_filtered(project=project, f=selectors.ExampleFilter())
-    assert services.examples_bulk_approve(examples=qs, user=reviewer) == services.BulkApproval(approved=3, own=0)
+        example_submit(example=ex, user=annotator)
+    qs = examples_filtered(project=project, f=ExampleFilter())
+    assert examples_bulk_approve(examples=qs, user=reviewer) == BulkApproval(approved=3, own=0)
     assert sorted(Example.objects.values_list("status", flat=True)) == ["approved", "approved", "approved", "draft"]
     with pytest.raises(PermissionDenied):
-        services.examples_bulk_approve(examples=qs, user=annotator)
+        examples_bulk_approve(examples=qs, user=annotator)
 
 
 def test_label_schema_validation(lead):
     with pytest.raises(ValidationError) as info:
-        services.project_create(name="Bad", user=lead, label_schema=[{"key": "Bad Key", "type": "scale"}, {"key": "x", "type": "nope"}])
+        project_create(name="Bad", user=lead, label_schema=[{"key": "Bad Key", "type": "scale"}, {"key": "x", "type": "nope"}])
     assert len(info.value.messages) == 2
-    custom = services.project_create(name="Custom", user=lead, label_schema=[
+    custom = project_create(name="Custom", user=lead, label_schema=[
         {"key": "style", "question": "Style", "type": "choice", "choices": ["terse", "verbose"]},
     ])
     ex = make_example(custom, lead)
-    label = services.label_save(example=ex, user=lead, values={"style": "terse"})
+    label = label_save(example=ex, user=lead, values={"style": "terse"})
     assert label.values == {"style": "terse"}
     with pytest.raises(ValidationError):
-        services.label_save(example=ex, user=lead, values={"style": "purple"})
+        label_save(example=ex, user=lead, values={"style": "purple"})

@@ -5,7 +5,8 @@ import pytest
 from django.urls import reverse
 
 from r1lab import celery_app
-from r1lab.curation import services
+from r1lab.curation.services.examples import example_review, example_save, example_submit
+from r1lab.curation.services.projects import project_set_annotators
 from r1lab.curation.models import Example, ImportJob
 from tests.curation.conftest import make_example
 from tests.factories import UserFactory
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def annotated(project, lead):
     annotator = UserFactory(role="annotator")
-    services.project_set_annotators(project=project, users=[annotator])
+    project_set_annotators(project=project, users=[annotator])
     ex = make_example(project, lead)
     return annotator, ex
 
@@ -100,8 +101,8 @@ def test_checks_endpoint(client, annotated):
 
 def test_history_diff_and_restore(client, annotated, lead):
     annotator, ex = annotated
-    services.example_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "alpha beta gamma"})
-    services.example_save(example=ex, user=annotator, based_on=2, changes={"reasoning": "alpha delta gamma"})
+    example_save(example=ex, user=annotator, based_on=1, changes={"reasoning": "alpha beta gamma"})
+    example_save(example=ex, user=annotator, based_on=2, changes={"reasoning": "alpha delta gamma"})
     client.force_login(annotator)
     html = client.get(reverse("curation:history", kwargs={"pk": ex.pk}) + "?a=2&b=3").content.decode()
     assert "<del>beta</del><ins>delta</ins>" in html
@@ -159,7 +160,7 @@ def test_bulk_approve_filtered_selection(client, project, lead, reviewer, annota
     annotator, ex = annotated
     other = make_example(project, lead, language="zh")
     for e in (ex, other):
-        services.example_submit(example=e, user=annotator)
+        example_submit(example=e, user=annotator)
     client.force_login(reviewer)  # lead wrote them: another reviewer approves
     client.post(reverse("curation:bulk_approve", kwargs={"slug": project.slug}), {"language": "zh"})
     assert dict(Example.objects.values_list("pk", "status")) == {ex.pk: "submitted", other.pk: "approved"}
@@ -167,8 +168,8 @@ def test_bulk_approve_filtered_selection(client, project, lead, reviewer, annota
 
 def test_freeze_and_download(client, project, lead, reviewer, data_dir):
     ex = make_example(project, lead)
-    services.example_submit(example=ex, user=lead)
-    services.example_review(example=ex, user=reviewer, decision="approve")  # four eyes
+    example_submit(example=ex, user=lead)
+    example_review(example=ex, user=reviewer, decision="approve")  # four eyes
     client.force_login(lead)
     resp = client.post(reverse("curation:version_freeze", kwargs={"slug": project.slug}), {"note": "first"}, follow=True)
     assert b"Version 1 frozen" in resp.content
@@ -179,7 +180,7 @@ def test_freeze_and_download(client, project, lead, reviewer, data_dir):
 
 def test_search_follows_edits(client, project, lead):
     ex = make_example(project, lead, prompt="Count the apples", reasoning="There are apples.")
-    services.example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "There are oranges now."})
+    example_save(example=ex, user=lead, based_on=1, changes={"reasoning": "There are oranges now."})
     client.force_login(lead)
     url = reverse("curation:examples", kwargs={"slug": project.slug})
     assert "Count the apples" in client.get(url, {"q": "oranges"}).content.decode()

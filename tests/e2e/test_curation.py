@@ -6,7 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from r1lab.curation import services
+from r1lab.curation.services.examples import editor_save, example_create
+from r1lab.curation.services.projects import project_create, project_set_annotators
 from r1lab.curation.models import Example, Label
 from tests.e2e.conftest import login
 from tests.factories import UserFactory
@@ -15,10 +16,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def _project(lead, *annotators, n=2, overlap=1):
-    project = services.project_create(name=f"E2E {lead.username}", user=lead, overlap=overlap)
-    services.project_set_annotators(project=project, users=list(annotators))
+    project = project_create(name=f"E2E {lead.username}", user=lead, overlap=overlap)
+    project_set_annotators(project=project, users=list(annotators))
     examples = [
-        services.example_create(
+        example_create(
             project=project, user=lead, source="manual", prompt=f"What is ${i} + {i}$?",
             reasoning=f"We add {i} and {i}. 所以 the sum is {2 * i}.", summary=str(2 * i), gold_answer=str(2 * i),
         )
@@ -84,7 +85,7 @@ def test_reviewer_rejects_with_comment_then_approves(page, live_asgi, login_as, 
     annotator = UserFactory(role="annotator")
     lead = UserFactory(role="reviewer")  # four eyes: the example's author is not the reviewer who approves it
     project, (ex,) = _project(lead, annotator, n=1)
-    services.editor_save(example=ex, user=annotator, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
+    editor_save(example=ex, user=annotator, based_on=1, changes={}, label_values={"quality": "3"}, submit=True)
 
     page.goto(live_asgi + "/curation/review/")
     page.get_by_role("link", name=str(ex.pk), exact=True).click()
@@ -148,9 +149,9 @@ def test_second_save_of_the_same_example_gets_the_conflict_page(page, live_asgi,
 def test_script_and_img_onerror_are_shown_as_text_never_run(page, live_asgi, login_as):
     annotator = login_as("annotator")
     lead = UserFactory(role="reviewer")
-    project = services.project_create(name="XSS", user=lead)
-    services.project_set_annotators(project=project, users=[annotator])
-    ex = services.example_create(
+    project = project_create(name="XSS", user=lead)
+    project_set_annotators(project=project, users=[annotator])
+    ex = example_create(
         project=project, user=lead, source="rollout",
         prompt='Compute $x^2$ for <script>window.__pwned = "prompt"</script> x = 3.',
         reasoning='Try <img src="x" onerror="window.__pwned = \'img\'"> then **bold** and $$\\frac{1}{2}$$ '
@@ -190,9 +191,9 @@ def test_remote_images_in_the_preview_are_not_fetched_until_clicked(page, live_a
     placeholder (its address shown as text) until the user clicks "load image"."""
     annotator = login_as("annotator")
     lead = UserFactory(role="reviewer")
-    project = services.project_create(name="Remote images", user=lead)
-    services.project_set_annotators(project=project, users=[annotator])
-    ex = services.example_create(
+    project = project_create(name="Remote images", user=lead)
+    project_set_annotators(project=project, users=[annotator])
+    ex = example_create(
         project=project, user=lead, source="rollout", prompt="Look: ![p](//cdn.evil.test/prompt.png)",
         reasoning="Chart ![the chart](https://images.evil.test/track.png?ex=1) and ![dot](http://other.evil.test/dot.png) "
                   "and an inline one ![ok](data:image/png;base64,iVBORw0KGgo=).",

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from r1lab.curation import services as curation
 from r1lab.curation.models import DatasetVersion, Example
+from r1lab.curation.services.examples import example_save
 from r1lab.rollouts.rs import selectors, services
 from r1lab.rollouts.models import RSDataset
 from tests.rollouts.rs_helpers import make_rs_stage
@@ -74,7 +75,7 @@ def test_an_rs_example_edited_after_a_freeze_is_not_re_approved_by_the_next_one(
     ds = spot_checked(stage, checker)
     v1 = services.rs_dataset_freeze(dataset=ds, user=freezer)
     ex = Example.objects.filter(project=v1.project).first()
-    ex = curation.example_save(example=ex, user=editor, based_on=ex.version, changes={"reasoning": "edited by hand"})
+    ex = example_save(example=ex, user=editor, based_on=ex.version, changes={"reasoning": "edited by hand"})
     assert ex.status == "submitted"
     ds = spot_checked(stage, checker, verdicts=("good",))
     v2 = services.rs_dataset_freeze(dataset=ds, user=freezer)

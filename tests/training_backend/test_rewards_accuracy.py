@@ -9,7 +9,8 @@ import pytest
 from math_verify import parse, verify
 
 from training_backend.rewards import accuracy_reward, accuracy_rewards, answers_equivalent
-from training_backend.rewards.accuracy import clear_caches, close_numbers_verdict, fast_verdict, prepare
+from training_backend.rewards.accuracy import clear_caches
+from training_backend.rewards.math_equivalence import close_numbers_verdict, fast_verdict, prepare
 
 PEER_CASES = Path(__file__).resolve().parents[2] / ".." / "shared" / "peer-cases" / "math_verify_cases.jsonl"
 
@@ -302,7 +303,7 @@ def test_full_context_start_memo_is_used_and_undone():
 
 
 def test_gold_queue_keeps_each_gold_on_one_worker_while_there_is_other_work():
-    from training_backend.rewards.accuracy import _GoldQueue
+    from training_backend.rewards.math_pool import _GoldQueue
 
     pairs = [(g, f"{g}-{i}") for g in ("g1", "g2", "g3") for i in range(3)]
     assert _GoldQueue(pairs).take(None, {"g3"})[0] == "g3"  # a gold this worker parsed before

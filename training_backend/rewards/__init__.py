@@ -27,17 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from training_backend.rewards.accuracy import (
-    accuracy_reward,
-    accuracy_rewards,
-    answers_equivalent,
-    clear_caches,
-    set_math_workers,
-    warm_up,
-)
+from training_backend.rewards.accuracy import accuracy_reward, accuracy_rewards, answers_equivalent, clear_caches
 from training_backend.rewards.format import format_reward, format_rewards, tag_count_reward, tag_count_rewards
 from training_backend.rewards.language import language_consistency_reward, language_consistency_rewards
 from training_backend.rewards.length import cosine_length_reward, cosine_length_rewards, overlong_penalties, overlong_penalty
+from training_backend.rewards.math_pool import set_math_workers, warm_up
 from training_backend.rewards.parsing import as_text, extract_answer, extract_code, extract_think, last_boxed
 from training_backend.rewards.repetition import repetition_penalty_reward, repetition_penalty_rewards
 from training_backend.rewards.sandbox import (

@@ -1,4 +1,4 @@
-"""The sympy side of the accuracy reward, run as a child process (see accuracy.py).
+"""The sympy side of the accuracy reward, run as a child process (see math_pool.py).
 
 Protocol, one line each way: the parent writes `["gold", "answer"]` (JSON) and reads `1` or `0`;
 `"clear"` empties the parse caches (with sympy's own memo and the start-state memo below) and

@@ -7,7 +7,7 @@ import django.contrib.postgres.search
 from django.conf import settings
 from django.db import migrations
 
-from r1lab.curation.db_ops import PostgresOnlyAddIndex, PostgresOnlyRemoveIndex, PostgresOnlySQL
+from r1lab.curation.postgres_only_migration_ops import PostgresOnlyAddIndex, PostgresOnlyRemoveIndex, PostgresOnlySQL
 
 TRIGGER = """
 CREATE TRIGGER curation_example_search_update

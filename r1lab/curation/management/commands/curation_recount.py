@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from r1lab.curation import services
+from r1lab.curation.services import queue_counts
 from r1lab.curation.models import CurationProject
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
             target = CurationProject.objects.filter(slug=project).first()
             if target is None:
                 raise CommandError(f"No curation project with slug {project!r}.")
-        result = services.queue_counts_recompute(project=target)
+        result = queue_counts.queue_counts_recompute(project=target)
         for row in result.fixed:
             self.stdout.write(
                 f"project {row['project_id']} user {row['user_id']}: done/remaining {row['was'][0]}/{row['was'][1]}"
