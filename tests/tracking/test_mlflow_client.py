@@ -124,8 +124,9 @@ def test_plain_mlflow_code_logs_an_r1lab_run(tracking):
     newest_first = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
     assert [r.info.run_id for r in newest_first] == [run_b, run_a]
     assert [r.info.run_name for r in client.search_runs([exp.experiment_id], "metrics.reward > 0.5")] == ["grpo-b"]
-    frame = mlflow.search_runs(experiment_names=["r1-zero-mlflow"], order_by=["start_time ASC"])
-    assert list(frame["run_id"]) == [run_a, run_b]
+    # the fluent API (as scripts call it); output_format="list": mlflow-skinny has no pandas
+    listed = mlflow.search_runs(experiment_names=["r1-zero-mlflow"], order_by=["start_time ASC"], output_format="list")
+    assert [r.info.run_id for r in listed] == [run_a, run_b]
     assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []
 
 
