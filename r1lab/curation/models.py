@@ -212,6 +212,7 @@ class StatusEvent(models.Model):
 
 class ImportJob(models.Model):
     class Status(models.TextChoices):
+        CHECKING = "checking"  # a large file being read and checked in the background (progress shown)
         INVALID = "invalid"  # parsed, has row errors: nothing will be imported
         READY = "ready"  # parsed, no errors: waiting for the user's confirmation
         RUNNING = "running"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from r1lab import dataset_formats
 from r1lab.dataset_formats import Mapping, Parsed, RowError
@@ -27,7 +28,8 @@ MAX_ERRORS = 200
 PREVIEW_ROWS = 10
 
 
-def parse_prompt_file(*, data: bytes, filename: str, kind: str, mapping: Mapping | None = None) -> Parsed:
+def parse_prompt_file(*, data: bytes, filename: str, kind: str, mapping: Mapping | None = None,
+                      on_progress=None) -> Parsed:
     """Every row of the file as a prompt row, or its error with its line (row) number; the mapping
     is detected unless given."""
     file_kind = dataset_formats.kind_from_filename(filename)
@@ -45,7 +47,7 @@ def parse_prompt_file(*, data: bytes, filename: str, kind: str, mapping: Mapping
         return row
 
     return dataset_formats.read_rows(data, kind=file_kind, target=TARGET, convert=convert, mapping=mapping,
-                                     max_errors=MAX_ERRORS)
+                                     max_errors=MAX_ERRORS, on_progress=on_progress)
 
 
 @dataclass
@@ -62,11 +64,19 @@ class StagedUpload:
     errors: list[dict]
     error_count: int
     count: int  # good rows
-    rows: list[dict]  # every row when there is no error, else none
+    rows: list[dict]  # every row when there is no error, else the first good ones
+    status: str = "ready"  # checking (a large file, in the background) | ready | invalid
+    phase: str = ""
+    done: int = 0  # rows checked so far (checking)
+    total: int = 0  # rows in the file when it says (Parquet, save_to_disk), else 0
 
     @property
     def ok(self) -> bool:
-        return not self.error_count and bool(self.rows)
+        return self.status == "ready" and not self.error_count and bool(self.rows)
+
+    @property
+    def checking(self) -> bool:
+        return self.status == "checking"
 
     @property
     def n_eval(self) -> int:
@@ -85,6 +95,9 @@ class StagedUpload:
         m = Mapping.from_dict(self.mapping)
         return m.label if m else ""
 
+    def progress(self) -> dict:
+        return {"status": self.status, "phase": self.phase, "done": self.done, "total": self.total, "message": ""}
+
 
 def _uploads() -> Path:
     d = Path(settings.R1LAB_DATA_DIR) / "uploads"
@@ -96,8 +109,18 @@ def _paths(token: str) -> tuple[Path, Path]:
     return _uploads() / f"{token}.json", _uploads() / f"{token}.upload"
 
 
-def _parse_into(staged: StagedUpload, data: bytes, mapping: Mapping | None) -> StagedUpload:
-    result = parse_prompt_file(data=data, filename=staged.source_name, kind=staged.kind, mapping=mapping)
+def _save(staged: StagedUpload) -> StagedUpload:
+    """Atomically (temp file + rename): the progress poll never reads half a file."""
+    meta, _ = _paths(staged.token)
+    tmp = meta.with_name(meta.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(staged.__dict__))
+    tmp.replace(meta)
+    return staged
+
+
+def _parse_into(staged: StagedUpload, data: bytes, mapping: Mapping | None, on_progress=None) -> StagedUpload:
+    result = parse_prompt_file(data=data, filename=staged.source_name, kind=staged.kind, mapping=mapping,
+                               on_progress=on_progress)
     staged.mapping = result.mapping.to_dict() if result.mapping else {}
     staged.file_info = result.file_info() if result.mapping else {}
     staged.errors, staged.error_count = result.errors, result.error_count
@@ -105,19 +128,48 @@ def _parse_into(staged: StagedUpload, data: bytes, mapping: Mapping | None) -> S
     # every row when all are good (they are what the confirmation stores); else the first good ones,
     # which the preview still shows beside the errors
     staged.rows = result.rows if result.ok else result.rows[:PREVIEW_ROWS]
-    meta, _ = _paths(staged.token)
-    meta.write_text(json.dumps(staged.__dict__))
+    staged.status, staged.phase, staged.done, staged.total = ("ready" if result.ok else "invalid"), "", 0, 0
+    return _save(staged)
+
+
+def _check_later_or_now(staged: StagedUpload, data: bytes, mapping: Mapping | None) -> StagedUpload:
+    if len(data) <= settings.R1LAB_IMPORT_BACKGROUND_BYTES:
+        return _parse_into(staged, data, mapping)
+    from r1lab.pipelines.tasks import DEFAULT_QUEUE, prompt_upload_check
+
+    staged.status, staged.phase, staged.done, staged.total = "checking", "queued", 0, 0
+    staged.mapping = mapping.to_dict() if mapping else {}
+    staged.errors, staged.error_count, staged.rows, staged.count = [], 0, [], 0
+    _save(staged)
+    token = staged.token
+    transaction.on_commit(lambda: prompt_upload_check.apply_async((token,), queue=DEFAULT_QUEUE))
     return staged
 
 
 def upload_stage(*, data: bytes, filename: str, name: str, kind: str, eval_fraction: float) -> StagedUpload:
-    """Keep the upload and read it with the detected mapping; nothing is imported."""
+    """Keep the upload and read it with the detected mapping (a file larger than
+    R1LAB_IMPORT_BACKGROUND_BYTES in a Celery task, `upload_check`); nothing is imported."""
     token = uuid.uuid4().hex
     _, blob = _paths(token)
     blob.write_bytes(data)
     staged = StagedUpload(token=token, name=name, kind=kind, eval_fraction=eval_fraction, source_name=filename,
                           mapping={}, file_info={}, errors=[], error_count=0, count=0, rows=[])
-    return _parse_into(staged, data, None)
+    return _check_later_or_now(staged, data, None)
+
+
+def upload_check(*, token: str) -> StagedUpload | None:
+    """The background read of a large staged file (Celery), progress saved every 1,000 rows."""
+    staged = upload_load(token)
+    if staged is None or not staged.checking:
+        return staged
+    _, blob = _paths(token)
+
+    def progress(done: int, total: int | None) -> None:
+        staged.phase, staged.done, staged.total = "checking the file", done, total or 0
+        _save(staged)
+
+    progress(0, None)
+    return _parse_into(staged, blob.read_bytes(), Mapping.from_dict(staged.mapping), on_progress=progress)
 
 
 def upload_load(token: str) -> StagedUpload | None:
@@ -134,9 +186,11 @@ def upload_load(token: str) -> StagedUpload | None:
 
 
 def upload_remap(*, staged: StagedUpload, mapping: Mapping) -> StagedUpload:
-    """Read the staged file again with the user's mapping."""
+    """Read the staged file again with the user's mapping (a large one in the background)."""
+    if staged.checking:
+        raise ValueError("the file is still being checked")
     _, blob = _paths(staged.token)
-    return _parse_into(staged, blob.read_bytes(), mapping)
+    return _check_later_or_now(staged, blob.read_bytes(), mapping)
 
 
 def upload_discard(staged: StagedUpload) -> None:

@@ -157,45 +157,57 @@ def models_page(request):
 
 @require_action("models.manage")
 def prompt_set_import(request):
-    """Upload → preview (detected format, editable column mapping, first rows with their gold
-    answers, row errors) → confirm → stored. All or nothing."""
-    token = request.POST.get("token", "")
-    if request.method == "POST" and token:
-        staged = prompt_import.upload_load(token)
-        if staged is None:
-            messages.error(request, "that upload expired; upload the file again")
-            return redirect("pipelines:prompt_import")
-        if request.POST.get("action") == "remap":
-            mapping_form = MappingForm(request.POST, target=prompt_import.TARGET, columns=staged.file_info.get("columns", []),
-                                       splits=staged.file_info.get("splits") or None)
-            if mapping_form.is_valid():
-                staged = prompt_import.upload_remap(staged=staged, mapping=mapping_form.mapping())
-                mapping_form = _mapping_form(staged)
-            return render(request, "pipelines/prompt_import.html", {"staged": staged, "mapping_form": mapping_form})
+    """Upload: the file is staged and read (detected format and mapping), then its preview page."""
+    form = PromptImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        staged = prompt_import.upload_stage(data=upload.read(), filename=upload.name, name=form.cleaned_data["name"],
+                                            kind=form.cleaned_data["kind"], eval_fraction=form.cleaned_data["eval_fraction"])
+        return redirect("pipelines:prompt_import_staged", token=staged.token)
+    return render(request, "pipelines/prompt_import.html", {"form": form})
+
+
+@require_action("models.manage")
+def prompt_import_staged(request, token: str):
+    """A staged upload: its progress while a large file is checked, then the preview (detected
+    format, editable column mapping, first rows with their gold answers, row errors); POST
+    `action=remap` re-reads it with the user's mapping, a plain POST imports it. All or nothing."""
+    staged = prompt_import.upload_load(token)
+    if staged is None:
+        messages.error(request, "that upload expired; upload the file again")
+        return redirect("pipelines:prompt_import")
+    mapping_form = None
+    if request.method == "POST" and staged.checking:
+        messages.error(request, "the file is still being checked")
+    elif request.method == "POST" and request.POST.get("action") == "remap":
+        mapping_form = MappingForm(request.POST, target=prompt_import.TARGET, columns=staged.file_info.get("columns", []),
+                                   splits=staged.file_info.get("splits") or None)
+        if mapping_form.is_valid():
+            prompt_import.upload_remap(staged=staged, mapping=mapping_form.mapping())
+            return redirect("pipelines:prompt_import_staged", token=token)
+    elif request.method == "POST":
         if not staged.ok:
-            messages.error(request, "nothing was imported: the file still has row errors")
-            return render(request, "pipelines/prompt_import.html", {"staged": staged, "mapping_form": _mapping_form(staged)})
+            messages.error(request, "nothing was imported: the file has row errors")
+            return redirect("pipelines:prompt_import_staged", token=token)
         try:
             ps = services.prompt_set_import(name=staged.name, kind=staged.kind, rows=staged.rows,
                                             eval_fraction=staged.eval_fraction, user=request.user,
                                             source_name=staged.source_name)
         except state_machine.PipelineValidationError as exc:
             messages.error(request, "; ".join(exc.errors.values()))
-            return redirect("pipelines:prompt_import")
+            return redirect("pipelines:prompt_import_staged", token=token)
         prompt_import.upload_discard(staged)
         messages.success(request, f"Imported {ps.name}: {ps.train_count} train and {ps.eval_count} eval prompts.")
         return redirect("pipelines:models")
-    form = PromptImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
-        staged = prompt_import.upload_stage(data=upload.read(), filename=upload.name, name=form.cleaned_data["name"],
-                                            kind=form.cleaned_data["kind"], eval_fraction=form.cleaned_data["eval_fraction"])
-        return render(request, "pipelines/prompt_import.html", {"staged": staged, "mapping_form": _mapping_form(staged)})
-    return render(request, "pipelines/prompt_import.html", {"form": form})
-
-
-def _mapping_form(staged) -> MappingForm | None:
     mapping = Mapping.from_dict(staged.mapping)
-    if mapping is None:  # the file could not be read at all: nothing to map
-        return None
-    return MappingForm.for_mapping(mapping, target=prompt_import.TARGET, file_info=staged.file_info)
+    if mapping_form is None and mapping is not None and not staged.checking:
+        mapping_form = MappingForm.for_mapping(mapping, target=prompt_import.TARGET, file_info=staged.file_info)
+    return render(request, "pipelines/prompt_import.html", {"staged": staged, "mapping_form": mapping_form})
+
+
+@require_action("models.manage")
+def prompt_import_progress(request, token: str):
+    staged = prompt_import.upload_load(token)
+    if staged is None:
+        raise Http404("no such upload")
+    return JsonResponse(staged.progress())

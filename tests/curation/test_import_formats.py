@@ -86,3 +86,32 @@ def test_the_import_reads_the_file_with_the_chosen_mapping(data_dir, project, le
     job = import_job_remap(job=job, mapping=Mapping(**{**job.mapping, "answer": "solution", "answer_rule": "boxed", "id": ""}))
     import_job_run(job_id=import_job_start(job=job).pk)
     assert list(Example.objects.order_by("pk").values_list("gold_answer", "source_ref")) == [("21", None), ("13", None)]
+
+
+def test_a_large_file_is_checked_in_the_background_with_progress(client_as, settings, data_dir, project, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    """Above R1LAB_IMPORT_BACKGROUND_BYTES the job is `checking` (progress on the page) while a
+    Celery task (`curation.import_check`, run here in-process) reads the file; then ready, as a small
+    file is at once. A remap of such a file is checked in the background again."""
+    from r1lab.curation.services import import_jobs
+
+    settings.R1LAB_IMPORT_BACKGROUND_BYTES = 1000
+    rows = [dict(F.GSM8K[i % 3], question=f"{F.GSM8K[i % 3]['question']} ({i})") for i in range(2500)]
+    client = client_as("reviewer")
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        job = _upload_page(client, project, rows, "parquet")
+    assert len(queued) == 1 and job.status == ImportJob.Status.CHECKING and job.preview == []
+    page = client.get(reverse("curation:import", args=[job.pk])).content.decode()
+    assert 'data-status="checking"' in page and "column-mapping" not in page
+    seen = []
+    real = import_jobs._progress
+    monkeypatch.setattr(import_jobs, "_progress", lambda job_id, **f: seen.append(f.get("done_rows")) or real(job_id, **f))
+    job = import_jobs.import_job_check(job_id=job.pk)
+    assert seen == [0, 1000, 2000]
+    assert job.status == ImportJob.Status.READY and job.total_rows == 2500 and job.preview[0]["gold_answer"] == "72"
+    assert client.get(reverse("curation:import_progress", args=[job.pk])).json()["status"] == "ready"
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        job = import_job_remap(job=job, mapping=Mapping(**{**job.mapping, "reasoning": ""}))
+    assert len(queued) == 1 and job.status == ImportJob.Status.CHECKING
+    job = import_jobs.import_job_check(job_id=job.pk)
+    assert job.status == ImportJob.Status.INVALID and job.errors[0] == {"line": 1, "message": "`reasoning` is missing or empty (or give a `completion` with <think>…</think>)"}

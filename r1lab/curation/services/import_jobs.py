@@ -49,37 +49,76 @@ def _job_fields(result: formats.Parsed) -> dict:
 
 def import_job_create(*, project: CurationProject, user, filename: str, data: bytes,
                       mapping: formats.Mapping | None = None) -> ImportJob:
-    """Parse and validate the whole file now (nothing imported): the job holds preview and errors.
+    """Parse and validate the whole file (nothing imported): the job holds preview and errors.
 
     The format and column mapping are detected unless given; the file is kept (also when it has
-    errors) so that `import_job_remap` can read it again with the user's mapping."""
+    errors) so that `import_job_remap` can read it again with the user's mapping. A file larger
+    than R1LAB_IMPORT_BACKGROUND_BYTES is checked by a Celery task (`import_job_check`), with
+    progress on the page; a smaller one here and now."""
     file_format = formats.format_from_filename(filename)
     if file_format is None:
         raise ValidationError(f"Upload {dataset_formats.ACCEPTED} file.")
-    result = formats.parse_file(data, file_format=file_format, mapping=mapping)
     path = _imports_dir() / f"{uuid.uuid4().hex}.{file_format}"
     path.write_bytes(data)
-    return ImportJob.objects.create(
-        project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path),
-        **_job_fields(result),
-    )
+    job = ImportJob(project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path),
+                    mapping=mapping.to_dict() if mapping else {})
+    if len(data) > settings.R1LAB_IMPORT_BACKGROUND_BYTES:
+        job.status, job.phase = ImportJob.Status.CHECKING, "queued"
+        job.save()
+        _check_later(job)
+        return job
+    for name, value in _job_fields(formats.parse_file(data, file_format=file_format, mapping=mapping)).items():
+        setattr(job, name, value)
+    job.save()
+    return job
+
+
+def _check_later(job: ImportJob) -> None:
+    from r1lab.curation.tasks import import_job_check_task
+
+    transaction.on_commit(lambda: import_job_check_task.delay(job.pk))
+
+
+def import_job_check(*, job_id: int) -> ImportJob:
+    """The background check of a large file (Celery): read every row with the job's mapping
+    (detected when it has none), progress saved as it goes; then ready or invalid, as a small
+    file is at once."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status != ImportJob.Status.CHECKING:
+        return job
+    try:
+        data = Path(job.path).read_bytes()
+    except OSError as exc:
+        _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
+        return ImportJob.objects.get(pk=job.pk)
+    _progress(job.pk, phase="checking the file", done_rows=0, total_rows=0)
+    result = formats.parse_file(
+        data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
+        on_progress=lambda done, total: _progress(job.pk, done_rows=done, total_rows=total or 0))
+    ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.CHECKING).update(phase="", done_rows=0, **_job_fields(result))
+    return ImportJob.objects.get(pk=job.pk)
 
 
 def import_job_remap(*, job: ImportJob, mapping: formats.Mapping) -> ImportJob:
     """Read the job's file again with `mapping` (the user's edit of the detected one): new preview
-    and errors. Only before the import starts; nothing is imported."""
-    if job.status not in (ImportJob.Status.READY, ImportJob.Status.INVALID):
-        raise TransitionError("This import has started already: its mapping can no longer change.")
-    try:
-        data = Path(job.path).read_bytes()
-    except OSError as exc:
-        raise TransitionError("The uploaded file is gone: upload it again.") from exc
-    result = formats.parse_file(data, file_format=job.file_format, mapping=mapping)
-    fields = _job_fields(result)
-    updated = ImportJob.objects.filter(pk=job.pk, status__in=[ImportJob.Status.READY, ImportJob.Status.INVALID]).update(**fields)
+    and errors (for a large file: checked again in the background). Only before the import
+    starts; nothing is imported."""
+    waiting = [ImportJob.Status.READY, ImportJob.Status.INVALID]
+    if job.status not in waiting:
+        raise TransitionError("This import has started already (or is being checked): its mapping cannot change now.")
+    path = Path(job.path)
+    if not path.is_file():
+        raise TransitionError("The uploaded file is gone: upload it again.")
+    if path.stat().st_size > settings.R1LAB_IMPORT_BACKGROUND_BYTES:
+        fields = {"status": ImportJob.Status.CHECKING, "phase": "queued", "mapping": mapping.to_dict(), "errors": [], "preview": []}
+    else:
+        fields = _job_fields(formats.parse_file(path.read_bytes(), file_format=job.file_format, mapping=mapping))
+    updated = ImportJob.objects.filter(pk=job.pk, status__in=waiting).update(**fields)
     if not updated:  # confirmed in another tab meanwhile
         raise TransitionError("This import has started already: its mapping can no longer change.")
     job.refresh_from_db()
+    if job.status == ImportJob.Status.CHECKING:
+        _check_later(job)
     return job
 
 
