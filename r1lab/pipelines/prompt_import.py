@@ -7,8 +7,10 @@ a `datasets` save_to_disk folder; GSM8K, MATH, DeepScaleR / NuminaMath / Open-R1
 MBPP or r1lab's own columns). All or nothing: the rows are stored (services.prompt_set_import) only
 when no row has an error.
 
-A staged upload is two files under `R1LAB_DATA_DIR/uploads`: the file as uploaded, and
-`<token>.json` with the form's values, the mapping, and (when every row is good) the rows.
+A staged upload is files under `R1LAB_DATA_DIR/uploads`: the file as uploaded (`<token>.upload`),
+`<token>.json` with the form's values, the mapping, the errors and the first rows (what the preview
+and its progress poll read), and, when every row is good, `<token>.rows.json` with all of them
+(read once, when the import is confirmed).
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ class StagedUpload:
     errors: list[dict]
     error_count: int
     count: int  # good rows
-    rows: list[dict]  # every row when there is no error, else the first good ones
+    rows: list[dict]  # the first good rows (the preview's)
     status: str = "ready"  # checking (a large file, in the background) | ready | invalid
     phase: str = ""
     done: int = 0  # rows checked so far (checking)
@@ -72,7 +74,7 @@ class StagedUpload:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ready" and not self.error_count and bool(self.rows)
+        return self.status == "ready" and not self.error_count and self.count > 0
 
     @property
     def checking(self) -> bool:
@@ -109,12 +111,19 @@ def _paths(token: str) -> tuple[Path, Path]:
     return _uploads() / f"{token}.json", _uploads() / f"{token}.upload"
 
 
-def _save(staged: StagedUpload) -> StagedUpload:
+def _rows_path(token: str) -> Path:
+    return _uploads() / f"{token}.rows.json"
+
+
+def _write(path: Path, value) -> None:
     """Atomically (temp file + rename): the progress poll never reads half a file."""
-    meta, _ = _paths(staged.token)
-    tmp = meta.with_name(meta.name + f".{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(staged.__dict__))
-    tmp.replace(meta)
+    tmp = path.with_name(path.name + f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+
+
+def _save(staged: StagedUpload) -> StagedUpload:
+    _write(_paths(staged.token)[0], staged.__dict__)
     return staged
 
 
@@ -125,10 +134,12 @@ def _parse_into(staged: StagedUpload, data: bytes, mapping: Mapping | None, on_p
     staged.file_info = result.file_info() if result.mapping else {}
     staged.errors, staged.error_count = result.errors, result.error_count
     staged.count = len(result.rows)
-    # every row when all are good (they are what the confirmation stores); else the first good ones,
-    # which the preview still shows beside the errors
-    staged.rows = result.rows if result.ok else result.rows[:PREVIEW_ROWS]
+    staged.rows = result.rows[:PREVIEW_ROWS]  # shown beside the errors too
     staged.status, staged.phase, staged.done, staged.total = ("ready" if result.ok else "invalid"), "", 0, 0
+    if result.ok:  # what the confirmation stores
+        _write(_rows_path(staged.token), result.rows)
+    else:
+        _rows_path(staged.token).unlink(missing_ok=True)
     return _save(staged)
 
 
@@ -140,6 +151,7 @@ def _check_later_or_now(staged: StagedUpload, data: bytes, mapping: Mapping | No
     staged.status, staged.phase, staged.done, staged.total = "checking", "queued", 0, 0
     staged.mapping = mapping.to_dict() if mapping else {}
     staged.errors, staged.error_count, staged.rows, staged.count = [], 0, [], 0
+    _rows_path(staged.token).unlink(missing_ok=True)
     _save(staged)
     token = staged.token
     transaction.on_commit(lambda: prompt_upload_check.apply_async((token,), queue=DEFAULT_QUEUE))
@@ -193,6 +205,16 @@ def upload_remap(*, staged: StagedUpload, mapping: Mapping) -> StagedUpload:
     return _check_later_or_now(staged, blob.read_bytes(), mapping)
 
 
+def upload_rows(staged: StagedUpload) -> list[dict]:
+    """Every row of a staged upload without errors (empty otherwise)."""
+    if not staged.ok:
+        return []
+    try:
+        return json.loads(_rows_path(staged.token).read_text())
+    except (OSError, ValueError):
+        return []
+
+
 def upload_discard(staged: StagedUpload) -> None:
-    for path in _paths(staged.token):
+    for path in (*_paths(staged.token), _rows_path(staged.token)):
         path.unlink(missing_ok=True)

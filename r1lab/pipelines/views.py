@@ -190,7 +190,7 @@ def prompt_import_staged(request, token: str):
             messages.error(request, "nothing was imported: the file has row errors")
             return redirect("pipelines:prompt_import_staged", token=token)
         try:
-            ps = services.prompt_set_import(name=staged.name, kind=staged.kind, rows=staged.rows,
+            ps = services.prompt_set_import(name=staged.name, kind=staged.kind, rows=prompt_import.upload_rows(staged),
                                             eval_fraction=staged.eval_fraction, user=request.user,
                                             source_name=staged.source_name)
         except state_machine.PipelineValidationError as exc:
