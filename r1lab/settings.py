@@ -289,6 +289,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 # --- r1lab's own settings ----------------------------------------------------------------------
 # Where stages write checkpoints, datasets and logs: a disk every GPU worker shares.
 R1LAB_DATA_DIR = Path(os.environ.get("R1LAB_DATA_DIR", VAR_DIR / "data")).resolve()
+# A dataset upload (prompt set, cold-start import) larger than this is read and checked by a
+# Celery task on the `default` queue, with progress on the page; smaller ones at once, in the request.
+R1LAB_IMPORT_BACKGROUND_BYTES = _env_int("R1LAB_IMPORT_BACKGROUND_BYTES", 2 * 1024 * 1024)
 # The URL a trainer subprocess uses to reach this server's ingest API.
 R1LAB_PUBLIC_URL = os.environ.get("R1LAB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # An open WebSocket re-checks that its user may still use it this often (a deactivation made

@@ -1,23 +1,25 @@
-"""File formats: parsing imports (JSONL, CSV) and writing exports (chat JSONL). Pure, no ORM.
+"""File formats: parsing cold-start imports and writing exports (chat JSONL). Pure, no ORM.
 
-docs/datasets.md describes both formats for users; keep the two in step.
+Reading the file, recognising its format (GSM8K, MATH, Open-R1 traces, chat, r1lab's own, ...),
+the column mapping and the gold answers are `r1lab.dataset_formats`' (shared with the prompt-set
+import); this module validates what makes a cold-start example (a prompt, reasoning, a supported
+language, a known source). docs/datasets.md describes the formats for users; keep them in step.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from r1lab import dataset_formats
 from r1lab.curation.models import Example
+from r1lab.dataset_formats import Mapping, Parsed, RowError
 from training_backend.rewards.language import LANGUAGES as SUPPORTED_LANGUAGES
 
-# Accepted columns (JSONL keys / CSV headers).
-TEXT_COLUMNS = ("prompt", "reasoning", "summary", "gold_answer", "language")
-COLUMNS = (*TEXT_COLUMNS, "completion", "messages", "tags", "source", "source_ref", "id")
-ALIASES = {"answer": "gold_answer", "question": "prompt", "problem": "prompt", "lang": "language"}
+TARGET = "cold_start"
 MAX_FIELD_CHARS = 200_000
 MAX_ERRORS_KEPT = 500
+__all__ = ["Mapping", "Parsed", "ParsedRow", "RowError", "export_record", "format_from_filename", "parse_file", "row_from_fields"]
 
 
 @dataclass
@@ -40,29 +42,21 @@ class ParsedRow:
         }
 
 
-@dataclass
-class ParseResult:
-    rows: list[ParsedRow]
-    errors: list[dict]  # [{"line": n, "message": str}], at most MAX_ERRORS_KEPT
-    error_count: int
-    ignored_columns: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.error_count == 0 and bool(self.rows)
-
-
-class RowError(ValueError):
-    pass
-
-
 def _split_completion(completion: str) -> tuple[str, str]:
+    """(reasoning, summary) of `<think>…</think>` + `<answer>…</answer>` or R1's plain summary.
+
+    The summary is the `<answer>` span; without one, the text after `</think>` (R1 and its distills
+    write a summary there, its final answer in `\\boxed{}`); without that, the last box.
+    """
     from training_backend.rewards import extract_answer, extract_think
 
     think = extract_think(completion)
     answer = extract_answer(completion)
     if think is None and answer is None:
         raise RowError("`completion` has neither <think>…</think> nor <answer>…</answer>")
+    if "<answer>" not in completion and "</think>" in completion:
+        after = completion.rsplit("</think>", 1)[1].strip()
+        answer = after or answer
     return (think or "").strip(), (answer or "").strip()
 
 
@@ -77,25 +71,8 @@ def _as_str(value, column: str) -> str:
     return text
 
 
-def row_from_mapping(raw: dict, *, line: int, from_csv: bool) -> ParsedRow:
-    data = {ALIASES.get(k, k): v for k, v in raw.items() if k is not None}
-    # Other tools' columns (scores, metadata) are ignored; the preview lists them so a typo shows.
-    data = {k: v for k, v in data.items() if k in COLUMNS}
-    if "messages" in data and data["messages"] not in (None, ""):
-        messages = data["messages"]
-        if from_csv and isinstance(messages, str):
-            try:
-                messages = json.loads(messages)
-            except json.JSONDecodeError as exc:
-                raise RowError(f"`messages` is not JSON ({exc.msg})") from exc
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise RowError("`messages` must be a list of {role, content}")
-        users = [m.get("content") for m in messages if m.get("role") == "user"]
-        assistants = [m.get("content") for m in messages if m.get("role") == "assistant"]
-        if not users or not assistants:
-            raise RowError("`messages` needs a user and an assistant message")
-        data.setdefault("prompt", users[0])
-        data.setdefault("completion", assistants[-1])
+def row_from_fields(data: dict, *, line: int, from_csv: bool) -> ParsedRow:
+    """Validate one example given in r1lab's column names (`dataset_formats.cold_start_fields`)."""
     prompt = _as_str(data.get("prompt"), "prompt").strip()
     if not prompt:
         raise RowError("`prompt` is missing or empty")
@@ -144,79 +121,22 @@ def row_from_mapping(raw: dict, *, line: int, from_csv: bool) -> ParsedRow:
     )
 
 
-def _collect(items, errors: list[dict], rows: list[ParsedRow], ignored: set, *, from_csv: bool) -> int:
-    error_count = 0
-    for line, raw in items:
-        if isinstance(raw, dict):
-            ignored.update(k for k in raw if k is not None and ALIASES.get(k, k) not in COLUMNS)
-        try:
-            if isinstance(raw, RowError):
-                raise raw
-            if not isinstance(raw, dict):
-                raise RowError(f"a row must be a JSON object, got {type(raw).__name__}")
-            rows.append(row_from_mapping(raw, line=line, from_csv=from_csv))
-        except RowError as exc:
-            error_count += 1
-            if len(errors) < MAX_ERRORS_KEPT:
-                errors.append({"line": line, "message": str(exc)})
-    return error_count
+def _convert(raw: dict, number: int, mapping: Mapping, text_cells: bool) -> ParsedRow:
+    fields = dataset_formats.cold_start_fields(raw, mapping=mapping, text_cells=text_cells)
+    return row_from_fields(fields, line=number, from_csv=text_cells)
 
 
-def _jsonl_items(text: str):
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield line_no, RowError(f"not valid JSON: {exc.msg} (column {exc.colno})")
-
-
-def _csv_items(text: str):
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        yield 1, RowError("the CSV file has no header row")
-        return
-    line = reader.line_num + 1
-    for record in reader:
-        if None in record:  # more cells than headers
-            yield line, RowError(f"{len(record[None])} more cell(s) than the header has columns")
-        else:
-            yield line, {k.strip(): v for k, v in record.items() if k is not None}
-        line = reader.line_num + 1
-
-
-def parse_file(data: bytes, *, file_format: str) -> ParseResult:
-    """Parse and validate every row; nothing is written. Errors name the file's line numbers."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return ParseResult(rows=[], errors=[{"line": 0, "message": f"the file is not UTF-8 ({exc.reason} at byte {exc.start})"}], error_count=1)
-    rows: list[ParsedRow] = []
-    errors: list[dict] = []
-    ignored: set = set()
-    if file_format == "jsonl":
-        count = _collect(_jsonl_items(text), errors, rows, ignored, from_csv=False)
-    elif file_format == "csv":
-        try:
-            count = _collect(_csv_items(text), errors, rows, ignored, from_csv=True)
-        except csv.Error as exc:
-            return ParseResult(rows=[], errors=[{"line": 0, "message": f"CSV error: {exc}"}], error_count=1)
-    else:
-        raise ValueError(f"unknown format {file_format!r}")
-    if not rows and not count:
-        errors.append({"line": 0, "message": "the file has no rows"})
-        count = 1
-    return ParseResult(rows=rows, errors=errors, error_count=count, ignored_columns=sorted(map(str, ignored)))
+def parse_file(data: bytes, *, file_format: str, mapping: Mapping | None = None,
+               on_progress: Callable[[int, int | None], None] | None = None) -> Parsed:
+    """Parse and validate every row with `mapping` (detected when None); nothing is written.
+    Errors name the file's line numbers (JSONL, CSV) or row numbers (Parquet, save_to_disk)."""
+    return dataset_formats.read_rows(data, kind=file_format, target=TARGET, convert=_convert, mapping=mapping,
+                                     max_errors=MAX_ERRORS_KEPT, on_progress=on_progress)
 
 
 def format_from_filename(name: str) -> str | None:
-    lower = name.lower()
-    if lower.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    if lower.endswith(".csv"):
-        return "csv"
-    return None
+    """jsonl, csv, parquet or arrow (a save_to_disk folder as .zip/.tar.gz); None for anything else."""
+    return dataset_formats.kind_from_filename(name)
 
 
 def export_record(*, item_id: int, prompt: str, completion: str, gold_answer: str, language: str, source: str) -> dict:

@@ -44,7 +44,7 @@ class ProjectSettingsForm(ProjectForm):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text=".jsonl or .csv, UTF-8 (columns: docs/datasets.md)")
+    file = forms.FileField(help_text=".jsonl, .csv, .parquet, or a datasets save_to_disk folder as .zip / .tar.gz (docs/datasets.md)")
 
 
 class EditorForm(forms.Form):

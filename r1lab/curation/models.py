@@ -212,6 +212,7 @@ class StatusEvent(models.Model):
 
 class ImportJob(models.Model):
     class Status(models.TextChoices):
+        CHECKING = "checking"  # a large file being read and checked in the background (progress shown)
         INVALID = "invalid"  # parsed, has row errors: nothing will be imported
         READY = "ready"  # parsed, no errors: waiting for the user's confirmation
         RUNNING = "running"
@@ -221,14 +222,16 @@ class ImportJob(models.Model):
     project = models.ForeignKey(CurationProject, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     filename = models.CharField(max_length=255)
-    file_format = models.CharField(max_length=8)  # jsonl | csv
-    path = models.CharField(max_length=500)  # the uploaded file, kept until the import ends
+    file_format = models.CharField(max_length=8)  # jsonl | csv | parquet | arrow (r1lab.dataset_formats.KINDS)
+    path = models.CharField(max_length=500)  # the uploaded file, kept until the import ends (remapping reads it again)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
     total_rows = models.PositiveIntegerField(default=0)
     done_rows = models.PositiveIntegerField(default=0)
     phase = models.CharField(max_length=40, blank=True)  # "checking", "writing"
     errors = models.JSONField(default=list)  # [{"line": n, "message": "..."}]
     preview = models.JSONField(default=list)  # the first rows, as parsed
+    mapping = models.JSONField(default=dict)  # dataset_formats.Mapping.to_dict(): the format and column per field
+    file_info = models.JSONField(default=dict)  # {"columns", "unit", "splits", "ignored"}: what the mapping form offers
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -17,3 +17,13 @@ def import_job_run_task(job_id: int) -> str:
         import_jobs.import_job_fail(job_id=job_id, message=f"Import failed, nothing was imported: {exc}")
         raise
     return job.status
+
+
+@shared_task(name="curation.import_check", queue="default", acks_late=True, time_limit=3600, soft_time_limit=3500)
+def import_job_check_task(job_id: int) -> str:
+    try:
+        job = import_jobs.import_job_check(job_id=job_id)
+    except (DatabaseError, OSError, ValueError) as exc:
+        import_jobs.import_job_fail(job_id=job_id, message=f"The file could not be checked: {exc}")
+        raise
+    return job.status

@@ -17,6 +17,7 @@ urlpatterns = [
     path("p/<slug:slug>/versions/freeze/", views.version_freeze, name="version_freeze"),
     path("imports/<int:job_id>/", views.import_detail, name="import"),
     path("imports/<int:job_id>/progress.json", views.import_progress, name="import_progress"),
+    path("imports/<int:job_id>/mapping/", views.import_mapping, name="import_mapping"),
     path("versions/<int:pk>/", views.version_detail, name="version"),
     path("versions/<int:pk>/download/", views.version_download, name="version_download"),
     path("queue/", views.queue, name="queue"),

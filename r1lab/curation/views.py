@@ -11,7 +11,7 @@ from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
-from r1lab.curation import forms
+from r1lab.curation import formats, forms
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision, default_label_schema
@@ -22,6 +22,8 @@ from r1lab.curation.selectors import search
 from r1lab.curation.selectors import versions as version_reads
 from r1lab.curation.services import examples, import_jobs, projects, versions
 from r1lab.curation.services.errors import EditConflict
+from r1lab.dataset_formats import Mapping
+from r1lab.dataset_formats.forms import MappingForm
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
@@ -146,7 +148,32 @@ def import_detail(request, job_id: int):
         except ValidationError as exc:
             messages.error(request, " ".join(_errors(exc)))
         return redirect("curation:import", job_id=job.pk)
-    return render(request, "curation/import_detail.html", {"job": job, "project": job.project})
+    return _import_detail_page(request, job, mapping_form=None)
+
+
+def _import_detail_page(request, job: ImportJob, *, mapping_form: MappingForm | None):
+    if mapping_form is None and job.mapping and job.status in (ImportJob.Status.READY, ImportJob.Status.INVALID):
+        mapping_form = MappingForm.for_mapping(Mapping.from_dict(job.mapping), target=formats.TARGET, file_info=job.file_info)
+    return render(request, "curation/import_detail.html", {
+        "job": job, "project": job.project, "mapping_form": mapping_form,
+        "format_label": Mapping.from_dict(job.mapping).label if job.mapping else "",
+    })
+
+
+@require_action("curation.manage")
+@require_POST
+def import_mapping(request, job_id: int):
+    """Re-run the preview of a not yet started import with the user's column mapping."""
+    job = get_object_or_404(ImportJob.objects.select_related("project"), pk=job_id)
+    form = MappingForm(request.POST, target=formats.TARGET, columns=job.file_info.get("columns", []),
+                       splits=job.file_info.get("splits") or None)
+    if not form.is_valid():
+        return _import_detail_page(request, job, mapping_form=form)
+    try:
+        import_jobs.import_job_remap(job=job, mapping=form.mapping())
+    except ValidationError as exc:
+        messages.error(request, " ".join(_errors(exc)))
+    return redirect("curation:import", job_id=job.pk)
 
 
 @require_action("curation.manage")

@@ -152,7 +152,7 @@ class BaseModelForm(forms.Form):
 class PromptImportForm(forms.Form):
     name = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=PromptSet.Kind.choices)
-    file = forms.FileField(help_text="JSONL (one object per line) or CSV with a header row")
+    file = forms.FileField(help_text="JSONL, CSV, Parquet, or a datasets save_to_disk folder as .zip / .tar.gz (docs/datasets.md)")
     eval_fraction = forms.FloatField(min_value=0.0, max_value=0.5, initial=0.1,
                                      help_text="share of rows held out for evaluation (seeded random split)")
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)

@@ -13,7 +13,7 @@ import signal
 from celery import shared_task
 from celery.signals import worker_process_init
 
-from r1lab.pipelines import attempts, runner
+from r1lab.pipelines import attempts, prompt_import, runner
 
 
 @worker_process_init.connect
@@ -48,3 +48,10 @@ def run_stage(stage_id: int, attempt: int) -> str:
              expires=30)
 def mark_lost_workers() -> list[int]:
     return attempts.stages_mark_lost()
+
+
+@shared_task(name="pipelines.prompt_upload_check", acks_late=True, time_limit=3600, soft_time_limit=3500)
+def prompt_upload_check(token: str) -> str:
+    """A large prompt-set upload read and checked in the background (sent to the `default` queue)."""
+    staged = prompt_import.upload_check(token=token)
+    return staged.status if staged else "gone"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -12,10 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
-from r1lab.pipelines import selectors, services, state_machine
+from r1lab.dataset_formats import Mapping
+from r1lab.dataset_formats.forms import MappingForm
+from r1lab.pipelines import prompt_import, selectors, services, state_machine
 from r1lab.pipelines.forms import BaseModelForm, LaunchForm, PromptImportForm, RunFilterForm
 from r1lab.pipelines.models import PipelineRun, Stage
-from r1lab.pipelines.prompt_import import parse_prompt_file
 from r1lab.pipelines.stage_templates import TEMPLATES, get_template as get_pipeline_template, known_kinds
 
 
@@ -155,43 +155,59 @@ def models_page(request):
         "form": form})
 
 
-def _upload_dir() -> Path:
-    d = Path(settings.R1LAB_DATA_DIR) / "uploads"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 @require_action("models.manage")
 def prompt_set_import(request):
-    """Upload → preview (first rows, counts) or row-level errors → confirm → stored. All or nothing."""
-    preview = errors = None
-    token = request.POST.get("token", "")
-    if request.method == "POST" and token:  # the confirm step: rows parsed and kept at upload
-        path = _upload_dir() / f"{token}.json"
-        if not token.isalnum() or not path.exists():
-            messages.error(request, "that upload expired; upload the file again")
-            return redirect("pipelines:prompt_import")
-        pending = json.loads(path.read_text())
-        try:
-            ps = services.prompt_set_import(name=pending["name"], kind=pending["kind"], rows=pending["rows"],
-                                            eval_fraction=pending["eval_fraction"], user=request.user,
-                                            source_name=pending["source_name"])
-        except state_machine.PipelineValidationError as exc:
-            messages.error(request, "; ".join(exc.errors.values()))
-            return redirect("pipelines:prompt_import")
-        path.unlink(missing_ok=True)
-        messages.success(request, f"Imported {ps.name}: {ps.train_count} train and {ps.eval_count} eval prompts.")
-        return redirect("pipelines:models")
+    """Upload: the file is staged and read (detected format and mapping), then its preview page."""
     form = PromptImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        rows, errors = parse_prompt_file(data=upload.read(), filename=upload.name, kind=form.cleaned_data["kind"])
-        if not errors:
-            token = uuid.uuid4().hex
-            (_upload_dir() / f"{token}.json").write_text(json.dumps({
-                "name": form.cleaned_data["name"], "kind": form.cleaned_data["kind"], "rows": rows,
-                "eval_fraction": form.cleaned_data["eval_fraction"], "source_name": upload.name}))
-            n_eval = int(round(len(rows) * form.cleaned_data["eval_fraction"]))
-            preview = {"token": token, "rows": rows[:10], "count": len(rows), "n_eval": n_eval,
-                       "n_train": len(rows) - n_eval, "name": form.cleaned_data["name"]}
-    return render(request, "pipelines/prompt_import.html", {"form": form, "preview": preview, "errors": errors})
+        staged = prompt_import.upload_stage(data=upload.read(), filename=upload.name, name=form.cleaned_data["name"],
+                                            kind=form.cleaned_data["kind"], eval_fraction=form.cleaned_data["eval_fraction"])
+        return redirect("pipelines:prompt_import_staged", token=staged.token)
+    return render(request, "pipelines/prompt_import.html", {"form": form})
+
+
+@require_action("models.manage")
+def prompt_import_staged(request, token: str):
+    """A staged upload: its progress while a large file is checked, then the preview (detected
+    format, editable column mapping, first rows with their gold answers, row errors); POST
+    `action=remap` re-reads it with the user's mapping, a plain POST imports it. All or nothing."""
+    staged = prompt_import.upload_load(token)
+    if staged is None:
+        messages.error(request, "that upload expired; upload the file again")
+        return redirect("pipelines:prompt_import")
+    mapping_form = None
+    if request.method == "POST" and staged.checking:
+        messages.error(request, "the file is still being checked")
+    elif request.method == "POST" and request.POST.get("action") == "remap":
+        mapping_form = MappingForm(request.POST, target=prompt_import.TARGET, columns=staged.file_info.get("columns", []),
+                                   splits=staged.file_info.get("splits") or None)
+        if mapping_form.is_valid():
+            prompt_import.upload_remap(staged=staged, mapping=mapping_form.mapping())
+            return redirect("pipelines:prompt_import_staged", token=token)
+    elif request.method == "POST":
+        if not staged.ok:
+            messages.error(request, "nothing was imported: the file has row errors")
+            return redirect("pipelines:prompt_import_staged", token=token)
+        try:
+            ps = services.prompt_set_import(name=staged.name, kind=staged.kind, rows=prompt_import.upload_rows(staged),
+                                            eval_fraction=staged.eval_fraction, user=request.user,
+                                            source_name=staged.source_name)
+        except state_machine.PipelineValidationError as exc:
+            messages.error(request, "; ".join(exc.errors.values()))
+            return redirect("pipelines:prompt_import_staged", token=token)
+        prompt_import.upload_discard(staged)
+        messages.success(request, f"Imported {ps.name}: {ps.train_count} train and {ps.eval_count} eval prompts.")
+        return redirect("pipelines:models")
+    mapping = Mapping.from_dict(staged.mapping)
+    if mapping_form is None and mapping is not None and not staged.checking:
+        mapping_form = MappingForm.for_mapping(mapping, target=prompt_import.TARGET, file_info=staged.file_info)
+    return render(request, "pipelines/prompt_import.html", {"staged": staged, "mapping_form": mapping_form})
+
+
+@require_action("models.manage")
+def prompt_import_progress(request, token: str):
+    staged = prompt_import.upload_load(token)
+    if staged is None:
+        raise Http404("no such upload")
+    return JsonResponse(staged.progress())

@@ -120,17 +120,21 @@ def test_prompt_import_is_all_or_nothing_with_row_errors_then_preview_and_confir
     client = client_as("researcher")
     bad = b'{"prompt": "1+1", "answer": "2"}\n{"prompt": ""}\nnot json\n{"prompt": "2+2"}\n'
     response = client.post(reverse("pipelines:prompt_import"), {
-        "name": "adds", "kind": "math", "eval_fraction": 0.25, "file": SimpleUploadedFile("p.jsonl", bad)})
-    errors = dict(response.context["errors"])
+        "name": "adds", "kind": "math", "eval_fraction": 0.25, "file": SimpleUploadedFile("p.jsonl", bad)}, follow=True)
+    staged = response.context["staged"]
+    errors = {e["line"]: e["message"] for e in staged.errors}
     assert set(errors) == {2, 3, 4} and "non-empty" in errors[2] and "not valid JSON" in errors[3]
-    assert "gold `answer`" in errors[4]
+    assert "gold answer" in errors[4]
+    assert not staged.ok
+    # confirming a staged file that has errors imports nothing
+    response = client.post(reverse("pipelines:prompt_import_staged", args=[staged.token]))
     assert PromptSet.objects.count() == 0
     good = "".join(json.dumps({"prompt": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(8)).encode()
     response = client.post(reverse("pipelines:prompt_import"), {
-        "name": "adds", "kind": "math", "eval_fraction": 0.25, "file": SimpleUploadedFile("p.jsonl", good)})
-    preview = response.context["preview"]
-    assert (preview["count"], preview["n_eval"]) == (8, 2) and PromptSet.objects.count() == 0
-    response = client.post(reverse("pipelines:prompt_import"), {"token": preview["token"]})
+        "name": "adds", "kind": "math", "eval_fraction": 0.25, "file": SimpleUploadedFile("p.jsonl", good)}, follow=True)
+    staged = response.context["staged"]
+    assert (staged.count, staged.n_eval) == (8, 2) and PromptSet.objects.count() == 0
+    response = client.post(reverse("pipelines:prompt_import_staged", args=[staged.token]))
     ps = PromptSet.objects.get(name="adds")
     assert (ps.train_count, ps.eval_count) == (6, 2)
     from pathlib import Path
@@ -142,8 +146,8 @@ def test_csv_import_reads_a_header(client_as):
     client = client_as("researcher")
     data = b'id,prompt,tests\nc1,write f,"[""assert f() == 1""]"\n'
     response = client.post(reverse("pipelines:prompt_import"), {
-        "name": "code", "kind": "code", "eval_fraction": 0, "file": SimpleUploadedFile("p.csv", data)})
-    assert response.context["preview"]["rows"][0]["tests"] == ["assert f() == 1"]
+        "name": "code", "kind": "code", "eval_fraction": 0, "file": SimpleUploadedFile("p.csv", data)}, follow=True)
+    assert response.context["staged"].preview_rows[0]["tests"] == ["assert f() == 1"]
 
 
 def test_runs_list_filters_and_searches(client_as, inputs):

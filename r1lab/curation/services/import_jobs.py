@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from r1lab import dataset_formats
 from r1lab.curation import formats
 from r1lab.curation.checks import compute_checks_batch
 from r1lab.curation.models import TEXT_FIELDS, CurationProject, Example, ImportJob, Revision
@@ -32,26 +33,93 @@ def _imports_dir() -> Path:
     return path
 
 
-def import_job_create(*, project: CurationProject, user, filename: str, data: bytes) -> ImportJob:
-    """Parse and validate the whole file now (nothing imported): the job holds preview and errors."""
+def _job_fields(result: formats.Parsed) -> dict:
+    """The job's status, errors, preview and mapping from one parse of its file."""
+    extra = result.error_count - len(result.errors)
+    return {
+        "status": ImportJob.Status.READY if result.ok else ImportJob.Status.INVALID,
+        "total_rows": result.num_rows,
+        "errors": result.errors + ([{"line": None, "message": f"… and {extra} more"}] if extra > 0 else []),
+        "preview": [r.preview() for r in result.rows[:10]],
+        "message": f"Ignored column(s): {', '.join(result.ignored_columns)}." if result.ignored_columns else "",
+        "mapping": result.mapping.to_dict() if result.mapping else {},
+        "file_info": result.file_info() if result.mapping else {},
+    }
+
+
+def import_job_create(*, project: CurationProject, user, filename: str, data: bytes,
+                      mapping: formats.Mapping | None = None) -> ImportJob:
+    """Parse and validate the whole file (nothing imported): the job holds preview and errors.
+
+    The format and column mapping are detected unless given; the file is kept (also when it has
+    errors) so that `import_job_remap` can read it again with the user's mapping. A file larger
+    than R1LAB_IMPORT_BACKGROUND_BYTES is checked by a Celery task (`import_job_check`), with
+    progress on the page; a smaller one here and now."""
     file_format = formats.format_from_filename(filename)
     if file_format is None:
-        raise ValidationError("Upload a .jsonl or .csv file.")
-    result = formats.parse_file(data, file_format=file_format)
+        raise ValidationError(f"Upload {dataset_formats.ACCEPTED} file.")
     path = _imports_dir() / f"{uuid.uuid4().hex}.{file_format}"
-    if result.ok:
-        path.write_bytes(data)
-    message = ""
-    if result.ignored_columns:
-        message = f"Ignored column(s): {', '.join(result.ignored_columns)}."
-    return ImportJob.objects.create(
-        project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path) if result.ok else "",
-        status=ImportJob.Status.READY if result.ok else ImportJob.Status.INVALID,
-        total_rows=len(result.rows) + result.error_count,
-        errors=result.errors + ([{"line": None, "message": f"… and {result.error_count - len(result.errors)} more"}]
-                                if result.error_count > len(result.errors) else []),
-        preview=[r.preview() for r in result.rows[:10]], message=message,
-    )
+    path.write_bytes(data)
+    job = ImportJob(project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path),
+                    mapping=mapping.to_dict() if mapping else {})
+    if len(data) > settings.R1LAB_IMPORT_BACKGROUND_BYTES:
+        job.status, job.phase = ImportJob.Status.CHECKING, "queued"
+        job.save()
+        _check_later(job)
+        return job
+    for name, value in _job_fields(formats.parse_file(data, file_format=file_format, mapping=mapping)).items():
+        setattr(job, name, value)
+    job.save()
+    return job
+
+
+def _check_later(job: ImportJob) -> None:
+    from r1lab.curation.tasks import import_job_check_task
+
+    transaction.on_commit(lambda: import_job_check_task.delay(job.pk))
+
+
+def import_job_check(*, job_id: int) -> ImportJob:
+    """The background check of a large file (Celery): read every row with the job's mapping
+    (detected when it has none), progress saved as it goes; then ready or invalid, as a small
+    file is at once."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status != ImportJob.Status.CHECKING:
+        return job
+    try:
+        data = Path(job.path).read_bytes()
+    except OSError as exc:
+        _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
+        return ImportJob.objects.get(pk=job.pk)
+    _progress(job.pk, phase="checking the file", done_rows=0, total_rows=0)
+    result = formats.parse_file(
+        data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
+        on_progress=lambda done, total: _progress(job.pk, done_rows=done, total_rows=total or 0))
+    ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.CHECKING).update(phase="", done_rows=0, **_job_fields(result))
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def import_job_remap(*, job: ImportJob, mapping: formats.Mapping) -> ImportJob:
+    """Read the job's file again with `mapping` (the user's edit of the detected one): new preview
+    and errors (for a large file: checked again in the background). Only before the import
+    starts; nothing is imported."""
+    waiting = [ImportJob.Status.READY, ImportJob.Status.INVALID]
+    if job.status not in waiting:
+        raise TransitionError("This import has started already (or is being checked): its mapping cannot change now.")
+    path = Path(job.path)
+    if not path.is_file():
+        raise TransitionError("The uploaded file is gone: upload it again.")
+    if path.stat().st_size > settings.R1LAB_IMPORT_BACKGROUND_BYTES:
+        fields = {"status": ImportJob.Status.CHECKING, "phase": "queued", "mapping": mapping.to_dict(), "errors": [], "preview": []}
+    else:
+        fields = _job_fields(formats.parse_file(path.read_bytes(), file_format=job.file_format, mapping=mapping))
+    updated = ImportJob.objects.filter(pk=job.pk, status__in=waiting).update(**fields)
+    if not updated:  # confirmed in another tab meanwhile
+        raise TransitionError("This import has started already: its mapping can no longer change.")
+    job.refresh_from_db()
+    if job.status == ImportJob.Status.CHECKING:
+        _check_later(job)
+    return job
 
 
 def import_job_start(*, job: ImportJob) -> ImportJob:
@@ -82,7 +150,10 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
     except OSError as exc:
         _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
-    result = formats.parse_file(data, file_format=job.file_format)
+    _progress(job.pk, phase="reading the file")
+    result = formats.parse_file(
+        data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
+        on_progress=lambda done, total: _progress(job.pk, phase=f"reading the file: row {done:,}"))
     if not result.ok:  # the file changed on disk under us; say so and import nothing
         _progress(job.pk, status=ImportJob.Status.FAILED, errors=result.errors, message="The file no longer validates.", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
