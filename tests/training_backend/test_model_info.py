@@ -126,14 +126,10 @@ def _cli(folder: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_the_cli_prints_one_check_line_and_a_huge_template_fails_under_the_memory_limit(qwen, tmp_path):
-    ok = _cli(qwen)
-    assert ok.returncode == ExitCode.OK, ok.stderr[-2000:]
-    info, reason = parse_model_check(ok.stdout)
-    assert reason is None and info[Info.ARCHITECTURE] == "Qwen2ForCausalLM"
-
-    # A template that builds a 4 GB string: the address-space limit turns it into a MemoryError
-    # (a refusal) instead of a process that eats the host.
+def test_a_huge_template_fails_under_the_memory_limit_and_the_cli_says_why(qwen, tmp_path):
+    """A template that builds a 4 GB string: the address-space limit turns it into a MemoryError
+    (a refusal, exit 2) instead of a process that eats the host. (The CLI's success line is read
+    by tests/pipelines/test_base_models.py through the web side.)"""
     folder = copy_folder(qwen, tmp_path / "m")
     set_chat_template(folder, "{{ 'x' * 4000000000 }}")
     t0 = time.monotonic()
