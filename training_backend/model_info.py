@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -66,6 +67,18 @@ def _short(text: object, limit: int = MAX_REASON) -> str:
 
 def _why(exc: BaseException) -> str:
     return _short(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def _json_safe(value: object) -> object:
+    """A value from an untrusted JSON file, fit to store and show: bounded, finite (PostgreSQL's
+    jsonb has no NaN), else its text."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        return value[:16]
+    return _short(value, 100)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -311,9 +324,7 @@ def inspect_folder(path: str | os.PathLike) -> dict:
     generation = {}
     if (folder / "generation_config.json").is_file():
         gen = _read_json(folder / "generation_config.json", "generation_config.json")
-        generation = {k: gen[k] for k in GENERATION_FIELDS
-                      if isinstance(gen.get(k), (int, float, bool, str, type(None))) and k in gen
-                      or (isinstance(gen.get(k), list) and all(isinstance(x, int) for x in gen[k][:16]))}
+        generation = {k: _json_safe(gen[k]) for k in GENERATION_FIELDS if k in gen}
     warnings = []
     unexpected = sorted(loading.get("unexpected_keys") or ())
     if unexpected:

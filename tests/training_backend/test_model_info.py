@@ -62,6 +62,16 @@ def test_a_bf16_llama_without_chat_template_and_the_char_model(tmp_path):
     assert char[Info.TAG_TOKENS] == {"<think>": 1, "</think>": 1, "<answer>": 1, "</answer>": 1}
 
 
+def test_odd_values_in_an_untrusted_file_are_stored_bounded_and_finite(qwen, tmp_path):
+    folder = copy_folder(qwen, tmp_path / "m")  # jsonb has no NaN; a page has no room for 10k ids
+    edit_json(folder / "generation_config.json", temperature=float("nan"), eos_token_id=list(range(10_000)),
+              top_k={"nested": "x" * 10_000})
+    info = inspect_folder(folder)
+    assert info[Info.GENERATION]["temperature"] == "nan" and info[Info.GENERATION]["eos_token_id"] == list(range(16))
+    assert len(info[Info.GENERATION]["top_k"]) == 100
+    json.dumps(info, allow_nan=False)
+
+
 def _break(folder: Path, how: str) -> None:
     if how == "no config":
         (folder / "config.json").unlink()
