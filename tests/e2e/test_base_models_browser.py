@@ -10,6 +10,7 @@ from r1lab.pipelines.models import BaseModel
 from tests.model_folders import copy_folder, drop_tensor, make_hf_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+CHECK_TIMEOUT_MS = 150_000  # above R1LAB_MODEL_CHECK_TIMEOUT_S (120 s): a check that hangs is the server's answer
 
 # Runs after the page's own submit handler (added later): what the form showed while it waited.
 RECORD_CHECKING = """() => document.getElementById("register-model").addEventListener("submit", () => {
@@ -23,8 +24,10 @@ def _register(page, name: str, path) -> None:
     page.fill("#id_name", name)
     page.fill("#id_path", str(path))
     page.evaluate(RECORD_CHECKING)
-    with page.expect_navigation():
-        page.click("#register-model button")
+    # The check is a subprocess that imports torch: seconds, more on a loaded CI machine; the
+    # bound is for the answer, not a wait.
+    with page.expect_navigation(timeout=CHECK_TIMEOUT_MS):
+        page.click("#register-model button", timeout=CHECK_TIMEOUT_MS)
 
 
 def test_researcher_registers_a_folder_and_reads_its_previews_then_a_broken_one_is_refused(page, live_asgi, login_as,
