@@ -10,7 +10,7 @@ PIP_QUIET := -q --disable-pip-version-check
 # pip on this machine warns about missing local indexes; hide those lines only.
 PIP_FILTER := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean gpu-check gpu-wheels
 
 venv: $(STAMP)
 
@@ -33,6 +33,28 @@ test: venv
 
 bench: venv
 	ONLY=$(ONLY) $(PY) benchmarks/run_all.py
+
+# On a CUDA machine, with its own Python (torch with CUDA, transformers, DeepSpeed from
+# var/gpu-wheels): a short GRPO (DeepSpeed ZeRO-2, bf16) and SFT stage through the real CLI ->
+# benchmarks/results/gpu_check.json. `make gpu-check ARGS=--cpu` is the CPU dry run.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)
+
+# Here, where the package registry is reachable: DeepSpeed (no ops compiled at install) and its
+# dependencies but torch and numpy (at the versions of .venv) as CPython $(GPU_PYVER) wheels, for a
+# GPU machine without network: pip install --no-index --find-links var/gpu-wheels deepspeed
+GPU_PYVER ?= 3.12
+GPU_WHEELS := var/gpu-wheels
+DS_DEPS := hjson|py-cpuinfo|msgpack|ninja|einops|psutil|pydantic|pydantic[-_]core|annotated[-_]types|typing[-_]inspection|typing[-_]extensions|packaging|tqdm
+gpu-wheels: venv
+	@mkdir -p $(GPU_WHEELS)
+	DS_BUILD_OPS=0 $(PY) -m pip wheel $(PIP_QUIET) --no-deps --no-build-isolation "deepspeed==0.19.8" -w $(GPU_WHEELS)
+	$(PY) -m pip freeze | grep -iE "^($(DS_DEPS))==" > $(GPU_WHEELS)/deepspeed-deps.txt
+	$(PY) -m pip download $(PIP_QUIET) --no-deps --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+		-d $(GPU_WHEELS) -r $(GPU_WHEELS)/deepspeed-deps.txt
+	@ls $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) var

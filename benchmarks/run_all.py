@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ON_GPU_ONLY = {"gpu_check"}
 
 
 def main() -> int:
@@ -20,6 +21,8 @@ def main() -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run_all.py" and not p.name.startswith("_"))
     if only:
         scripts = [p for p in scripts if p.stem in only]
+    else:  # needs a CUDA machine and its own Python: `make gpu-check`
+        scripts = [p for p in scripts if p.stem not in ON_GPU_ONLY]
     if not scripts:
         print("no benchmarks to run")
         return 0

@@ -309,6 +309,9 @@ R1LAB_INGEST_MAX_BYTES = _env_int("R1LAB_INGEST_MAX_BYTES", 16 * 1024 * 1024)
 R1LAB_MAX_KEYS_PER_RUN = _env_int("R1LAB_MAX_KEYS_PER_RUN", 10000)
 # Extra environment names (or PREFIX_*) a trainer inherits from its worker, comma-separated.
 R1LAB_TRAINER_ENV_ALLOW = os.environ.get("R1LAB_TRAINER_ENV_ALLOW", "")
+# Registering a base model runs `python -m training_backend inspect-model PATH` (torch and
+# transformers, in a subprocess): it is killed and the folder refused after this many seconds.
+R1LAB_MODEL_CHECK_TIMEOUT_S = _env_int("R1LAB_MODEL_CHECK_TIMEOUT_S", 120)
 
 LOGGING = {
     "version": 1,

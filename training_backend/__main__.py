@@ -1,4 +1,4 @@
-"""python -m training_backend {run,make-base,demo,sandbox-check}
+"""python -m training_backend {run,make-base,demo,sandbox-check,inspect-model}
 
     run SPEC.json [--report-url URL] [--metrics-out FILE.jsonl] [--resume] [--engine torch|deepspeed]
         Train one stage. With --report-url, the run token is read from $R1LAB_RUN_TOKEN (a worker
@@ -13,6 +13,10 @@
     sandbox-check
         Run a probe program in this host's code sandbox and print its level (full, partial, none) and
         one line per guarantee (uid, filesystem, /proc, network, pids, limits); exit 0 only when full.
+    inspect-model PATH
+        Check that a model folder loads the way the trainer loads it and print one
+        `R1LAB_MODEL_CHECK {...}` line: its architecture, parameters, dtype, context length,
+        vocabulary, chat template and prompt previews, or the reason it is refused (exit 2).
 
 Exit codes: 0 done; 2 bad spec or bad dataset (one line per field / bad row on stderr, nothing trained);
 75 stopped by SIGTERM after writing a checkpoint (resume with --resume); 1 crash.
@@ -28,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from training_backend.stage import RUN_TOKEN_ENV, ExitCode, progress_line
+from training_backend.stage import INSPECT_COMMAND, RUN_TOKEN_ENV, ExitCode, model_check_line, progress_line
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = ExitCode.OK, ExitCode.CRASH, ExitCode.BAD_SPEC, ExitCode.STOPPED
 
@@ -184,6 +188,19 @@ def cmd_sandbox_check(args) -> int:
     return EXIT_OK if iso.level == FULL else EXIT_CRASH
 
 
+def cmd_inspect_model(args) -> int:
+    from training_backend.model_info import FolderRefused, inspect_folder, quiet_transformers
+
+    quiet_transformers()
+    try:
+        info = inspect_folder(args.path)
+    except FolderRefused as exc:
+        print(model_check_line(reason=str(exc)), flush=True)
+        return EXIT_BAD_SPEC
+    print(model_check_line(info=info), flush=True)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training_backend", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -219,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
 
     c = sub.add_parser("sandbox-check", help="print the code sandbox's isolation level; exit 0 only when full")
     c.set_defaults(fn=cmd_sandbox_check)
+
+    i = sub.add_parser(INSPECT_COMMAND, help="check a model folder and print what it is (or why it is refused)")
+    i.add_argument("path")
+    i.set_defaults(fn=cmd_inspect_model)
 
     args = p.parse_args(argv)
     return args.fn(args)

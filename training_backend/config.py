@@ -123,6 +123,7 @@ class GRPOConfig(StageConfig):
                                                 r1=None, trl=0.3)
     engine: str = _field("deepspeed", "Training engine: DeepSpeed or the plain torch loop.", r1=None, trl=None, choices=("deepspeed", "torch"))
     zero_stage: int = _field(2, "DeepSpeed ZeRO stage.", r1=None, trl=None, choices=(0, 1, 2, 3))
+    bf16: bool = _field(False, "Train in bfloat16 under DeepSpeed: bf16 weights, activations and gradients, fp32 master weights and optimizer state (half the memory of activations, the GPU's bf16 tensor cores). Needs engine=deepspeed and a CUDA device with bf16 (Ampere or newer); off, everything is fp32.", r1=None, trl=True)
     torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
     # --- checkpoints, logging, eval
     save_steps: int = _field(50, "Checkpoint every this many steps (and always at the end).", r1=None, trl=500)
@@ -172,6 +173,7 @@ class GRPOConfig(StageConfig):
             e["reward_weights"] = f"{len(self.reward_weights)} weights for {len(self.reward_funcs)} reward functions"
         if "reward_model" in self.reward_funcs and not self.reward_model_path:
             e["reward_model_path"] = "required when reward_funcs has 'reward_model'"
+        e.update(_check_bf16(self))
         return e
 
 
@@ -195,6 +197,7 @@ class _SupervisedConfig(StageConfig):
     # --- engine
     engine: str = _field("deepspeed", "Training engine: DeepSpeed or the plain torch loop.", r1=None, trl=None, choices=("deepspeed", "torch"))
     zero_stage: int = _field(2, "DeepSpeed ZeRO stage.", r1=None, trl=None, choices=(0, 1, 2, 3))
+    bf16: bool = _field(False, "Train in bfloat16 under DeepSpeed: bf16 weights, activations and gradients, fp32 master weights and optimizer state (half the memory of activations, the GPU's bf16 tensor cores). Needs engine=deepspeed and a CUDA device with bf16 (Ampere or newer); off, everything is fp32.", r1=None, trl=True)
     torch_threads: int = _field(0, "torch.set_num_threads (0 = torch's default).", r1=None, trl=None)
     # --- checkpoints, logging, held-out
     save_steps: int = _field(50, "Checkpoint every this many steps (and always at the end).", r1=None, trl=500)
@@ -217,6 +220,7 @@ class _SupervisedConfig(StageConfig):
             e["save_steps"] = "must be at least 1"
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             e["adam_beta1" if not 0 <= self.adam_beta1 < 1 else "adam_beta2"] = "must be in [0, 1)"
+        e.update(_check_bf16(self))
         return e
 
 
@@ -349,6 +353,14 @@ class EvalConfig(StageConfig):
         if not 0 < self.top_p <= 1:
             e["top_p"] = "must be in (0, 1]"
         return e
+
+
+def _check_bf16(cfg) -> dict[str, str]:
+    # The torch loop has no mixed precision; DeepSpeed's bf16 mode keeps fp32 master weights.
+    # (Whether the machine has a CUDA device is checked when the stage starts: distributed.py.)
+    if cfg.bf16 and cfg.engine != "deepspeed":
+        return {"bf16": "needs engine=deepspeed (the torch loop trains in fp32)"}
+    return {}
 
 
 def _check_rewards(funcs: tuple[str, ...], weights: tuple[float, ...] | None) -> dict[str, str]:

@@ -83,10 +83,42 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
     return opt, sched
 
 
+def peak_memory_metrics() -> dict[str, float]:
+    """`perf/max_memory_allocated_gb` (GiB, verl's name): the CUDA allocator's peak since the
+    process started, when there is a CUDA device; nothing on a CPU."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"perf/max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 2**30}
+
+
+def deepspeed_config(*, micro_batch_size: int, max_grad_norm: float, zero_stage: int, bf16: bool) -> dict:
+    """The DeepSpeed config the backend initializes with. fp32 unless bf16 (no `bf16` key at all)."""
+    ds_config = {
+        # The loop calls backward/step once per minibatch itself; DeepSpeed's batch bookkeeping
+        # only has to agree with it.
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": max_grad_norm,
+        "zero_optimization": {"stage": zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if bf16:  # bf16 weights/activations/gradients; ZeRO keeps fp32 master weights and Adam state
+        ds_config["bf16"] = {"enabled": True}
+    return ds_config
+
+
 class Backend:
     """What the trainer needs from an engine; `module` is the plain HF model."""
 
     module: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module's parameters are: batches are moved here (a GPU under DeepSpeed on a
+        CUDA host, the CPU otherwise)."""
+        return next(self.module.parameters()).device
 
     def backward(self, loss: torch.Tensor) -> None: ...
     def step(self) -> float: ...  # optimizer step (clip, update, zero grads); returns the grad norm
@@ -111,7 +143,7 @@ class Backend:
 
 class TorchBackend(Backend):
     def __init__(self, model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
-        self.module = model
+        self.module = model.to("cuda") if torch.cuda.is_available() else model  # what DeepSpeed does too
         self.cfg = cfg
         self.optimizer, self.scheduler = make_optimizer(model, cfg, total_steps)
 
@@ -141,24 +173,15 @@ class TorchBackend(Backend):
 
 class DeepSpeedBackend(Backend):
     def __init__(self, model: torch.nn.Module, cfg: OptimConfig, total_steps: int, *, zero_stage: int = 2,
-                 micro_batch_size: int = 1):
+                 micro_batch_size: int = 1, bf16: bool = False):
         import deepspeed
 
         init_process_group()
         self.cfg = cfg
         self.zero_stage = zero_stage
         opt, sched = make_optimizer(model, cfg, total_steps)
-        ds_config = {
-            # The loop calls backward/step once per minibatch itself; DeepSpeed's batch bookkeeping
-            # only has to agree with it.
-            "train_micro_batch_size_per_gpu": micro_batch_size,
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": cfg.max_grad_norm,
-            "zero_optimization": {"stage": zero_stage},
-            "zero_allow_untested_optimizer": True,
-            "steps_per_print": 10**9,
-            "wall_clock_breakdown": False,
-        }
+        ds_config = deepspeed_config(micro_batch_size=micro_batch_size, max_grad_norm=cfg.max_grad_norm,
+                                     zero_stage=zero_stage, bf16=bf16)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=opt, lr_scheduler=sched, config=ds_config)
         self.module = self.engine.module
@@ -202,12 +225,23 @@ class DeepSpeedBackend(Backend):
 
 
 def setup_backend(model: torch.nn.Module, cfg: OptimConfig, *, engine: str = "deepspeed", zero_stage: int = 2,
-                  total_steps: int = 1, micro_batch_size: int = 1) -> Backend:
-    """Wrap `model` for training. `total_steps` counts optimizer steps (for the LR schedule)."""
+                  total_steps: int = 1, micro_batch_size: int = 1, bf16: bool = False) -> Backend:
+    """Wrap `model` for training. `total_steps` counts optimizer steps (for the LR schedule).
+
+    bf16 (DeepSpeed only) needs a CUDA device: a CPU without bf16 instructions runs bf16 matmuls
+    several times slower than fp32 (the GRPO-step benchmark's lesson), so it is refused here (a
+    ConfigError: exit 2, nothing trained) rather than silently slow."""
+    from training_backend.config import ConfigError
+
+    if bf16 and engine != "deepspeed":
+        raise ConfigError({"bf16": "needs engine=deepspeed (the torch loop trains in fp32)"})
+    if bf16 and not torch.cuda.is_available():
+        raise ConfigError({"bf16": "needs a CUDA device; this machine has none (train in fp32: bf16=false)"})
     if engine == "torch":
         return TorchBackend(model, cfg, total_steps)
     if engine == "deepspeed":
-        return DeepSpeedBackend(model, cfg, total_steps, zero_stage=zero_stage, micro_batch_size=micro_batch_size)
+        return DeepSpeedBackend(model, cfg, total_steps, zero_stage=zero_stage, micro_batch_size=micro_batch_size,
+                                bf16=bf16)
     raise ValueError(f"unknown engine {engine!r}")
 
 

@@ -168,7 +168,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 
 def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
     from training_backend.data import read_prompt_jsonl
-    from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
+    from training_backend.distributed import OptimConfig, peak_memory_metrics, setup_backend, write_checkpoint
     from training_backend.reflection import reflection_stats
     from training_backend.rewards import extract_answer, extract_think
     from training_backend.rollout import HFGenerateEngine
@@ -209,8 +209,10 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay, cfg.max_grad_norm,
                            cfg.lr_scheduler, cfg.warmup_steps * optim_steps_per_step),
         engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=cfg.max_steps * optim_steps_per_step,
-        micro_batch_size=cfg.batch_size // cfg.minibatches)
+        micro_batch_size=cfg.batch_size // cfg.minibatches, bf16=cfg.bf16)
     policy = backend.module
+    if ref_model is not None:  # beside the policy, in its precision (DeepSpeed moved and cast the policy)
+        ref_model.to(device=backend.device, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     if ckpt:
         backend.load_state(ckpt)
     start_step = shell.resume_step
@@ -275,7 +277,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         with backend.gathered():
             roll = engine.generate([encoded[i] for i in prompts_for_step(len(train_rows), prompts_per_step, step - 1, spec.seed)],
                                    num_generations=G, max_new_tokens=cfg.max_completion_length,
-                                   temperature=cfg.temperature, top_p=cfg.top_p)
+                                   temperature=cfg.temperature, top_p=cfg.top_p).to(backend.device)
         t_generate = time.perf_counter() - t0
         comp_mask = roll.completion_mask  # (N, C)
         lengths = roll.lengths  # (N,)
@@ -284,7 +286,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         # 2. rewards and group-relative advantages
         t0 = time.perf_counter()
         scored = score(completions, rows_g, lengths.tolist(), cfg)
-        advantages = group_advantages(scored.rewards, G, cfg.scale_rewards)  # (N,)
+        advantages = group_advantages(scored.rewards, G, cfg.scale_rewards).to(backend.device)  # (N,)
         t_reward = time.perf_counter() - t0
 
         input_ids = torch.cat([roll.prompt_ids, roll.completion_ids], 1)  # (N, P + C)
@@ -363,6 +365,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
             "time/reference": t_ref,
             "time/train": t_train,
             "throughput/tokens_per_s": n_tokens / step_time,
+            **peak_memory_metrics(),
         }
         for k in mb_stats[0]:
             metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)

@@ -195,7 +195,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     backend = setup_backend(model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay,
                                                cfg.max_grad_norm, cfg.lr_scheduler, cfg.warmup_steps),
                             engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=total,
-                            micro_batch_size=cfg.batch_size)
+                            micro_batch_size=cfg.batch_size, bf16=cfg.bf16)
     if ckpt:
         backend.load_state(ckpt)
     start = shell.resume_step
@@ -206,7 +206,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         prompts = [r["prompt"] for r in batch] * 2
         responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
         ids, mask = encode_pair_texts(tok, prompts, responses, template, cfg.max_seq_length)  # (2B, T)
-        s = _scores(rm, ids, mask)  # (2B,)
+        s = _scores(rm, ids.to(backend.device), mask.to(backend.device))  # (2B,)
         return s[: len(batch)], s[len(batch):]
 
     def held_out(step: int) -> dict[str, float]:

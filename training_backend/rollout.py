@@ -16,6 +16,7 @@ What the HF engine does to waste less (measured in benchmarks/grpo_step.py):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +37,12 @@ class Rollout:
     @property
     def lengths(self) -> torch.Tensor:  # (N,)
         return self.completion_mask.sum(1)
+
+    def to(self, device: torch.device) -> "Rollout":
+        """The same rollout on `device` (the trainer's), wherever the engine produced it."""
+        moved = {f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                 for f in dataclasses.fields(self)}
+        return Rollout(**moved)
 
 
 class RolloutEngine(Protocol):
@@ -76,6 +83,8 @@ class HFGenerateEngine:
 
         G = num_generations
         ids, mask = left_pad(prompts, self.pad_token_id)  # (B, P)
+        device = next(self.model.parameters()).device  # the rollout lives where the policy does
+        ids, mask = ids.to(device), mask.to(device)
         was_training = self.model.training
         self.model.eval()
         gen = GenerationConfig(

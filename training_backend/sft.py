@@ -138,7 +138,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 
 def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
     from training_backend.data import DatasetError, prompts_for_step, read_chat_jsonl
-    from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
+    from training_backend.distributed import OptimConfig, peak_memory_metrics, setup_backend, write_checkpoint
     from training_backend.evaluate import evaluate_prompts
     from training_backend.rollout import HFGenerateEngine
     from training_backend.tiny import load_model_and_tokenizer, text_codec
@@ -173,12 +173,13 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     backend = setup_backend(model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay,
                                                cfg.max_grad_norm, cfg.lr_scheduler, cfg.warmup_steps),
                             engine=cfg.engine, zero_stage=cfg.zero_stage, total_steps=total,
-                            micro_batch_size=cfg.batch_size)
+                            micro_batch_size=cfg.batch_size, bf16=cfg.bf16)
     if ckpt:
         backend.load_state(ckpt)
     start = shell.resume_step
     shell.begin(start, resumed=ckpt is not None)  # a crashed attempt's later steps are history now
     policy = backend.module
+    device = backend.device  # batches go where DeepSpeed put the model (a GPU on a CUDA host)
     engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     encode, decode = text_codec(tok)
     reporter.log_metrics(start, {"data/rows": len(rows), "data/truncated_rows": truncated, "data/eval_rows": len(eval_rows)})
@@ -188,7 +189,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         loss_sum, n_tok = 0.0, 0
         with torch.no_grad(), backend.gathered():
             for i in range(0, len(eval_enc), cfg.batch_size):
-                ids, mask, labels = collate(eval_enc[i:i + cfg.batch_size], tok.pad_token_id)
+                ids, mask, labels = (t.to(device) for t in collate(eval_enc[i:i + cfg.batch_size], tok.pad_token_id))
                 s, n = sum_token_loss(policy, ids, mask, labels)
                 loss_sum, n_tok = loss_sum + float(s), n_tok + n
             m = {"eval/loss": loss_sum / max(n_tok, 1)}
@@ -216,7 +217,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     for step in range(start + 1, total + 1):
         t0 = time.perf_counter()
         idx = prompts_for_step(len(rows), cfg.batch_size, step - 1, spec.seed)
-        ids, mask, labels = collate([train_enc[i] for i in idx], tok.pad_token_id)  # (B, T) each
+        ids, mask, labels = (t.to(device) for t in collate([train_enc[i] for i in idx], tok.pad_token_id))  # (B, T) each
         policy.train()
         loss_sum, n_tok = sum_token_loss(policy, ids, mask, labels)
         loss = loss_sum / max(n_tok, 1)  # token mean over the batch
@@ -226,7 +227,8 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         tokens_seen += int(mask.sum())
         last = {"loss": loss.item(), "grad_norm": grad_norm, "learning_rate": backend.learning_rate(),
                 "tokens_per_s": float(mask.sum()) / dt, "num_tokens": float(tokens_seen),
-                "loss_tokens": float(n_tok), "epoch": step * cfg.batch_size / len(rows), "step_time": dt}
+                "loss_tokens": float(n_tok), "epoch": step * cfg.batch_size / len(rows), "step_time": dt,
+                **peak_memory_metrics()}
         reporter.log_metrics(step, last)
         if eval_rows and cfg.eval_steps and step % cfg.eval_steps == 0:
             eval_metrics = held_out(step)

@@ -89,6 +89,61 @@ def parse_progress(line: str) -> Progress | None:
         return None
 
 
+# --- inspect-model: what a model folder is, read the way the trainer loads it ----------------------
+#
+#   web process (never torch)                       python -m training_backend inspect-model PATH
+#   parse_model_check(stdout)        <── stdout ──  model_check_line(info=…) or (reason=…), one line
+#   the exit code                    <── exit ──    OK (loadable) or BAD_SPEC (refused, the reason)
+
+INSPECT_COMMAND = "inspect-model"
+MODEL_CHECK_PREFIX = "R1LAB_MODEL_CHECK "
+
+
+class Info:
+    """The keys of a loadable folder's info (training_backend.model_info; stored on BaseModel.info)."""
+
+    ARCHITECTURE, MODEL_TYPE, PARAMETERS, DTYPE = "architecture", "model_type", "parameter_count", "dtype"
+    WEIGHT_DTYPES = "weight_dtypes"  # {safetensors dtype: parameters stored in it}
+    CONTEXT_LENGTH, VOCAB_SIZE = "context_length", "vocab_size"  # both from config.json
+    TOKENIZER_CLASS, TOKENIZER_SIZE, SPECIAL_TOKENS = "tokenizer_class", "tokenizer_size", "special_tokens"
+    CHAT_TEMPLATE = "chat_template"  # the template's source (truncated), or None
+    PREVIEW_PROMPT = "preview_prompt"  # the example problem both previews wrap
+    PREVIEW_RAW, PREVIEW_RAW_TOKENS = "preview_raw", "preview_raw_tokens"  # R1-Zero template, raw
+    PREVIEW_CHAT, PREVIEW_CHAT_TOKENS = "preview_chat", "preview_chat_tokens"  # through the chat template
+    TAG_TOKENS = "tag_tokens"  # {"<think>": tokens it encodes to, …}: 1 means a single token
+    GENERATION = "generation"  # scalar fields of generation_config.json
+    PROMPT_TEMPLATE = "prompt_template"  # r1lab_template.txt, the template the trainer wraps prompts in
+    WARNINGS = "warnings"  # what loads but deserves a look (unexpected tensors…)
+    TRANSFORMERS_VERSION = "transformers_version"  # the version that loaded it
+
+
+def model_check_line(*, info: dict | None = None, reason: str | None = None) -> str:
+    """`R1LAB_MODEL_CHECK {"ok": true, "info": {…}}` or `… {"ok": false, "reason": "…"}`."""
+    payload = {"ok": True, "info": info} if reason is None else {"ok": False, "reason": reason}
+    return MODEL_CHECK_PREFIX + json.dumps(payload)
+
+
+def parse_model_check(stdout: str) -> tuple[dict | None, str | None] | None:
+    """(info, None) for a loadable folder, (None, reason) for a refused one, None when the output
+    has no check line (the check crashed). Libraries print their own lines around it: the last
+    check line counts."""
+    for line in reversed(stdout.splitlines()):
+        if not line.startswith(MODEL_CHECK_PREFIX):
+            continue
+        try:
+            d = json.loads(line[len(MODEL_CHECK_PREFIX):])
+        except ValueError:
+            return None
+        if not isinstance(d, dict):
+            return None
+        if d.get("ok") is True and isinstance(d.get("info"), dict):
+            return d["info"], None
+        if d.get("ok") is False and isinstance(d.get("reason"), str):
+            return None, d["reason"]
+        return None
+    return None
+
+
 # --- outputs.json ----------------------------------------------------------------------------------
 
 OUTPUTS_FILE = "outputs.json"

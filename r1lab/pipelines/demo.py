@@ -54,7 +54,7 @@ def demo_config() -> dict:
 def seed(*, stdout, first_run: bool) -> None:
     data = Path(settings.R1LAB_DATA_DIR)
     base_path = data / "models" / "tiny-base"
-    base = services.base_model_register(
+    base = services.base_model_register_unbuilt(
         name=BASE_NAME, path=str(base_path), parameter_count=900_000,
         notes="~0.9M-parameter char-level Llama pretrained on synthetic additions "
               "(python -m training_backend make-base); built by the demo run's first stage.")

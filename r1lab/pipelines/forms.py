@@ -60,6 +60,7 @@ class LaunchForm(forms.Form):
         self.template = template
         self.plans: list[StagePlan] = []
         self.fields["base_model"].queryset = selectors.base_models_for_picker()
+        self.fields["base_model"].label_from_instance = lambda m: f"{m.name} — {selectors.base_model_summary(m)}"
         self.fields["prompt_set"].queryset = selectors.prompt_sets_for_picker()
         self.fields["dataset_version"].choices = [("", "— choose —"), *selectors.dataset_versions_for_picker()]
         if not template.needs_prompt_set:
@@ -133,9 +134,12 @@ class RunFilterForm(forms.Form):
 
 
 class BaseModelForm(forms.Form):
+    """The folder is checked by services.base_model_register (it loads it the trainer's way); here
+    only what needs no model code: the name, and that the path is a folder with a config.json."""
+
     name = forms.CharField(max_length=200)
-    path = forms.CharField(max_length=1000, help_text="a HF model folder on the workers' shared disk")
-    parameter_count = forms.IntegerField(required=False, min_value=1)
+    path = forms.CharField(max_length=1000, help_text="a HF model folder on the workers' shared disk; r1lab loads "
+                                                      "it the trainer's way and shows what it found (takes a few seconds)")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     def clean_path(self):

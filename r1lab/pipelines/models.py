@@ -13,12 +13,19 @@ from django.db import models
 
 
 class BaseModel(models.Model):
-    """A HF model folder on the workers' shared disk that stages can start from."""
+    """A HF model folder on the workers' shared disk that stages can start from.
+
+    `info` is what `python -m training_backend inspect-model` found when the folder was registered
+    or checked again (training_backend.stage.Info keys: architecture, parameters, dtype, context
+    length, vocabulary, chat template, prompt previews), kept so that pages show it without
+    reading the folder; empty for a folder a stage has yet to build (the demo's tiny base)."""
 
     name = models.CharField(max_length=200, unique=True)
     path = models.CharField(max_length=1000, help_text="HF model folder (weights + tokenizer) on the shared disk")
     parameter_count = models.BigIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True)
+    info = models.JSONField(default=dict, blank=True, help_text="what inspect-model found in the folder")
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="when the folder was last inspected")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

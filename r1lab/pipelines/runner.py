@@ -25,6 +25,7 @@ from django.db import close_old_connections
 
 from r1lab.pipelines import attempts
 from r1lab.pipelines.stage_templates import MAKE_BASE
+from r1lab.pipelines.trainer_env import allowed_env
 from training_backend import stage as contract  # the worker <-> trainer contract (stdlib only)
 
 log = logging.getLogger(__name__)
@@ -43,33 +44,13 @@ def heartbeat_interval_s() -> float:
 POOL_INDEX: int | None = None
 
 
-# What the trainer inherits from the worker's environment: the system, Python, the accelerator
-# stack and the ML libraries' own settings. Never the worker's secrets (DATABASE_URL, REDIS_URL,
-# SECRET_KEY, cloud credentials…): the trainer talks to the dashboard over HTTP with its run
-# token and needs none of them. Operators add names or prefixes with R1LAB_TRAINER_ENV_ALLOW.
-TRAINER_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "HOSTNAME",
-    "LD_LIBRARY_PATH", "LD_PRELOAD", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "OMP_NUM_THREADS",
-    "TOKENIZERS_PARALLELISM", "MASTER_ADDR", "MASTER_PORT", "http_proxy", "https_proxy", "no_proxy",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"})
-TRAINER_ENV_PREFIXES = ("LC_", "CUDA_", "NCCL_", "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "HF_",
-                        "TRANSFORMERS_", "HUGGINGFACE_", "DS_", "DEEPSPEED_", "VLLM_", "MKL_", "KMP_", "XDG_")
-
-
-def _allowed(name: str, extra: list[str]) -> bool:
-    if name in TRAINER_ENV_NAMES or name.startswith(TRAINER_ENV_PREFIXES):
-        return True
-    return any(name == e or (e.endswith("*") and name.startswith(e[:-1])) for e in extra)
-
-
 def trainer_env(start: attempts.AttemptStart, *, token: str | None = None) -> dict:
     """The trainer's environment: the allow-listed part of the worker's, plus the run token. A
     worker started with `-c <gpus>` runs one stage per pool process; a single-GPU stage in pool
     process i sees only GPU i, unless the operator set CUDA_VISIBLE_DEVICES for the worker (then
     it is left alone). Multi-GPU stages see every GPU (run them on a `-c 1` worker; see
     docs/gpu-workers.md)."""
-    extra = [e.strip() for e in settings.R1LAB_TRAINER_ENV_ALLOW.split(",") if e.strip()]
-    env = {k: v for k, v in os.environ.items() if _allowed(k, extra)}
+    env = allowed_env()
     env["PYTHONUNBUFFERED"] = "1"
     if token:
         env[contract.RUN_TOKEN_ENV] = token

@@ -14,7 +14,7 @@ from r1lab.curation import selectors as curation_selectors
 from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
 from r1lab.tracking import selectors as tracking_selectors
-from training_backend.stage import Out
+from training_backend.stage import Info, Out
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,32 @@ def log_tail(path: str, *, max_bytes: int = 6000) -> str:
 
 def base_models_for_picker() -> QuerySet[BaseModel]:
     return BaseModel.objects.order_by("name")
+
+
+def format_parameters(n: int | None) -> str:
+    """28096 → "28.1k", 365591552 → "365.6M", 7615616512 → "7.62B"."""
+    if not isinstance(n, int):
+        return "—"
+    for unit, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def base_model_summary(model: BaseModel) -> str:
+    """One line of what the folder's check found (for the launch form's picker and messages)."""
+    info = model.info or {}
+    if not info:
+        return "not checked yet"
+    parts = [str(info.get(Info.ARCHITECTURE) or "?"), f"{format_parameters(info.get(Info.PARAMETERS))} parameters",
+             str(info.get(Info.DTYPE) or "?")]
+    if info.get(Info.CONTEXT_LENGTH):
+        parts.append(f"context {info[Info.CONTEXT_LENGTH]}")
+    if info.get(Info.VOCAB_SIZE):
+        parts.append(f"vocabulary {info[Info.VOCAB_SIZE]}")
+    parts.append("chat template" if info.get(Info.CHAT_TEMPLATE) else "no chat template")
+    return ", ".join(parts)
 
 
 def prompt_sets_for_picker() -> QuerySet[PromptSet]:

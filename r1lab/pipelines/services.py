@@ -13,23 +13,62 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from r1lab.pipelines.model_check import FolderRefused, inspect_model_folder
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
 from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate
 from r1lab.pipelines.state_machine import (S, PipelineValidationError, StageTransitionError, _transition,
                                            pipeline_run_refresh_status, stage_dir)
 from r1lab.tracking.models import Run as TrackedRun
 from r1lab.tracking.services import tracked_run_create, tracked_run_set_status
+from training_backend.stage import Info
 
 log = logging.getLogger(__name__)
 
 
 # --- base models and prompt sets -----------------------------------------------------------------
 
-def base_model_register(*, name: str, path: str, parameter_count: int | None = None, notes: str = "") -> BaseModel:
-    """Register (or update, by name) a HF model folder as a base model. Idempotent."""
+def _inspect(path: str) -> dict:
+    try:
+        return inspect_model_folder(path)
+    except FolderRefused as exc:
+        raise PipelineValidationError({"path": str(exc)}) from None
+
+
+def base_model_register(*, name: str, path: str, notes: str = "") -> BaseModel:
+    """Register (or update, by name) a HF model folder as a base model, with what the trainer's
+    own loading finds in it (model_check: architecture, parameters, dtype, context, vocabulary,
+    chat template, previews). A folder transformers cannot load raises PipelineValidationError
+    with the reason on `path`, and nothing is stored."""
+    info = _inspect(path)
     obj, _ = BaseModel.objects.update_or_create(
-        name=name, defaults={"path": str(path), "parameter_count": parameter_count, "notes": notes})
+        name=name, defaults={"path": str(path), "parameter_count": info.get(Info.PARAMETERS), "notes": notes,
+                             "info": info, "checked_at": timezone.now()})
     return obj
+
+
+def base_model_register_unbuilt(*, name: str, path: str, parameter_count: int | None = None,
+                                notes: str = "") -> BaseModel:
+    """Register (or update, by name) a folder a stage has yet to build (the demo's tiny base, made by
+    its run's first stage): nothing to inspect yet; `base_model_check` reads it once it exists.
+    Registering it again keeps what a check found, unless the path changed."""
+    obj, created = BaseModel.objects.get_or_create(
+        name=name, defaults={"path": str(path), "parameter_count": parameter_count, "notes": notes})
+    if not created and (obj.path != str(path) or obj.notes != notes):
+        if obj.path != str(path):  # another folder: what was found in the old one says nothing about it
+            obj.info, obj.checked_at, obj.parameter_count = {}, None, parameter_count
+        obj.path, obj.notes = str(path), notes
+        obj.save(update_fields=["path", "notes", "info", "checked_at", "parameter_count"])
+    return obj
+
+
+def base_model_check(*, base_model: BaseModel) -> BaseModel:
+    """Inspect a registered model's folder again and store what is there now. A folder that no
+    longer loads raises PipelineValidationError and the stored info is left as it was."""
+    info = _inspect(base_model.path)
+    base_model.info, base_model.checked_at = info, timezone.now()
+    base_model.parameter_count = info.get(Info.PARAMETERS)
+    base_model.save(update_fields=["info", "checked_at", "parameter_count"])
+    return base_model
 
 
 def prompt_set_register(*, name: str, kind: str, train_path: str, eval_path: str = "", train_count: int = 0,

@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.run_new, name="new"),
     path("workers/", views.workers, name="workers"),
     path("models/", views.models_page, name="models"),
+    path("models/<int:model_id>/check/", views.base_model_check, name="base_model_check"),
     path("prompt-sets/import/", views.prompt_set_import, name="prompt_import"),
     path("prompt-sets/import/<slug:token>/", views.prompt_import_staged, name="prompt_import_staged"),
     path("prompt-sets/import/<slug:token>/progress.json", views.prompt_import_progress, name="prompt_import_progress"),

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
@@ -15,7 +16,7 @@ from r1lab.dataset_formats import Mapping
 from r1lab.dataset_formats.forms import MappingForm
 from r1lab.pipelines import prompt_import, selectors, services, state_machine
 from r1lab.pipelines.forms import BaseModelForm, LaunchForm, PromptImportForm, RunFilterForm
-from r1lab.pipelines.models import PipelineRun, Stage
+from r1lab.pipelines.models import BaseModel, PipelineRun, Stage
 from r1lab.pipelines.stage_templates import TEMPLATES, get_template as get_pipeline_template, known_kinds
 
 
@@ -143,16 +144,36 @@ def models_page(request):
     if can(request.user, "models.manage"):
         form = BaseModelForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            services.base_model_register(**form.cleaned_data)
-            messages.success(request, f"Registered {form.cleaned_data['name']}.")
-            return redirect("pipelines:models")
+            try:
+                model = services.base_model_register(**form.cleaned_data)
+            except state_machine.PipelineValidationError as exc:
+                for field, msg in exc.errors.items():
+                    form.add_error(field if field in form.fields else None, msg)
+            else:
+                messages.success(request, f"Registered {model.name}: {selectors.base_model_summary(model)}.")
+                return redirect(f"{reverse('pipelines:models')}?shown={model.pk}#model-{model.pk}")
     elif request.method == "POST":
         from django.core.exceptions import PermissionDenied
 
         raise PermissionDenied("your role may not models.manage")
     return render(request, "pipelines/models.html", {
         "base_models": selectors.base_models_for_picker(), "prompt_sets": selectors.prompt_sets_for_picker(),
-        "form": form})
+        "form": form, "shown": request.GET.get("shown", ""), "can_manage": form is not None})
+
+
+@require_action("models.manage")
+@require_POST
+def base_model_check(request, model_id: int):
+    """Inspect a registered model's folder again (the demo's base once its stage built it, a folder
+    that changed on disk)."""
+    model = get_object_or_404(BaseModel, pk=model_id)
+    try:
+        services.base_model_check(base_model=model)
+    except state_machine.PipelineValidationError as exc:
+        messages.error(request, f"{model.name}: " + "; ".join(exc.errors.values()))
+    else:
+        messages.success(request, f"Checked {model.name}: {selectors.base_model_summary(model)}.")
+    return redirect(f"{reverse('pipelines:models')}?shown={model.pk}#model-{model.pk}")
 
 
 @require_action("models.manage")

@@ -53,3 +53,24 @@ def test_loading_the_worker_and_web_modules_pulls_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_inspecting_a_model_folder_loads_no_torch_in_the_web_process(tmp_path):
+    """The models page's check reads a folder with transformers, in a subprocess: the process
+    that asked (the web server) still has none of torch/transformers loaded afterwards."""
+    from tests.training_backend.stage_factories import make_model
+
+    folder = make_model(tmp_path / "model")
+    code = (
+        "import django, os, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'r1lab.settings')\n"
+        "django.setup()\n"
+        "from r1lab.pipelines.model_check import inspect_model_folder\n"
+        "info = inspect_model_folder(sys.argv[1])\n"
+        "assert info['architecture'] == 'LlamaForCausalLM', info\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in %r]\n"
+        "assert not bad, bad\n" % (HEAVY,)
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
