@@ -18,13 +18,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from _tracking_common import RESULTS, Server, free_port, machine, median, pct, setup_django
+from _tracking_common import RESULTS, Server, machine, median, pct, setup_django
 
 OLD_TREE = os.environ.get("OLD_TREE", "")
 if not OLD_TREE:
@@ -57,31 +54,10 @@ def read(page) -> dict:
     return page.evaluate(expr)
 
 
-class OtherServer(Server):
-    """daphne serving another checkout (its templates and static files) on this database."""
-
-    def __init__(self, root: str):  # (Server's, with another cwd and this process's secret key)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        (Path(root) / "var").mkdir(exist_ok=True)
-        self.log = open(Path(root) / "var" / f"bench-daphne-{self.port}.log", "wb")
-        # the same secret key: the session cookie made here must be valid there
-        env = {**os.environ, "R1LAB_LOG_LEVEL": "WARNING", "SECRET_KEY": settings.SECRET_KEY}
-        self.proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "r1lab.asgi:application"],
-                                     cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=2).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("daphne (OLD_TREE) did not start")
-                time.sleep(0.2)
-
-
 def compare(run, session: str) -> dict:
-    servers = {"old": OtherServer(OLD_TREE), "new": Server(env={"SECRET_KEY": settings.SECRET_KEY})}
+    # the same secret key for both: the session cookie made here must be valid there
+    env = {"SECRET_KEY": settings.SECRET_KEY}
+    servers = {"old": Server(env=env, root=Path(OLD_TREE)), "new": Server(env=env)}
     out = {tag: {**{k: [] for k in MEASURES}, "cpu": []} for tag in servers}
     try:
         with sync_playwright() as pw:
