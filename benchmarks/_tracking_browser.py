@@ -2,6 +2,21 @@
 from __future__ import annotations
 
 CHROMIUM = "/usr/bin/chromium"
+# The page's benchmark hooks (static/js/charts/hooks.js), opted in before its modules run
+# (context.add_init_script): what they report is kept in window.__bench, this script's own global.
+# start: the first chart group starts; firstScreen/ready: performance.now() ms; drawn: one record
+# per live point drawn (the page adds `painted` and `inDataAt` to it later); filterMs: the last
+# filter pass.
+HOOKS_INIT = """window.__bench = {drawn: []};
+window.r1labHooks = {
+  start(t) { if (window.__bench.start === undefined) window.__bench.start = t; },
+  firstScreen(t, panels) { window.__bench.firstScreen = t; window.__bench.firstScreenPanels = panels; },
+  ready(t) { window.__bench.ready = t; },
+  drawn(rec) { const d = window.__bench.drawn; d.push(rec); if (d.length > 20000) d.splice(0, d.length - 20000); },
+  filtered(ms) { window.__bench.filterMs = ms; },
+};"""
+READY = "window.__bench && window.__bench.ready !== undefined"
+
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
 

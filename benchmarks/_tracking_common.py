@@ -37,15 +37,17 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m daphne r1lab.asgi:application` on a free port (the production entry point)."""
+    """`python -m daphne r1lab.asgi:application` on a free port (the production entry point), of
+    this checkout or of another one (`root`: its templates and static files, this database)."""
 
-    def __init__(self, env: dict | None = None):
+    def __init__(self, env: dict | None = None, root: Path = ROOT):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(ROOT / "var" / f"bench-daphne-{self.port}.log", "wb")
+        (root / "var").mkdir(exist_ok=True)
+        self.log = open(root / "var" / f"bench-daphne-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "r1lab.asgi:application"],
-            cwd=ROOT, env={**os.environ, "R1LAB_LOG_LEVEL": "WARNING", **(env or {})},
+            cwd=root, env={**os.environ, "R1LAB_LOG_LEVEL": "WARNING", **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60

@@ -5,7 +5,8 @@ run pages open on the run (BENCH_BROWSERS Chromium pages + the rest as raw WebSo
         .venv/bin/python benchmarks/live_latency.py
 
 A trainer-like poster sends one step (18 metrics) every 250 ms for BENCH_POSTS steps; the browser
-pages record, for each `reward` point (window.__r1lab_drawn): when it was drawn on screen — as the
+pages record, for each `reward` point (the page's `drawn` hook, opted in with
+_tracking_browser.HOOKS_INIT): when it was drawn on screen — as the
 live tail over the chart (an SVG path on plotly's axes), or by Plotly.extendTraces when it fell
 outside the drawn axes — and when it reached plotly's graph data (the extendTraces that folds the
 tail in, at most once a second per panel when the page is idle). The socket clients record when
@@ -28,7 +29,7 @@ setup_django()
 
 import orjson  # noqa: E402
 import websockets  # noqa: E402
-from _tracking_browser import ARGS, CHROMIUM, fill_run, session_cookie  # noqa: E402
+from _tracking_browser import ARGS, CHROMIUM, HOOKS_INIT, fill_run, session_cookie  # noqa: E402
 from _tracking_synth import step_metrics  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -98,6 +99,7 @@ def main() -> None:
                 # came up to ~1 s late in headless Chromium): a harness artifact, not a viewer's.
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                 ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
+                ctx.add_init_script(HOOKS_INIT)
                 p = ctx.new_page()
                 p.goto(f"{server.base}/metrics/runs/{run.pk}/")
                 p.wait_for_selector("[data-r1-charts][data-ready='1']", timeout=60_000)
@@ -123,7 +125,7 @@ def main() -> None:
                 p.wait_for_timeout(2500)
             for p in pages:
                 hidden_pages += p.evaluate("document.hidden")
-                entries = p.evaluate("window.__r1lab_drawn.filter(e => e.line.endsWith('|reward'))")
+                entries = p.evaluate("window.__bench.drawn.filter(e => e.line.endsWith('|reward'))")
                 for e in entries:
                     if e["step"] not in sent:
                         continue
@@ -181,7 +183,7 @@ def main() -> None:
         "chromium_args": ARGS,
         "chromium_args_note": "--disable-renderer-backgrounding --disable-background-timer-throttling --disable-backgrounding-occluded-windows: "
                               "every benchmark page runs like a user's visible tab (60 Hz frames, unthrottled timers); "
-                              "live_chart.js itself flushes with a task instead of a frame when the tab is hidden",
+                              "the page itself flushes with a task instead of a frame when the tab is hidden",
         "socket_ms": {"n": len(ws_recv), "expected": POSTS * n_ws, "median": median(ws_recv) if ws_recv else None,
                       "p95": pct(ws_recv, 95) if ws_recv else None, "max": max(ws_recv) if ws_recv else None},
         "socket_clients_dropped": len(dropped), "load_average_at_end": os.getloadavg(),

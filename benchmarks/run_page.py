@@ -1,7 +1,7 @@
 """A run page with 12 panels rendering in headless Chromium: navigation start → every panel drawn
-(live_chart.js sets window.__r1lab_ready when the last Plotly.react resolves) and navigation start →
-the panels on the first screen drawn (window.__r1lab_first_screen: live_chart.js draws those first,
-then the ones below the fold one per task).
+(the page's `ready` hook, when the last Plotly.react resolves) and navigation start → the panels on
+the first screen drawn (its `firstScreen` hook: the page draws those first, then the ones below the
+fold one per task). The hooks are opted in with _tracking_browser.HOOKS_INIT.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/<your db> .venv/bin/python benchmarks/run_page.py
 
@@ -18,7 +18,7 @@ from _tracking_common import RESULTS, Server, machine, median, pct, setup_django
 
 setup_django()
 
-from _tracking_browser import ARGS, CHROMIUM, fill_run, session_cookie  # noqa: E402
+from _tracking_browser import ARGS, CHROMIUM, HOOKS_INIT, READY, fill_run, session_cookie  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from r1lab.tracking.models import Run  # noqa: E402
@@ -40,15 +40,16 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
+            ctx.add_init_script(HOOKS_INIT)
             page = ctx.new_page()
             for i in range(2 + REPS):
                 page.goto(f"{server.base}/metrics/runs/{run.pk}/", wait_until="commit")
-                page.wait_for_function("window.__r1lab_ready !== undefined", timeout=30_000)
-                ready = page.evaluate("window.__r1lab_ready")
-                first = page.evaluate("window.__r1lab_first_screen")
-                first_n = page.evaluate("window.__r1lab_first_screen_panels")
+                page.wait_for_function(READY, timeout=30_000)
+                ready = page.evaluate("window.__bench.ready")
+                first = page.evaluate("window.__bench.firstScreen")
+                first_n = page.evaluate("window.__bench.firstScreenPanels")
                 rend = page.evaluate("performance.getEntriesByType('navigation')[0].responseEnd")
-                start = page.evaluate("window.__r1lab_start")
+                start = page.evaluate("window.__bench.start")
                 ttfb = page.evaluate("performance.getEntriesByType('navigation')[0].responseStart")
                 panels = page.evaluate("document.querySelectorAll('.chart-card:not(.empty) .main-svg').length")
                 if i >= 2:

@@ -1,6 +1,6 @@
 """A run page for a run that logs 3,000 keys (issue 15, finding 9), in headless Chromium:
-navigation start → the first screen's panels drawn (window.__r1lab_first_screen: the GRPO panels in
-the 1400×1000 viewport), and what the page ships.
+navigation start → the first screen's panels drawn (the page's `firstScreen` hook, opted in with
+_tracking_browser.HOOKS_INIT: the GRPO panels in the 1400×1000 viewport), and what the page ships.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/<your db> .venv/bin/python benchmarks/run_page_keys.py
 
@@ -29,7 +29,7 @@ from _tracking_common import RESULTS, Server, machine, median, pct, setup_django
 
 setup_django()
 
-from _tracking_browser import ARGS, CHROMIUM, session_cookie  # noqa: E402
+from _tracking_browser import ARGS, CHROMIUM, HOOKS_INIT, READY, session_cookie  # noqa: E402
 from _tracking_synth import KEYS as GRPO_KEYS, step_metrics  # noqa: E402
 from django.db import transaction  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -116,19 +116,20 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.add_cookies([{"name": "sessionid", "value": session, "url": server.base}])
+            ctx.add_init_script(HOOKS_INIT)
             page = ctx.new_page()
             for i in range(2 + REPS):
                 page.goto(f"{server.base}/metrics/runs/{run.pk}/", wait_until="commit")
-                page.wait_for_function("window.__r1lab_ready !== undefined", timeout=120_000)
+                page.wait_for_function(READY, timeout=120_000)
                 nav = page.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
                                     " return [n.responseStart, n.responseEnd, n.decodedBodySize]; })()")
                 if i >= 2:
-                    first_ms.append(page.evaluate("window.__r1lab_first_screen"))
-                    ready_ms.append(page.evaluate("window.__r1lab_ready"))
+                    first_ms.append(page.evaluate("window.__bench.firstScreen"))
+                    ready_ms.append(page.evaluate("window.__bench.ready"))
                     ttfb_ms.append(nav[0])
                     resp_end.append(nav[1])
                     html_kb.append(nav[2] / 1024)
-            first_n = page.evaluate("window.__r1lab_first_screen_panels")
+            first_n = page.evaluate("window.__bench.firstScreenPanels")
             shipped = page.evaluate("Object.keys(document.querySelector('[data-r1-charts]').__charts.cfg.series).length")
             if page.locator("[data-filter]").count():
                 page.click("[data-group='train/'] > summary")
@@ -140,7 +141,7 @@ def main() -> None:
                     for _ in range(5):
                         page.fill("[data-filter]", q + " ")  # a different value each time: every fill filters
                         page.fill("[data-filter]", q)
-                        times.append(page.evaluate("window.__r1lab_filter_ms"))
+                        times.append(page.evaluate("window.__bench.filterMs"))
                     filter_ms[q or "(cleared)"] = median(times)
                 page.wait_for_selector("[data-live]:has-text('live')")
                 page.evaluate("window.scrollTo(0, 0)")  # watching the first screen while every key streams in

@@ -74,11 +74,22 @@ PANELS: list[dict] = [
 # The first screen's panels ship with the page: 500 `eval/<task>` keys must not all land in one
 # panel's legend and in the page's first response.
 MAX_PREFIX_TRACES = 12
+# A key's group is the text up to and including its first GROUP_SEPARATOR; keys without one are
+# in OTHER_GROUP, listed last.
+GROUP_SEPARATOR = "/"
 OTHER_GROUP = "other"
 
 
 def _matches(trace: dict, key: str) -> bool:
     return key.startswith(trace["prefix"]) and key.endswith(trace["suffix"])
+
+
+def page_rules() -> dict:
+    """What a run page needs to place a key that appears live as the server would have (a prefix
+    rule's panel while it has room, else its group): the browser reads the rules from here and
+    restates none of them (static/js/charts/panels.js)."""
+    return {"prefix_rules": prefix_rules(), "max_prefix_traces": MAX_PREFIX_TRACES,
+            "group_separator": GROUP_SEPARATOR, "other_group": OTHER_GROUP}
 
 
 def prefix_rules() -> list[dict]:
@@ -131,7 +142,7 @@ def panel_keys(panels: list[dict]) -> set[str]:
 
 def group_name(key: str) -> str:
     """`train/layer_3/grad_norm` → `train/`; a key without a `/` → "other"."""
-    head, sep, _ = key.partition("/")
+    head, sep, _ = key.partition(GROUP_SEPARATOR)
     return head + sep if sep else OTHER_GROUP
 
 

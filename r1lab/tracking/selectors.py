@@ -222,8 +222,8 @@ def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
         "comments": [comment_payload(c) for c in run_comments(run=run)],
         # how the page fetches a group's panel: as many points as the first screen's
         "max_points": max_points,
-        "prefix_rules": panel_rules.prefix_rules(),
-        "max_prefix_traces": panel_rules.MAX_PREFIX_TRACES,
+        # how the page places a key that appears live: the server's rules, not a copy in JS
+        "key_rules": panel_rules.page_rules(),
     }
 
 

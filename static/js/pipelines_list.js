@@ -1,11 +1,10 @@
 // The runs list, live: subscribes to ws/runs/ and updates each row's status badge and progress
 // bar in place. Text goes in with textContent only (run and stage names are user input).
-(function () {
-  const table = document.getElementById("runs-table");
-  if (!table) return;
-  const indicator = document.getElementById("live-indicator");
+import { liveSocket } from "./socket.js";
+
+const table = document.getElementById("runs-table");
+if (table) {
   const hint = document.getElementById("runs-new-hint");
-  let delay = 500;
 
   function currentStage(stages) {
     const active = stages.find((s) => s.status === "running" || s.status === "queued");
@@ -27,19 +26,8 @@
       `${stage.name} · ${stage.step}/${stage.total || "?"}` + (stage.eta_s != null && stage.status === "running" ? ` · ETA ${Math.round(stage.eta_s)} s` : "");
   }
 
-  function connect() {
-    const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}/ws/runs/`);
-    ws.onopen = () => { delay = 500; if (indicator) indicator.textContent = "● live"; };
-    ws.onmessage = (ev) => {
-      const msg = JSON.parse(ev.data);
-      if (msg.type === "run.status") update(msg.run);
-    };
-    ws.onclose = () => {
-      if (indicator) indicator.textContent = "○ reconnecting";
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 10000);
-    };
-  }
-  connect();
-})();
+  liveSocket("/ws/runs/", {
+    indicator: document.getElementById("live-indicator"),
+    onMessage: (msg) => { if (msg.type === "run.status") update(msg.run); },
+  });
+}

@@ -1,12 +1,11 @@
 // The run page, live: subscribes to ws/runs/<id>/ (reconnecting when closed) and updates the run
 // badge, each stage's status, progress bar, ETA and buttons, and the running stage's log tail.
 // Everything goes in with textContent (names and logs are untrusted text).
-(function () {
-  const badge = document.getElementById("run-status");
-  if (!badge) return;
-  const indicator = document.getElementById("live-indicator");
+import { liveSocket } from "./socket.js";
+
+const badge = document.getElementById("run-status");
+if (badge) {
   const runId = badge.dataset.runId;
-  let delay = 500;
   const logTimers = new Map();
 
   function setBadge(el, status) {
@@ -64,19 +63,8 @@
     document.dispatchEvent(new CustomEvent("r1lab:run-status", { detail: run }));
   }
 
-  function connect() {
-    const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}/ws/runs/${runId}/`);
-    ws.onopen = () => { delay = 500; if (indicator) indicator.textContent = "● live"; };
-    ws.onmessage = (ev) => {
-      const msg = JSON.parse(ev.data);
-      if (msg.type === "run.status") update(msg.run);
-    };
-    ws.onclose = () => {
-      if (indicator) indicator.textContent = "○ reconnecting";
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 10000);
-    };
-  }
-  connect();
-})();
+  liveSocket(`/ws/runs/${runId}/`, {
+    indicator: document.getElementById("live-indicator"),
+    onMessage: (msg) => { if (msg.type === "run.status") update(msg.run); },
+  });
+}

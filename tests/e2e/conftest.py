@@ -60,6 +60,10 @@ def live_asgi(django_db_setup, django_db_blocker, tmp_path_factory):
     """Base URL of a daphne server running r1lab on the test database."""
     with django_db_blocker.unblock():
         env = server_env()
+    # An open socket re-checks its user's access every second (default 60 s): a test that takes a
+    # user's access away sees the socket closed (4403) without waiting for a minute, whichever
+    # channel layer carries, or does not carry, the push from the test process.
+    env["R1LAB_WS_RECHECK_S"] = "1"
     port = _free_port()
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     log = open(log_path, "wb")

@@ -298,3 +298,34 @@ def test_a_rewound_run_redraws_live_with_the_lost_attempt_faint(page, live_asgi,
     page.reload()  # the first paint draws the same
     page.wait_for_selector("[data-r1-charts][data-ready='1']")
     assert page.evaluate(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.name === 'attempt 1, lost')")
+
+
+HOOKS = """window.__seen = {drawn: []};
+window.r1labHooks = {
+  firstScreen(t, panels) { window.__seen.firstScreen = [t, panels]; },
+  ready(t) { window.__seen.ready = t; },
+  drawn(rec) { window.__seen.drawn.push(rec); },
+};"""
+
+
+def test_the_page_writes_no_benchmark_globals_unless_hooks_are_opted_in(page, new_page, live_asgi, login_as):
+    # Issue 16: the run page wrote window.__r1lab_drawn, __r1lab_ready, __r1lab_first_screen, … on
+    # every page for the benchmarks. Now it writes none; a benchmark or test that sets
+    # window.r1labHooks before the page's modules run gets the same measures through it.
+    run, token = tracked_run_create(name="hooks")
+    post_log(live_asgi, run, token, metrics(range(10)))
+    login_as("viewer")
+    hooked = new_page()
+    hooked.add_init_script(HOOKS)
+    login_as("viewer", hooked)
+    open_run(page, live_asgi, run)
+    open_run(hooked, live_asgi, run)
+    post_log(live_asgi, run, token, metrics([10], f=lambda s: 0.5))  # inside the drawn axes: a tail
+    hooked.wait_for_function("window.__seen.drawn.some(r => r.step === 10)")
+    # the plain page drew it too (as a tail, then folded into plotly's trace)
+    page.wait_for_function(f"document.querySelector('{REWARD_PLOT}').data.some(t => t.x.length === 11)", timeout=10_000)
+    assert page.evaluate("Object.keys(window).filter(k => k.startsWith('__r1lab'))") == []
+    rec = hooked.evaluate("window.__seen.drawn.find(r => r.step === 10)")
+    assert rec["line"] == f"{run.pk}|reward" and rec["value"] == 0.5 and rec["via"] == "tail" and rec["at"] >= rec["recv"]
+    first_t, first_panels = hooked.evaluate("window.__seen.firstScreen")
+    assert first_panels > 0 and 0 < first_t <= hooked.evaluate("window.__seen.ready")

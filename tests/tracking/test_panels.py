@@ -24,3 +24,19 @@ def test_a_prefix_rule_claims_at_most_max_prefix_traces_keys():
     assert {t.get("rule") for t in ev["traces"][2:]} == {rule}
     assert layout["groups"] == [{"name": "eval/", "keys": tasks[MAX_PREFIX_TRACES:]}]
     assert len(panel_keys(layout["panels"]) & set(tasks)) == MAX_PREFIX_TRACES
+
+
+def test_the_page_places_live_keys_by_these_rules_and_restates_none():
+    # Issue 16: the run page placed a key that appears live with its own copy of group_name ("/",
+    # "other") and of MAX_PREFIX_TRACES ("|| 12"). The rules now come with the page data.
+    from pathlib import Path
+
+    from r1lab.tracking.panels import page_rules
+
+    assert page_rules() == {"prefix_rules": prefix_rules(), "max_prefix_traces": MAX_PREFIX_TRACES,
+                            "group_separator": "/", "other_group": "other"}
+    code = [line for p in (Path(__file__).resolve().parents[2] / "static" / "js").rglob("*.js")
+            for line in p.read_text().splitlines() if not line.strip().startswith("//")]  # comments may name them
+    js = "\n".join(code)
+    for literal in ['"other"', "|| 12", *{f'"{r["prefix"]}"' for r in prefix_rules()}]:
+        assert literal not in js, literal
