@@ -45,12 +45,19 @@ class UserAccessMixin:
         """False (and the socket refused with 4403) unless the user may use it."""
         user = self.scope.get("user")
         if user is None or not await database_sync_to_async(can)(user, self.access_action):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return False
         self._access_user_id = user.pk
         await self.channel_layer.group_add(user_group_name(user.pk), self.channel_name)
         self._access_task = asyncio.ensure_future(self._access_recheck_every())
         return True
+
+    async def refuse(self, code: int) -> None:
+        """Refuse with a close code the browser sees: a close before the handshake is accepted
+        reaches it as HTTP 403 and code 1006, which static/js/socket.js must retry; accepted and
+        closed at once, it gets 4403/4404 and stops. Nothing is sent in between."""
+        await self.accept()
+        await self.close(code=code)
 
     async def access_disconnect(self) -> None:
         if self._access_task is not None:
@@ -98,7 +105,7 @@ class FollowGroupConsumer(UserAccessMixin, AsyncJsonWebsocketConsumer):
         self.object_id = int(self.scope["url_route"]["kwargs"][self.url_kwarg])
         first = await self.first_message()
         if first is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         self.group = self.group_for(self.object_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
