@@ -1,0 +1,143 @@
+"""The prompt-lineage rollup: solve-rate classes on hand-built groups, logged through the real
+ingest path (parse + tracked_run_log), kept right across split batches, late steps, retries and
+rewinds, and equal to a rebuild from the rollouts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from r1lab.tracking import prompt_stats as ps
+from r1lab.tracking.ingest import parse_log_body
+from r1lab.tracking.models import PromptLineage, PromptStepStat
+from r1lab.tracking.services import tracked_run_create, tracked_run_log, tracked_run_rewind
+
+pytestmark = pytest.mark.django_db
+
+
+def group(step: int, prompt_id: str, correct: int, G: int = 4, *, group_no: int = 0, vary_format: bool = False,
+          gold: str = "7") -> list[dict]:
+    """One GRPO group: `correct` of G completions right (accuracy 1), the rest wrong. Rewards are the
+    accuracy alone (a group all right or all wrong is zero-variance), plus a format reward that
+    varies inside the group when `vary_format`."""
+    out = []
+    for i in range(G):
+        acc = 1.0 if i < correct else 0.0
+        fmt = (0.5 if i % 2 else 0.0) if vary_format else 0.0
+        out.append({"step": step, "group": group_no, "index": i, "prompt_id": prompt_id, "prompt": f"Problem {prompt_id}",
+                    "completion": f"<think>try {i}</think> <answer>{i}</answer>", "rewards": {"accuracy": acc, "format": fmt},
+                    "reward": acc + fmt, "gold": gold})
+    return out
+
+
+def log(run, samples: list[dict]) -> dict:
+    return tracked_run_log(run_id=run.pk, parsed=parse_log_body(json.dumps({"samples": samples}).encode()))
+
+
+def lineage(run) -> dict[str, PromptLineage]:
+    return {p.prompt_id: p for p in PromptLineage.objects.filter(run=run)}
+
+
+def tables(run) -> tuple[list, list]:
+    stats = sorted(PromptStepStat.objects.filter(run=run).values_list("prompt_id", "step", "n", "graded", "correct", "zero_var",
+                                                                       "cls", "cls_before", "zero_var_before", "changed"))
+    prompts = sorted(PromptLineage.objects.filter(run=run).values_list(
+        "prompt_id", "prompt", "gold", "cls", "zero_var", "samplings", "first_step", "last_step", "first_rate", "last_rate",
+        "min_rate", "max_rate", "graded", "correct"))
+    return stats, prompts
+
+
+@pytest.mark.parametrize("rates,cls", [
+    ([0.0, 0.5, 1.0], "learned"),
+    ([0.25, 0.75], "learned"),  # the bounds count
+    ([0.5, 1.0], "mixed"),  # never as low as 25%
+    ([1.0, 1.0, 0.0], "forgotten"),
+    ([0.75, 0.25], "forgotten"),
+    ([0.0, 1.0, 0.5], "mixed"),  # learned, then slipped: not learned any more
+    ([0.0, 1.0, 0.0], "forgotten"),
+    ([1.0, 1.0, 1.0], "always"),
+    ([1.0], "always"),
+    ([0.0, 0.0], "never"),
+    ([0.5], "mixed"),
+])
+def test_classes_from_a_prompts_solve_rates(rates, cls):
+    aggs = [ps.StepAgg(step, 4, 4, int(r * 4), False) for step, r in enumerate(rates)]
+    derived = ps.derive(aggs)
+    assert derived[-1].cls == cls
+    assert ps.summary(derived)["cls"] == cls
+
+
+def _hand_built(run):
+    """Six prompts over three steps (G = 4):
+       A 0/4 → 2/4 → 4/4 learned        B 4/4 → 4/4 → 1/4 forgotten     C 4/4 ×3 always (zero-variance)
+       D 0/4 ×3 never (zero-variance)    E 2/4 ×3 mixed                  F 4/4 ×3, format varies: always, not zero-var"""
+    plan = {"A": [0, 2, 4], "B": [4, 4, 1], "C": [4, 4, 4], "D": [0, 0, 0], "E": [2, 2, 2], "F": [4, 4, 4]}
+    for step in (1, 2, 3):
+        batch = []
+        for g, (pid, correct) in enumerate(plan.items()):
+            batch += group(step, pid, correct[step - 1], group_no=g, vary_format=pid == "F")
+        log(run, batch)
+
+
+def test_hand_built_groups_are_classified_at_ingest():
+    run, _ = tracked_run_create(name="lineage")
+    _hand_built(run)
+    got = lineage(run)
+    assert {pid: p.cls for pid, p in got.items()} == {
+        "A": "learned", "B": "forgotten", "C": "always", "D": "never", "E": "mixed", "F": "always"}
+    assert {pid for pid, p in got.items() if p.zero_var} == {"A", "C", "D"}  # A's last group: 4/4, all reward 1
+    a = got["A"]
+    assert (a.samplings, a.first_step, a.last_step, a.first_rate, a.last_rate, a.min_rate, a.max_rate) == (3, 1, 3, 0.0, 1.0, 0.0, 1.0)
+    assert (a.graded, a.correct, a.rate, a.prompt, a.gold) == (12, 6, 0.5, "Problem A", "7")
+    b = PromptStepStat.objects.get(run=run, prompt_id="B", step=3)
+    assert (b.n, b.graded, b.correct, b.cls, b.cls_before, b.zero_var, b.zero_var_before, b.changed) == (
+        4, 4, 1, "forgotten", "always", False, True, True)
+    # a step that moves nothing is not a change: what the counts-over-time chart skips
+    assert not PromptStepStat.objects.get(run=run, prompt_id="C", step=2).changed
+
+
+def test_incremental_rollup_equals_a_rebuild_from_the_rollouts():
+    run, _ = tracked_run_create(name="lineage")
+    _hand_built(run)
+    incremental = tables(run)
+    assert ps.prompt_stats_rebuild(run_id=run.pk) == 6
+    assert tables(run) == incremental
+
+
+def test_split_groups_late_steps_and_retries_give_the_in_order_result():
+    straight, _ = tracked_run_create(name="in order")
+    for step, correct in ((1, 0), (2, 4)):
+        log(straight, group(step, "A", correct))
+    messy, _ = tracked_run_create(name="messy")
+    later = group(2, "A", 4)
+    log(messy, later[:2])  # half of step 2's group, before step 1 exists
+    log(messy, group(1, "A", 0))  # the earlier step arrives late
+    log(messy, later)  # a retry of the first half and the second half
+    log(messy, later)  # and a plain retry
+    assert lineage(messy)["A"].cls == "learned"
+    assert tables(messy)[0] == [(pid, *rest) for pid, *rest in tables(straight)[0]]
+    assert PromptStepStat.objects.get(run=messy, prompt_id="A", step=2).n == 4
+
+
+def test_a_rewind_takes_the_lost_steps_out_of_the_classes():
+    run, _ = tracked_run_create(name="lineage")
+    _hand_built(run)
+    tracked_run_rewind(run=run, after_step=1)
+    got = lineage(run)
+    assert {pid: p.cls for pid, p in got.items()} == {
+        "A": "never", "B": "always", "C": "always", "D": "never", "E": "mixed", "F": "always"}
+    assert got["A"].last_step == 1 and not PromptStepStat.objects.filter(run=run, step__gt=1).exists()
+    # the resumed attempt logs step 2 again, differently: A is learned after all
+    log(run, group(2, "A", 4))
+    assert lineage(run)["A"].cls == "learned"
+    tracked_run_rewind(run=run, after_step=-1)
+    assert not PromptLineage.objects.filter(run=run).exists() and not PromptStepStat.objects.filter(run=run).exists()
+
+
+def test_rollouts_without_a_prompt_id_or_a_grade_are_not_counted():
+    run, _ = tracked_run_create(name="lineage")
+    ungraded = [{**s, "rewards": {"format": 1.0}} for s in group(1, "U", 2)]
+    anonymous = [{k: v for k, v in s.items() if k != "prompt_id"} for s in group(1, "X", 2, group_no=1)]
+    log(run, ungraded + anonymous)
+    assert not PromptLineage.objects.filter(run=run).exists() and not PromptStepStat.objects.filter(run=run).exists()
+    assert ps.prompt_stats_rebuild(run_id=run.pk) == 0
