@@ -13,6 +13,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from r1lab.curation import selectors as curation_selectors
 from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
+from r1lab.tracking import prompt_stats
 from r1lab.tracking import selectors as tracking_selectors
 from training_backend.stage import Out
 
@@ -84,7 +85,7 @@ def run_detail(*, run_id: int) -> PipelineRun:
 class LineageNode:
     key: str
     label: str
-    kind: str  # base_model | prompt_set | dataset_version | stage | output
+    kind: str  # base_model | prompt_set | dataset_version | stage | output | exported
     status: str = ""
     detail: str = ""
 
@@ -134,7 +135,20 @@ def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]
             key = f"out-{s.index}"
             nodes[key] = LineageNode(key, Path(final).name, "output", detail=final)
             edges.append(LineageEdge(f"stage-{s.index}", key, "checkpoint"))
+    _exported_prompt_sets(stages, nodes, edges)
     return list(nodes.values()), edges
+
+
+def _exported_prompt_sets(stages: list[Stage], nodes: dict, edges: list) -> None:
+    """Prompt sets exported from a stage's prompt lineage (a class of its prompts): stage → set."""
+    by_run = {s.tracked_run_id: s for s in stages if s.tracked_run_id}
+    if not by_run:
+        return
+    for ps in PromptSet.objects.filter(source_run_id__in=list(by_run)).order_by("created_at"):
+        key = f"ps-{ps.pk}"
+        what = prompt_stats.LABELS.get(ps.source_class, ps.source_class)
+        nodes[key] = LineageNode(key, ps.name, "exported", detail=f"{ps.train_count} {what} prompts at step {ps.source_step}")
+        edges.append(LineageEdge(f"stage-{by_run[ps.source_run_id].index}", key, f"exported {what} prompts"))
 
 
 # Secrets a log line may carry: r1lab run and personal tokens, bearer headers, `--token X`

@@ -42,11 +42,13 @@ def prompt_set_register(*, name: str, kind: str, train_path: str, eval_path: str
 
 
 def prompt_set_import(*, name: str, kind: str, rows: list[dict], eval_fraction: float, user,
-                      source_name: str = "", seed: int = 0) -> PromptSet:
+                      source_name: str = "", seed: int = 0, source_run: TrackedRun | None = None,
+                      source_class: str = "", source_step: int | None = None) -> PromptSet:
     """Store already-validated rows (prompt_import.parse_prompt_file) as train/eval JSONL files.
 
     The eval split is a seeded random `eval_fraction` of the rows. All or nothing: the files are
-    written before the row is created, and the row only if both were written."""
+    written before the row is created, and the row only if both were written. `source_*`: the
+    run (and class, step) a set exported from a prompt lineage came from."""
     import json
     import random
 
@@ -66,7 +68,8 @@ def prompt_set_import(*, name: str, kind: str, rows: list[dict], eval_fraction: 
             (ef if i in eval_idx else tf).write(json.dumps(row) + "\n")
     return PromptSet.objects.create(
         name=name, kind=kind, train_path=str(train_path), eval_path=str(eval_path) if n_eval else "",
-        train_count=len(rows) - n_eval, eval_count=n_eval, created_by=user, source_name=source_name)
+        train_count=len(rows) - n_eval, eval_count=n_eval, created_by=user, source_name=source_name,
+        source_run=source_run, source_class=source_class, source_step=source_step)
 
 
 # --- defining and launching runs ---------------------------------------------------------------

@@ -224,6 +224,10 @@ class PromptLineage(models.Model):
     def rate(self) -> float:
         return self.correct / self.graded if self.graded else 0.0
 
+    @property
+    def delta(self) -> float:
+        return self.last_rate - self.first_rate
+
 
 class Rewind(models.Model):
     """A resumed attempt took the run back to `after_step`: what earlier attempts had logged after

@@ -39,6 +39,8 @@ from r1lab.tracking.models import PromptLineage, PromptStepStat, Sample
 LEARNED, FORGOTTEN, ALWAYS, NEVER, MIXED = "learned", "forgotten", "always", "never", "mixed"
 CLASSES = (LEARNED, FORGOTTEN, ALWAYS, NEVER, MIXED)
 ZERO_VARIANCE = "zero_variance"  # not a class (it overlaps them): a flag, listed and exported like one
+LABELS = {LEARNED: "learned", FORGOTTEN: "forgotten", ALWAYS: "always solved", NEVER: "never solved", MIXED: "mixed",
+          ZERO_VARIANCE: "zero-variance"}
 LOW, HIGH = 0.25, 0.75
 EPS = 1e-9  # rewards closer than this are equal (as ingest's zero_std_group)
 _LOCK_CLASS = 0x5052  # pg_advisory_xact_lock(class, run): "PR", prompt rollup

@@ -3,35 +3,14 @@ ingest path (parse + tracked_run_log), kept right across split batches, late ste
 rewinds, and equal to a rebuild from the rollouts."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from r1lab.tracking import prompt_stats as ps
-from r1lab.tracking.ingest import parse_log_body
 from r1lab.tracking.models import PromptLineage, PromptStepStat
-from r1lab.tracking.services import tracked_run_create, tracked_run_log, tracked_run_rewind
+from r1lab.tracking.services import tracked_run_create, tracked_run_rewind
+from tests.rollouts.helpers import lineage_group, log, log_hand_built
 
 pytestmark = pytest.mark.django_db
-
-
-def group(step: int, prompt_id: str, correct: int, G: int = 4, *, group_no: int = 0, vary_format: bool = False,
-          gold: str = "7") -> list[dict]:
-    """One GRPO group: `correct` of G completions right (accuracy 1), the rest wrong. Rewards are the
-    accuracy alone (a group all right or all wrong is zero-variance), plus a format reward that
-    varies inside the group when `vary_format`."""
-    out = []
-    for i in range(G):
-        acc = 1.0 if i < correct else 0.0
-        fmt = (0.5 if i % 2 else 0.0) if vary_format else 0.0
-        out.append({"step": step, "group": group_no, "index": i, "prompt_id": prompt_id, "prompt": f"Problem {prompt_id}",
-                    "completion": f"<think>try {i}</think> <answer>{i}</answer>", "rewards": {"accuracy": acc, "format": fmt},
-                    "reward": acc + fmt, "gold": gold})
-    return out
-
-
-def log(run, samples: list[dict]) -> dict:
-    return tracked_run_log(run_id=run.pk, parsed=parse_log_body(json.dumps({"samples": samples}).encode()))
 
 
 def lineage(run) -> dict[str, PromptLineage]:
@@ -67,21 +46,10 @@ def test_classes_from_a_prompts_solve_rates(rates, cls):
     assert ps.summary(derived)["cls"] == cls
 
 
-def _hand_built(run):
-    """Six prompts over three steps (G = 4):
-       A 0/4 → 2/4 → 4/4 learned        B 4/4 → 4/4 → 1/4 forgotten     C 4/4 ×3 always (zero-variance)
-       D 0/4 ×3 never (zero-variance)    E 2/4 ×3 mixed                  F 4/4 ×3, format varies: always, not zero-var"""
-    plan = {"A": [0, 2, 4], "B": [4, 4, 1], "C": [4, 4, 4], "D": [0, 0, 0], "E": [2, 2, 2], "F": [4, 4, 4]}
-    for step in (1, 2, 3):
-        batch = []
-        for g, (pid, correct) in enumerate(plan.items()):
-            batch += group(step, pid, correct[step - 1], group_no=g, vary_format=pid == "F")
-        log(run, batch)
-
-
 def test_hand_built_groups_are_classified_at_ingest():
+    """tests.rollouts.helpers.HAND_BUILT: A learned, B forgotten, C always, D never, E mixed, F always."""
     run, _ = tracked_run_create(name="lineage")
-    _hand_built(run)
+    log_hand_built(run)
     got = lineage(run)
     assert {pid: p.cls for pid, p in got.items()} == {
         "A": "learned", "B": "forgotten", "C": "always", "D": "never", "E": "mixed", "F": "always"}
@@ -98,7 +66,7 @@ def test_hand_built_groups_are_classified_at_ingest():
 
 def test_incremental_rollup_equals_a_rebuild_from_the_rollouts():
     run, _ = tracked_run_create(name="lineage")
-    _hand_built(run)
+    log_hand_built(run)
     incremental = tables(run)
     assert ps.prompt_stats_rebuild(run_id=run.pk) == 6
     assert tables(run) == incremental
@@ -107,11 +75,11 @@ def test_incremental_rollup_equals_a_rebuild_from_the_rollouts():
 def test_split_groups_late_steps_and_retries_give_the_in_order_result():
     straight, _ = tracked_run_create(name="in order")
     for step, correct in ((1, 0), (2, 4)):
-        log(straight, group(step, "A", correct))
+        log(straight, lineage_group(step, "A", correct))
     messy, _ = tracked_run_create(name="messy")
-    later = group(2, "A", 4)
+    later = lineage_group(2, "A", 4)
     log(messy, later[:2])  # half of step 2's group, before step 1 exists
-    log(messy, group(1, "A", 0))  # the earlier step arrives late
+    log(messy, lineage_group(1, "A", 0))  # the earlier step arrives late
     log(messy, later)  # a retry of the first half and the second half
     log(messy, later)  # and a plain retry
     assert lineage(messy)["A"].cls == "learned"
@@ -121,14 +89,14 @@ def test_split_groups_late_steps_and_retries_give_the_in_order_result():
 
 def test_a_rewind_takes_the_lost_steps_out_of_the_classes():
     run, _ = tracked_run_create(name="lineage")
-    _hand_built(run)
+    log_hand_built(run)
     tracked_run_rewind(run=run, after_step=1)
     got = lineage(run)
     assert {pid: p.cls for pid, p in got.items()} == {
         "A": "never", "B": "always", "C": "always", "D": "never", "E": "mixed", "F": "always"}
     assert got["A"].last_step == 1 and not PromptStepStat.objects.filter(run=run, step__gt=1).exists()
     # the resumed attempt logs step 2 again, differently: A is learned after all
-    log(run, group(2, "A", 4))
+    log(run, lineage_group(2, "A", 4))
     assert lineage(run)["A"].cls == "learned"
     tracked_run_rewind(run=run, after_step=-1)
     assert not PromptLineage.objects.filter(run=run).exists() and not PromptStepStat.objects.filter(run=run).exists()
@@ -136,8 +104,8 @@ def test_a_rewind_takes_the_lost_steps_out_of_the_classes():
 
 def test_rollouts_without_a_prompt_id_or_a_grade_are_not_counted():
     run, _ = tracked_run_create(name="lineage")
-    ungraded = [{**s, "rewards": {"format": 1.0}} for s in group(1, "U", 2)]
-    anonymous = [{k: v for k, v in s.items() if k != "prompt_id"} for s in group(1, "X", 2, group_no=1)]
+    ungraded = [{**s, "rewards": {"format": 1.0}} for s in lineage_group(1, "U", 2)]
+    anonymous = [{k: v for k, v in s.items() if k != "prompt_id"} for s in lineage_group(1, "X", 2, group_no=1)]
     log(run, ungraded + anonymous)
     assert not PromptLineage.objects.filter(run=run).exists() and not PromptStepStat.objects.filter(run=run).exists()
     assert ps.prompt_stats_rebuild(run_id=run.pk) == 0
