@@ -16,7 +16,7 @@ from django.db.models import (Avg, Case, Count, Exists, ExpressionWrapper, F, Fl
 from r1lab.curation.models import CurationProject
 from r1lab.pipelines.models import PromptSet, Stage
 from r1lab.tracking import prompt_stats
-from r1lab.tracking.models import PromptLineage, PromptStepStat, Run, Sample
+from r1lab.tracking.models import PromptClassStep, PromptLineage, Run, Sample
 from r1lab.tracking.selectors import runs_visible
 
 # Characters above which a completion is shown collapsed with a "show all" button.
@@ -331,26 +331,17 @@ def prompt_lineage_missing(*, run: Run) -> bool:
 
 def prompt_lineage_timeline(*, run: Run) -> dict:
     """The class counts over steps: at each step where a prompt's class (or zero-variance flag)
-    moved, how many prompts are in each. Reads only the rows where something moved, summed up by
-    (step, before, after) in the database."""
-    moves = (PromptStepStat.objects.filter(run=run, changed=True)
-             .values("step", "cls_before", "cls", "zero_var_before", "zero_var").order_by("step").annotate(k=Count("id")))
+    moved, how many prompts are in each: the running sum of PromptClassStep, one row per step."""
     keys = (*prompt_stats.CLASSES, prompt_stats.ZERO_VARIANCE)
     counts = dict.fromkeys(keys, 0)
     steps: list[int] = []
     series: dict[str, list[int]] = {k: [] for k in keys}
-    for m in moves:
-        if steps and steps[-1] != m["step"]:
-            for k in keys:
-                series[k].append(counts[k])
-        if not steps or steps[-1] != m["step"]:
-            steps.append(m["step"])
-        if m["cls_before"]:
-            counts[m["cls_before"]] -= m["k"]
-        counts[m["cls"]] += m["k"]
-        counts[prompt_stats.ZERO_VARIANCE] += m["k"] * (int(m["zero_var"]) - int(bool(m["zero_var_before"])))
-    if steps:
-        for k in keys:
+    for row in PromptClassStep.objects.filter(run=run).order_by("step").values_list("step", *keys):
+        if not any(row[1:]):
+            continue
+        steps.append(row[0])
+        for k, v in zip(keys, row[1:]):
+            counts[k] += v
             series[k].append(counts[k])
     return {"steps": steps, "counts": series, "labels": {k: CLASS_LABELS[k] for k in keys}}
 

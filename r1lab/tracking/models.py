@@ -176,8 +176,8 @@ class PromptStepStat(models.Model):
     (tracking.prompt_stats) so that no page reads the rollouts themselves.
 
     `cls` depends on the prompt's earlier samplings too (learned: rose from <= 25% to >= 75%);
-    `changed` marks the rows where its class or zero-variance flag moved, which is all the
-    class-counts-over-time chart has to read."""
+    with `cls_before` and the zero-variance flags it says how this sampling moved the class counts
+    (PromptClassStep sums that per step)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
     prompt_id = models.CharField(max_length=200)
@@ -189,11 +189,27 @@ class PromptStepStat(models.Model):
     cls = models.CharField(max_length=12, help_text="the prompt's class after this sampling (prompt_stats.CLASSES)")
     cls_before = models.CharField(max_length=12, blank=True, help_text="its class before ('' at its first sampling)")
     zero_var_before = models.BooleanField(null=True)
-    changed = models.BooleanField(default=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "prompt_id", "step"], name="tracking_promptstep_unique")]
-        indexes = [models.Index(fields=["run", "step"], name="tracking_promptstep_changed", condition=models.Q(changed=True))]
+
+
+class PromptClassStep(models.Model):
+    """How a run's class counts moved at one step: per class, the prompts that entered it minus
+    those that left it there (zero-variance alike). The class-counts-over-time chart is the running
+    sum over the run's steps: one row per step, however many prompts. Kept with PromptStepStat."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    step = models.BigIntegerField()
+    learned = models.IntegerField(default=0)
+    forgotten = models.IntegerField(default=0)
+    always = models.IntegerField(default=0)
+    never = models.IntegerField(default=0)
+    mixed = models.IntegerField(default=0)
+    zero_variance = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="tracking_promptclassstep_unique")]
 
 
 class PromptLineage(models.Model):

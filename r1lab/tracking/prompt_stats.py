@@ -14,12 +14,17 @@ G, or groups when it was drawn twice). Its class, from its samplings up to that 
 and, apart from the class (it overlaps them), **zero-variance**: every reward of its latest
 sampling was equal (all G the same: the trainer got no gradient from it).
 
+Three tables (tracking.models): PromptStepStat, a prompt's rollouts at a step and its class after
+them; PromptLineage, a prompt summed up (the page's table); PromptClassStep, how the class counts
+moved at a step (the chart is their running sum: one row per step, however many prompts).
+
 Ingest (services._samples_insert) calls `prompt_stats_update` with the (prompt, step) pairs a
 batch added. A few statements, whatever the run holds: the pairs' aggregates from the rollouts
-(the (run, prompt_id, step) index), the touched prompts' stored rows, then one upsert of the rows
-whose values changed and one of the prompts. A batch may hold part of a group or arrive late
-(a retry): the touched prompts are re-derived from their whole history, which is a handful of
-rows each (a prompt recurs once per epoch). Batches of one run take a transaction-level advisory
+(the (run, prompt_id, step) index), the touched prompts' stored rows, then an upsert of the rows
+whose values changed, one of the prompts, and one increment of the steps' class moves. A batch
+may hold part of a group or arrive late (a retry): the touched prompts are re-derived from their
+whole history, a handful of rows each (a prompt recurs once per epoch), and the class moves are
+adjusted by the difference between their old and new rows. Batches of one run take a transaction-level advisory
 lock first (PostgreSQL; SQLite writes one at a time anyway), so two connections logging the same
 run never derive a prompt without each other's step. A rewind drops the rows after its step and
 re-derives the prompts it touched (`prompt_stats_rewind`); a run logged before this table existed
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q
 
-from r1lab.tracking.models import PromptLineage, PromptStepStat, Sample
+from r1lab.tracking.models import PromptClassStep, PromptLineage, PromptStepStat, Sample
 
 LEARNED, FORGOTTEN, ALWAYS, NEVER, MIXED = "learned", "forgotten", "always", "never", "mixed"
 CLASSES = (LEARNED, FORGOTTEN, ALWAYS, NEVER, MIXED)
@@ -44,7 +49,8 @@ LABELS = {LEARNED: "learned", FORGOTTEN: "forgotten", ALWAYS: "always solved", N
 LOW, HIGH = 0.25, 0.75
 EPS = 1e-9  # rewards closer than this are equal (as ingest's zero_std_group)
 _LOCK_CLASS = 0x5052  # pg_advisory_xact_lock(class, run): "PR", prompt rollup
-_STAT_FIELDS = ("n", "graded", "correct", "zero_var", "cls", "cls_before", "zero_var_before", "changed")
+_STAT_FIELDS = ("n", "graded", "correct", "zero_var", "cls", "cls_before", "zero_var_before")
+_MOVE_COLUMNS = (*CLASSES, ZERO_VARIANCE)  # PromptClassStep's count columns
 _LINEAGE_FIELDS = ("prompt", "gold", "cls", "zero_var", "samplings", "first_step", "last_step", "first_rate",
                    "last_rate", "min_rate", "max_rate", "graded", "correct")
 
@@ -87,13 +93,23 @@ class Derived:
     def rate(self) -> float:
         return self.agg.correct / self.agg.graded
 
-    @property
-    def changed(self) -> bool:
-        return self.cls != self.cls_before or self.agg.zero_var != self.zero_var_before
-
     def values(self) -> tuple:
         a = self.agg
-        return (a.n, a.graded, a.correct, a.zero_var, self.cls, self.cls_before, self.zero_var_before, self.changed)
+        return (a.n, a.graded, a.correct, a.zero_var, self.cls, self.cls_before, self.zero_var_before)
+
+
+def moves(values: tuple) -> dict[str, int]:
+    """How one PromptStepStat row (its values, as Derived.values) moved the class counts: +1 to
+    the class the prompt entered, -1 to the one it left; zero-variance alike. {} when nothing moved."""
+    _, _, _, zero_var, cls, cls_before, zero_var_before = values
+    out: dict[str, int] = {}
+    if cls != cls_before:
+        out[cls] = 1
+        if cls_before:
+            out[cls_before] = -1
+    if zero_var != bool(zero_var_before):
+        out[ZERO_VARIANCE] = 1 if zero_var else -1
+    return out
 
 
 def derive(aggs: list[StepAgg]) -> list[Derived]:
@@ -160,6 +176,26 @@ def _stored(run_id: int, prompt_ids: list[str]) -> dict[str, dict[int, tuple]]:
     return out
 
 
+def _add_moves(step_moves: dict[int, dict[str, int]], step: int, values: tuple, sign: int) -> None:
+    for col, k in moves(values).items():
+        d = step_moves.setdefault(step, {})
+        d[col] = d.get(col, 0) + sign * k
+
+
+def _write_moves(run_id: int, step_moves: dict[int, dict[str, int]]) -> None:
+    """Add these per-step class moves to PromptClassStep (one statement: insert or increment)."""
+    rows = [(run_id, step, *[d.get(c, 0) for c in _MOVE_COLUMNS]) for step, d in sorted(step_moves.items()) if any(d.values())]
+    if not rows:
+        return
+    table = PromptClassStep._meta.db_table
+    cols = ", ".join(_MOVE_COLUMNS)
+    marks = ", ".join(["%s"] * (2 + len(_MOVE_COLUMNS)))
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _MOVE_COLUMNS)
+    with connection.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} (run_id, step, {cols}) VALUES ({marks}) "
+                        f"ON CONFLICT (run_id, step) DO UPDATE SET {sets}", rows)
+
+
 def _write(run_id: int, rows: list[tuple[str, Derived]], prompts: dict[str, dict]) -> None:
     """Upsert PromptStepStat rows and PromptLineage rows ({prompt id: values incl. text})."""
     if rows:
@@ -191,6 +227,7 @@ def prompt_stats_update(*, run_id: int, pairs: set[tuple[str, int]], texts: dict
     stored = _stored(run_id, prompt_ids)
     rows: list[tuple[str, Derived]] = []
     prompts: dict[str, dict] = {}
+    step_moves: dict[int, dict[str, int]] = {}
     for pid in prompt_ids:
         have = stored.get(pid, {})
         aggs = {step: agg for step, (agg, _) in have.items()}
@@ -198,10 +235,17 @@ def prompt_stats_update(*, run_id: int, pairs: set[tuple[str, int]], texts: dict
         if not aggs:
             continue
         derived = derive([aggs[s] for s in sorted(aggs)])
-        rows += [(pid, d) for d in derived if d.agg.step not in have or have[d.agg.step][1] != d.values()]
+        for d in derived:
+            old = have.get(d.agg.step)
+            if old is None or old[1] != d.values():
+                rows.append((pid, d))
+                _add_moves(step_moves, d.agg.step, d.values(), +1)
+                if old is not None:
+                    _add_moves(step_moves, d.agg.step, old[1], -1)
         prompt, gold = texts.get(pid, ("", ""))
         prompts[pid] = {"prompt": prompt, "gold": gold, **summary(derived)}
     _write(run_id, rows, prompts)
+    _write_moves(run_id, step_moves)
 
 
 def prompt_stats_rewind(*, run_id: int, after_step: int) -> None:
@@ -211,6 +255,8 @@ def prompt_stats_rewind(*, run_id: int, after_step: int) -> None:
     gone = PromptStepStat.objects.filter(run_id=run_id, step__gt=after_step)
     affected = sorted(set(gone.values_list("prompt_id", flat=True)))
     gone.delete()
+    # The moves of later steps came from the rows just deleted only: earlier rows do not change.
+    PromptClassStep.objects.filter(run_id=run_id, step__gt=after_step).delete()
     for i in range(0, len(affected), 1000):
         chunk = affected[i:i + 1000]
         stored = _stored(run_id, chunk)
@@ -236,6 +282,7 @@ def prompt_stats_rebuild(*, run_id: int) -> int:
         _lock(run_id)
         PromptStepStat.objects.filter(run_id=run_id).delete()
         PromptLineage.objects.filter(run_id=run_id).delete()
+        PromptClassStep.objects.filter(run_id=run_id).delete()
         by_prompt: dict[str, dict[int, StepAgg]] = defaultdict(dict)
         for r in _aggregates(Sample.objects.filter(run_id=run_id).exclude(prompt_id="")):
             if r["graded"]:
@@ -249,13 +296,17 @@ def prompt_stats_rebuild(*, run_id: int) -> int:
                 texts[pid] = (prompt, gold_of(extra))
         rows: list[tuple[str, Derived]] = []
         prompts: dict[str, dict] = {}
+        step_moves: dict[int, dict[str, int]] = {}
         for pid, aggs in by_prompt.items():
             derived = derive([aggs[s] for s in sorted(aggs)])
             rows += [(pid, d) for d in derived]
+            for d in derived:
+                _add_moves(step_moves, d.agg.step, d.values(), +1)
             prompt, gold = texts.get(pid, ("", ""))
             prompts[pid] = {"prompt": prompt, "gold": gold, **summary(derived)}
             if len(rows) >= 20000:
                 _write(run_id, rows, {})
                 rows = []
         _write(run_id, rows, prompts)
+        _write_moves(run_id, step_moves)
     return len(by_prompt)
