@@ -40,12 +40,15 @@ def _push(run_id: int, event: dict) -> None:
 
 
 def tracked_run_create(*, name: str, project: str = "default", config: dict | None = None, user=None,
-                       external: bool = False, attempt: int = 1) -> tuple[Run, str]:
-    """Create a tracked run; returns (run, raw ingest token). Only the hash is stored."""
+                       external: bool = False, attempt: int = 1, forked_from_id: int | None = None,
+                       forked_at_step: int | None = None) -> tuple[Run, str]:
+    """Create a tracked run; returns (run, raw ingest token). Only the hash is stored. A fork names
+    the run it continues and the step it continues after (its own curve starts at the next one)."""
     raw = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     run = Run.objects.create(name=name[:200], project=(project or "default")[:100], config=config or {},
                              created_by=user, external=external, token_hash=hash_token(raw),
-                             first_attempt=attempt, attempt=attempt)
+                             first_attempt=attempt, attempt=attempt, forked_from_id=forked_from_id,
+                             forked_at_step=forked_at_step if forked_from_id else None)
     return run, raw
 
 

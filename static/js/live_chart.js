@@ -12,6 +12,11 @@
 // are dropped (its fetch reads them from the server), or kept while its fetch is in flight; a
 // loaded panel off screen only takes the points into its lines and is redrawn when it comes back
 // into view. The filter box (?filter=, substring or glob) narrows the panels and the groups.
+//
+// Step markers (the one hook for other pages' widgets): a charts root with
+// data-step-markers='[{"step": 50, "label": "checkpoint 50", "url": "…"}]' gets a ◆ at the foot of
+// every panel at each such step; a click on one opens its url (the pipeline run page marks the
+// steps that have a checkpoint, and the url is the fork form's).
 (function () {
   "use strict";
 
@@ -113,6 +118,8 @@
     this.loadQueue = new Set();
     this.loadStats = { requests: 0, keys: 0 }; // what the lazy panels fetched (tests, benchmarks)
     this.comments = cfg.comments || [];
+    this.markers = []; // step markers: [{step, label, url}] from data-step-markers (see the header)
+    try { this.markers = JSON.parse(root.dataset.stepMarkers || "[]").filter((m) => Number.isFinite(m.step)); } catch (e) { this.markers = []; }
     // "run|key" -> [{attempt, x, y}]: what rewinds took out of the curve (a resumed attempt's
     // earlier steps), drawn faintly behind it as "attempt N, lost".
     this.lost = {};
@@ -571,6 +578,13 @@
       annotations.push({ x, xref: "x", yref: "paper", y: 1, yanchor: "bottom", text: "✎", showarrow: false,
         hovertext: esc(`step ${c.step} · ${c.author}: ${c.body}`).slice(0, 400), font: { size: 11, color: "#495057" } });
     }
+    for (const m of this.markers) {
+      const x = this.stepToX(m.step);
+      if (x === null) continue;
+      annotations.push({ x, xref: "x", yref: "paper", y: 0, yanchor: "bottom", text: "◆", showarrow: false, captureevents: !!m.url,
+        hovertext: esc(`step ${m.step}: ${m.label}${m.url ? " (click to open)" : ""}`).slice(0, 200), font: { size: 10, color: "#2b8a3e" },
+        r1marker: m.step });
+    }
     const aha = this.cfg.aha;
     if (aha && panel.spec.aha) {
       const x = this.stepToX(aha.step);
@@ -640,6 +654,8 @@
       panel.plot.on("plotly_afterplot", () => this.snapTail(panel));
       panel.plot.on("plotly_click", (ev) => this.onClick(panel, ev));
       panel.plot.on("plotly_clickannotation", (ev) => {
+        const marker = ev.annotation.r1marker !== undefined && this.markers.find((m) => m.step === ev.annotation.r1marker);
+        if (marker) { if (marker.url) location.href = marker.url; return; }
         if (this.cfg.aha && String(ev.annotation.text).startsWith("aha")) location.href = rolloutUrl(this.runs[0].id, this.cfg.aha.step) + "?reflection=1";
       });
       panel.plot.on("plotly_relayout", (ev) => this.onRelayout(panel, ev));
