@@ -92,7 +92,7 @@ def parent(tmp_path, settings):
     return stage, user, lines
 
 
-def test_fork_starts_at_k_plus_1_with_the_edited_config_and_the_parents_checkpoint(parent):
+def test_fork_starts_at_k_plus_1_with_the_edited_config_and_the_parents_checkpoint(parent, client_as):
     stage, user, parent_lines = parent
     assert [(c.step, c.on_disk) for c in selectors.stage_checkpoints(stage)] == [(1, False), (2, True), (3, True)]  # kept 2
     plan = services.stage_fork_plan(parent=stage, step=2, config={**stage.config, "learning_rate": 0.05, "max_steps": 4})
@@ -126,6 +126,10 @@ def test_fork_starts_at_k_plus_1_with_the_edited_config_and_the_parents_checkpoi
     parent_x, fork_x = (s["series"]["reward"]["x"] for s in data["series"])
     assert parent_x == [1, 2, 3] and fork_x == [2, 3, 4]
     assert data["series"][1]["series"]["reward"]["y"][0] == data["series"][0]["series"]["reward"]["y"][1]
+    from django.urls import reverse
+
+    page = client_as("viewer").get(reverse("tracking:run", args=[fork_tracked.pk])).content.decode()
+    assert "data-forked-from" in page and f"?runs={parent_run.pk},{fork_tracked.pk}" in page
 
     # lineage: the fork names its parent's checkpoint, the parent lists its fork
     _, edges = selectors.run_lineage(fork_run)
