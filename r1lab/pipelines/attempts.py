@@ -161,17 +161,19 @@ def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker
 
 
 def _start_from_fork_checkpoint(stage: Stage, resolved: dict) -> bool:
-    """A fork whose output folder holds no checkpoint yet (its first attempt, or a retry's fresh
-    folder) starts from its snapshot of the parent's: linked in as its own checkpoint of that step,
-    the trainer resumes from it (`--resume`: weights, optimizer, step counter k, curve from k + 1).
-    True when it did; later attempts resume from the fork's own latest checkpoint as usual."""
+    """True for a fork: every attempt of it resumes (`--resume`), never trains from its model input.
+    When its output folder holds no checkpoint yet (its first attempt, a retry's fresh folder) its
+    snapshot of the parent's is linked in as its own checkpoint of that step, so the trainer starts
+    from it (weights, optimizer, step counter k: the curve from k + 1); later attempts resume from
+    the fork's own latest checkpoint."""
     ck = resolved.get("checkpoint")
-    if not ck or checkpoint_dirs(stage.output_dir):
+    if not ck:
         return False
-    try:
-        link_checkpoint(ck["path"], checkpoint_path(stage.output_dir, ck["step"]))
-    except OSError as exc:
-        raise StageTransitionError(f"checkpoint: cannot place the forked checkpoint in {stage.output_dir}: {exc}") from None
+    if not checkpoint_dirs(stage.output_dir):
+        try:
+            link_checkpoint(ck["path"], checkpoint_path(stage.output_dir, ck["step"]))
+        except OSError as exc:
+            raise StageTransitionError(f"checkpoint: cannot place the forked checkpoint in {stage.output_dir}: {exc}") from None
     return True
 
 

@@ -5,6 +5,7 @@ state machine and live status both use is state_machine.py.
 from __future__ import annotations
 
 import logging
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,7 +320,7 @@ def stage_retry(*, stage: Stage, user=None) -> Stage:
 # with an edited config. Its trainer resumes from that checkpoint (weights, optimizer moments,
 # step counter: its curve starts at k + 1, in a tracked run of its own, so the parent's is never
 # rewound); its model input stays the parent's (the reference policy GRPO's KL is measured
-# against, and what `final/` is compared with), its data the parent's unless another set is picked.
+# against), its data the parent's unless another set is picked.
 #
 # The checkpoint is snapshotted when the fork is made, by hard links (training_backend.stage.
 # link_checkpoint) into the fork's stage folder: referencing the parent's folder would break when
@@ -399,11 +400,8 @@ def stage_fork_plan(*, parent: Stage, step: int, config: dict, prompt_set: Promp
 
 
 def stage_fork(*, parent: Stage, step: int, plan: StagePlan, name: str, user) -> PipelineRun:
-    """Create and launch the fork (a new pipeline run of one stage): its snapshot of the parent's
-    checkpoint `step` first, then the run, queued. All or nothing: a failure leaves no run and no
-    snapshot."""
-    import shutil
-
+    """Create and launch the fork: a new pipeline run of one stage, its snapshot of the parent's
+    checkpoint `step`, the stage queued. All or nothing: a failure leaves no run and no snapshot."""
     from training_backend.stage import link_checkpoint
 
     source = fork_checkpoint(parent=parent, step=step)

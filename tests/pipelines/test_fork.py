@@ -250,3 +250,21 @@ def test_fork_of_a_rotated_or_unknown_step_is_refused_with_a_message_and_viewers
         r = client_as("researcher").get(fork_url(stage, step), follow=True)
         assert "steps that can be forked: 2, 3" in r.content.decode()
     assert client_as("viewer").get(fork_url(stage, 2)).status_code == 403
+
+
+def test_every_attempt_of_a_fork_resumes_a_retry_from_the_snapshot_again(finished_stage):
+    from r1lab.pipelines.models import Stage
+
+    stage = finished_stage
+    user = UserFactory(role="researcher")
+    plan = services.stage_fork_plan(parent=stage, step=2, config=dict(stage.config))
+    fork = services.stage_fork(parent=stage, step=2, plan=plan, name="fork", user=user).stages.get()
+    # a start that linked the snapshot in, then died before its transaction committed: the link stays
+    contract.link_checkpoint(services.fork_snapshot_path(fork, 2), contract.checkpoint_path(fork.output_dir, 2))
+    start = attempts.stage_attempt_start(stage_id=fork.pk, attempt=1, worker_host="h", worker_pid=1)
+    assert start.resume and [p.name for p in contract.checkpoint_dirs(start.output_dir)] == ["step-000002"]
+    attempts.stage_attempt_finish(stage_id=fork.pk, attempt=1, exit_code=1, outputs=None, signalled_cancel=False)
+    services.stage_retry(stage=Stage.objects.get(pk=fork.pk), user=user)  # from scratch: a fresh output folder
+    start = attempts.stage_attempt_start(stage_id=fork.pk, attempt=2, worker_host="h", worker_pid=1)
+    assert start.output_dir.endswith("output-r2") and start.resume  # the fork's start again, not the base model
+    assert [p.name for p in contract.checkpoint_dirs(start.output_dir)] == ["step-000002"]
