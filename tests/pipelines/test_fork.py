@@ -202,7 +202,7 @@ def test_run_page_lists_the_checkpoints_and_marks_them_on_the_chart(client_as, f
     stage.tracked_run = tracked_run_create(name="parent · grpo")[0]
     stage.save()
     page = client_as("researcher").get(reverse("pipelines:detail", args=[stage.run_id])).content.decode()
-    assert f'href="{fork_url(stage, 2)}" data-fork-step="2"' in page and f'data-fork-step="3"' in page
+    assert f'href="{fork_url(stage, 2)}" data-fork-step="2"' in page and 'data-fork-step="3"' in page
     assert 'data-checkpoint="1"' in page and "deleted by rotation (save_total_limit): cannot be forked" in page
     assert 'data-fork-step="1"' not in page
     markers = json.loads(htmllib.unescape(page.split('data-step-markers="', 1)[1].split('"', 1)[0]))
