@@ -1,6 +1,6 @@
 """The prompt-lineage rollup: per (run, prompt, step) a prompt's graded rollouts and the prompt's
-class, kept at ingest, so that the prompt-lineage page reads one row per prompt and its chart
-reads only the rows where a class moved, never the rollouts.
+class, kept at ingest, so that the prompt-lineage page reads one row per prompt and its chart one
+row per step, never the rollouts.
 
 A prompt's solve rate at a step is correct / graded over its rollouts at that step (its group of
 G, or groups when it was drawn twice). Its class, from its samplings up to that step:
@@ -24,9 +24,9 @@ batch added. A few statements, whatever the run holds: the pairs' aggregates fro
 whose values changed, one of the prompts, and one increment of the steps' class moves. A batch
 may hold part of a group or arrive late (a retry): the touched prompts are re-derived from their
 whole history, a handful of rows each (a prompt recurs once per epoch), and the class moves are
-adjusted by the difference between their old and new rows. Batches of one run take a transaction-level advisory
-lock first (PostgreSQL; SQLite writes one at a time anyway), so two connections logging the same
-run never derive a prompt without each other's step. A rewind drops the rows after its step and
+adjusted by the difference between their old and new rows. Batches of one run take a
+transaction-level advisory lock first (PostgreSQL; SQLite writes one at a time anyway), so two
+connections logging the same run never derive a prompt without each other's step. A rewind drops the rows after its step and
 re-derives the prompts it touched (`prompt_stats_rewind`); a run logged before this table existed
 is filled by `prompt_stats_rebuild` (`manage.py prompt_lineage_rebuild`, or the page's button).
 Rollouts without a prompt id or without an accuracy reward (correct is null) are not counted.
