@@ -109,6 +109,21 @@ def deepspeed_config(*, micro_batch_size: int, max_grad_norm: float, zero_stage:
     return ds_config
 
 
+def apply_hyperparameters(optimizer, scheduler, cfg: OptimConfig) -> None:
+    """After a checkpoint's optimizer and scheduler state is loaded: the config's learning rate,
+    betas and weight decay again. Loading restores the saved ones with the moments (param_groups,
+    the scheduler's base_lrs), so a fork launched with an edited learning rate would silently train
+    with its parent's. The moments and the step count stay; the schedule (a function of the step,
+    never saved) is this config's. A plain resume, same config, gets the same values back."""
+    scheduler.base_lrs = [cfg.learning_rate for _ in optimizer.param_groups]
+    for group, lmbda in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = cfg.learning_rate
+        group["lr"] = cfg.learning_rate * lmbda(scheduler.last_epoch)
+        group["betas"] = (cfg.adam_beta1, cfg.adam_beta2)
+        group["weight_decay"] = cfg.weight_decay
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
 class Backend:
     """What the trainer needs from an engine; `module` is the plain HF model."""
 
@@ -169,6 +184,7 @@ class TorchBackend(Backend):
         state = torch.load(Path(path) / "optimizer.pt", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        apply_hyperparameters(self.optimizer, self.scheduler, self.cfg)
 
 
 class DeepSpeedBackend(Backend):
@@ -222,6 +238,7 @@ class DeepSpeedBackend(Backend):
     def load_state(self, path: Path) -> None:
         self.engine.load_checkpoint(str(Path(path) / "deepspeed"), tag="state", load_optimizer_states=True,
                                     load_lr_scheduler_states=True)
+        apply_hyperparameters(self.optimizer, self.scheduler, self.cfg)
 
 
 def setup_backend(model: torch.nn.Module, cfg: OptimConfig, *, engine: str = "deepspeed", zero_stage: int = 2,

@@ -224,6 +224,36 @@ def checkpoint_step(path: str | os.PathLike) -> int | None:
     return None
 
 
+def checkpoint_path(output_dir: str | os.PathLike, step: int) -> Path:
+    """Where a stage's checkpoint of `step` lives: `<output_dir>/checkpoints/step-NNNNNN`."""
+    return Path(output_dir) / CHECKPOINTS_DIR / f"step-{int(step):06d}"
+
+
+def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """A complete checkpoint folder `src` as `dst`, sharing its files by hard links (copied where
+    the file system refuses a link, e.g. across devices): a fork's own snapshot of its parent's
+    checkpoint. A saved checkpoint's files are never written again (a save fills a new folder and
+    renames it; rotation unlinks), so sharing them is safe, costs no disk, and a rotation that
+    deletes `src` leaves `dst` whole. Built as `dst.tmp` and renamed: never half there."""
+    src, dst = Path(src), Path(dst)
+    if not (src / TRAINER_STATE).exists():
+        raise FileNotFoundError(f"{src} is not a complete checkpoint (no {TRAINER_STATE})")
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return dst
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def write_final(out_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> str:
     """`<out_dir>/final`: the checkpoint without its training state, loadable on its own."""
     final = Path(out_dir) / "final"

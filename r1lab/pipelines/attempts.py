@@ -17,13 +17,13 @@ from django.utils import timezone
 from r1lab.curation import services as curation_services
 from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PromptSet, Stage, StageAttempt
-from r1lab.pipelines.services import stage_enqueue
+from r1lab.pipelines.services import fork_snapshot_path, stage_enqueue
 from r1lab.pipelines.stage_templates import MAKE_BASE
 from r1lab.pipelines.state_machine import (EXIT_BAD_SPEC, EXIT_OK, EXIT_STOPPED, S, WORKER_LOST, StageTransitionError,
                                            _notify_after_commit, _transition, pipeline_run_refresh_status, stage_dir)
 from r1lab.tracking.models import Run as TrackedRun
 from r1lab.tracking.services import tracked_run_set_status
-from training_backend.stage import Out
+from training_backend.stage import TRAINER_STATE, Out, checkpoint_dirs, checkpoint_path, link_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,27 @@ def _resolve_inputs(stage: Stage, exports: dict[int, tuple[str, str]]) -> dict:
                 raise StageTransitionError(f"{key}: dataset version {ref.get('id')} is not available")
             label, path = exports[ref["id"]]
             out[key] = {"from": src, "id": ref["id"], "label": label, "path": path}
-        elif src == "stage":
-            prev = Stage.objects.filter(run_id=stage.run_id, index=ref["index"]).first()
+        elif src in ("stage", "stage_output"):  # an earlier stage of this run, or any run's stage by id (a fork's)
+            if src == "stage":
+                prev = Stage.objects.filter(run_id=stage.run_id, index=ref["index"]).first()
+            else:
+                prev = Stage.objects.select_related("run").filter(pk=ref.get("stage_id")).first()
             if prev is None or prev.status != S.SUCCEEDED:
-                raise StageTransitionError(f"{key}: stage {ref['index']} has not succeeded")
+                raise StageTransitionError(f"{key}: stage {ref.get('index', ref.get('stage_id'))} has not succeeded")
             field = Out.FINAL_MODEL if key == "model" else Out.DATASET
             path = (prev.outputs or {}).get(field)
             if not path:
                 raise StageTransitionError(f"{key}: stage {prev.name!r} has no {field} in its outputs")
-            out[key] = {"from": src, "index": prev.index, "stage_id": prev.pk, "label": prev.name, "path": path}
+            label = prev.name if src == "stage" else f"{prev.run.name} · {prev.name}"
+            out[key] = {"from": src, "index": prev.index, "stage_id": prev.pk, "label": label, "path": path}
+        elif src == "checkpoint":  # a fork: its snapshot of the parent's checkpoint (services.stage_fork)
+            step = int(ref["step"])
+            path = fork_snapshot_path(stage, step)
+            if not (path / TRAINER_STATE).exists():
+                raise StageTransitionError(f"{key}: the fork's snapshot of checkpoint step {step} is gone ({path})")
+            parent = Stage.objects.select_related("run").filter(pk=ref.get("stage_id")).first()
+            label = f"{parent.run.name} · {parent.name} @ step {step}" if parent else f"checkpoint step {step}"
+            out[key] = {"from": src, "stage_id": ref.get("stage_id"), "step": step, "label": label, "path": str(path)}
         else:
             raise StageTransitionError(f"{key}: unknown input {ref!r}")
     return out
@@ -113,6 +125,7 @@ def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker
         attempt_dir = stage_dir(stage) / f"attempt-{attempt}"
         try:
             resolved = _resolve_inputs(stage, exports)
+            resume = _start_from_fork_checkpoint(stage, resolved) or stage.resume
         except StageTransitionError as exc:
             _transition(stage, S.FAILED, detail=str(exc)[:200])
             stage.finished_at = now
@@ -123,6 +136,7 @@ def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker
             return None
         _transition(stage, S.RUNNING)
         stage.resolved_inputs = resolved
+        stage.resume = att.resume = resume
         stage.worker_host = worker_host
         stage.started_at = stage.started_at if stage.resume and stage.started_at else now
         stage.heartbeat_at = now
@@ -144,6 +158,23 @@ def stage_attempt_start(*, stage_id: int, attempt: int, worker_host: str, worker
             num_gpus=stage.num_gpus, resume=stage.resume, output_dir=output_dir, attempt_dir=str(attempt_dir),
             model_path=model.get("path", ""), train_data=data.get("path"), eval_data=data.get("eval_path"),
             tracked_run_id=stage.tracked_run_id)
+
+
+def _start_from_fork_checkpoint(stage: Stage, resolved: dict) -> bool:
+    """True for a fork: every attempt of it resumes (`--resume`), never trains from its model input.
+    When its output folder holds no checkpoint yet (its first attempt, a retry's fresh folder) its
+    snapshot of the parent's is linked in as its own checkpoint of that step, so the trainer starts
+    from it (weights, optimizer, step counter k: the curve from k + 1); later attempts resume from
+    the fork's own latest checkpoint."""
+    ck = resolved.get("checkpoint")
+    if not ck:
+        return False
+    if not checkpoint_dirs(stage.output_dir):
+        try:
+            link_checkpoint(ck["path"], checkpoint_path(stage.output_dir, ck["step"]))
+        except OSError as exc:
+            raise StageTransitionError(f"checkpoint: cannot place the forked checkpoint in {stage.output_dir}: {exc}") from None
+    return True
 
 
 def stage_attempt_set_trainer_pid(*, stage_id: int, attempt: int, pid: int) -> None:

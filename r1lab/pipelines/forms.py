@@ -6,10 +6,10 @@ from __future__ import annotations
 from django import forms
 
 from r1lab.pipelines import selectors
-from r1lab.pipelines.models import PromptSet
-from r1lab.pipelines.services import StagePlan, pipeline_plan
+from r1lab.pipelines.models import PromptSet, Stage
+from r1lab.pipelines.services import StagePlan, pipeline_plan, stage_fork_plan
 from r1lab.pipelines.state_machine import PipelineValidationError
-from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate
+from r1lab.pipelines.stage_templates import MAKE_BASE, PipelineTemplate, custom_template
 
 
 def _fmt(value) -> str:
@@ -166,3 +166,83 @@ class PromptImportForm(forms.Form):
         if PromptSet.objects.filter(name=name).exists():
             raise forms.ValidationError(f"a prompt set named {name!r} exists already")
         return name
+
+
+def _display(value, info) -> str:
+    """A config value as its form field shows it (what the diff against the parent compares)."""
+    base = info.type.replace(" | None", "")
+    if base == "bool":
+        return "true" if value else "false"
+    if info.choices:
+        return str(value)
+    return _fmt(value)
+
+
+class ForkForm(LaunchForm):
+    """The launch form of a fork of `parent` at its checkpoint `step`: one stage of the parent's
+    kind, every config field prefilled with the parent's value, the data picker (when the parent's
+    data was a prompt set or a dataset version) on the parent's; validated by
+    services.stage_fork_plan. `diffs()` names the fields that differ from the parent."""
+
+    def __init__(self, *args, parent: Stage, step: int, **kwargs):
+        from training_backend.config import spec_fields
+
+        self.parent, self.step, self.plan = parent, step, None
+        data = (parent.inputs or {}).get("train_data") or {}
+        initial = {"name": f"{parent.run.name} · fork @ {step}"[:200], "num_gpus": parent.num_gpus}
+        if data.get("from") in ("prompt_set", "dataset_version"):
+            initial[data["from"]] = data.get("id")
+        super().__init__(*args, template=custom_template([parent.kind]), initial={**initial, **kwargs.pop("initial", {})},
+                         **kwargs)
+        del self.fields["base_model"]
+        for picker in ("prompt_set", "dataset_version"):
+            if data.get("from") != picker:
+                self.fields.pop(picker, None)
+        infos = {info.name: info for info in spec_fields(parent.kind)}
+        self.parent_values: dict[str, str] = {}  # form field name -> the parent's value as the field shows it
+        for _, _, names in self.stage_fields:
+            for name in names:
+                info = infos[self.fields[name].r1lab_info.name]
+                if info.name in parent.config:
+                    value = parent.config[info.name]
+                    self.fields[name].initial = value if info.type.startswith("bool") else _display(value, info)
+                self.parent_values[name] = _display(parent.config.get(info.name, info.default), info)
+        for picker in ("prompt_set", "dataset_version"):
+            if picker in self.fields:
+                self.parent_values[picker] = str(data.get("id") or "")
+        self.parent_values["num_gpus"] = str(parent.num_gpus)
+
+    def _current(self, name: str) -> str:
+        field = self.fields[name]
+        if not self.is_bound:
+            value = self.get_initial_for_field(field, name)
+            if isinstance(field, forms.BooleanField):
+                return "true" if value else "false"
+            return "" if value is None else str(getattr(value, "pk", value))
+        raw = self[name].value()
+        if isinstance(field, forms.BooleanField):
+            return "true" if raw else "false"
+        text = "" if raw is None else str(raw).strip()
+        info = getattr(field, "r1lab_info", None)
+        if info is not None and info.type.startswith("list["):  # "a,b" is "a, b"
+            text = ", ".join(p.strip() for p in text.split(",") if p.strip())
+        return text
+
+    def diffs(self) -> dict[str, str]:
+        """{field name: the parent's value} of the fields whose value differs from the parent's."""
+        return {name: parent for name, parent in self.parent_values.items()
+                if name in self.fields and self._current(name) != parent}
+
+    def clean(self):
+        cleaned = forms.Form.clean(self)  # not LaunchForm's: a fork is planned by stage_fork_plan
+        if self.errors:
+            return cleaned
+        try:
+            self.plan = stage_fork_plan(parent=self.parent, step=self.step, config=self._config_values()[0],
+                                        prompt_set=cleaned.get("prompt_set"),
+                                        dataset_version_id=cleaned.get("dataset_version"),
+                                        num_gpus=cleaned.get("num_gpus"))
+        except PipelineValidationError as exc:
+            for field, msg in exc.errors.items():
+                self.add_error(field if field in self.fields else None, msg if field in self.fields else f"{field}: {msg}")
+        return cleaned

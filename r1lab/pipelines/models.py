@@ -50,6 +50,11 @@ class PromptSet(models.Model):
     train_count = models.PositiveIntegerField(default=0)
     eval_count = models.PositiveIntegerField(default=0)
     source_name = models.CharField(max_length=300, blank=True, help_text="the uploaded file's name")
+    # A set exported from a run's prompt lineage (rollouts.services.prompt_class_export): the run,
+    # the class its prompts were in and the run's last step then. The lineage graph draws the edge.
+    source_run = models.ForeignKey("tracking.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source_class = models.CharField(max_length=20, blank=True)
+    source_step = models.BigIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

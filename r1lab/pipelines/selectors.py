@@ -9,12 +9,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
+from django.urls import reverse
 
 from r1lab.curation import selectors as curation_selectors
 from r1lab.curation.models import DatasetVersion
 from r1lab.pipelines.models import BaseModel, PipelineRun, PromptSet, Stage, StageAttempt
+from r1lab.tracking import prompt_stats
 from r1lab.tracking import selectors as tracking_selectors
-from training_backend.stage import Info, Out
+from training_backend.stage import Info, Out, checkpoint_dirs, checkpoint_step
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,10 @@ def run_detail(*, run_id: int) -> PipelineRun:
 class LineageNode:
     key: str
     label: str
-    kind: str  # base_model | prompt_set | dataset_version | stage | output
+    kind: str  # base_model | prompt_set | dataset_version | stage | output | exported | fork_parent | stage_output | fork
     status: str = ""
     detail: str = ""
+    url: str = ""  # another pipeline run's page (a fork's parent, a fork)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,20 @@ def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]
                 nodes.setdefault(key, LineageNode(key, label or dataset_version_label(ref.get("id")), "dataset_version"))
             elif src == "stage":
                 key = f"stage-{ref.get('index')}"
+            elif src == "stage_output":  # another run's stage (a fork keeps its parent's model and data)
+                other = Stage.objects.select_related("run").filter(pk=ref.get("stage_id")).first()
+                key = f"xs-{ref.get('stage_id')}"
+                nodes.setdefault(key, LineageNode(key, f"{other.run.name} · {other.name}" if other else label or "stage output",
+                                                  "stage_output", detail=(other.outputs or {}).get(Out.FINAL_MODEL) or "" if other else "",
+                                                  url=reverse("pipelines:detail", args=[other.run_id]) if other else ""))
+            elif src == "checkpoint":  # a fork: the parent stage's checkpoint at a step
+                parent = Stage.objects.select_related("run").filter(pk=ref.get("stage_id")).first()
+                key = f"fork-parent-{ref.get('stage_id')}"
+                nodes.setdefault(key, LineageNode(key, f"{parent.run.name} · {parent.name}" if parent else label or "parent stage",
+                                                  "fork_parent", detail=f"checkpoint step {ref.get('step')}",
+                                                  url=reverse("pipelines:detail", args=[parent.run_id]) if parent else ""))
+                edges.append(LineageEdge(key, f"stage-{s.index}", f"forked at step {ref.get('step')}: checkpoint"))
+                continue
             else:
                 continue
             edges.append(LineageEdge(key, f"stage-{s.index}", "model" if role == "model" else "data"))
@@ -134,7 +151,69 @@ def run_lineage(run: PipelineRun) -> tuple[list[LineageNode], list[LineageEdge]]
             key = f"out-{s.index}"
             nodes[key] = LineageNode(key, Path(final).name, "output", detail=final)
             edges.append(LineageEdge(f"stage-{s.index}", key, "checkpoint"))
+        for fork in stage_forks(s):
+            key = f"fork-{fork.pk}"
+            step = fork.inputs["checkpoint"].get("step")
+            nodes[key] = LineageNode(key, fork.run.name, "fork", fork.status, detail=f"forked at step {step}",
+                                     url=reverse("pipelines:detail", args=[fork.run_id]))
+            edges.append(LineageEdge(f"stage-{s.index}", key, f"fork at step {step}"))
+    _exported_prompt_sets(stages, nodes, edges)
     return list(nodes.values()), edges
+
+
+def _exported_prompt_sets(stages: list[Stage], nodes: dict, edges: list) -> None:
+    """Prompt sets exported from a stage's prompt lineage (a class of its prompts): stage → set."""
+    by_run = {s.tracked_run_id: s for s in stages if s.tracked_run_id}
+    if not by_run:
+        return
+    for ps in PromptSet.objects.filter(source_run_id__in=list(by_run)).order_by("created_at"):
+        key = f"ps-{ps.pk}"
+        what = prompt_stats.LABELS.get(ps.source_class, ps.source_class)
+        nodes[key] = LineageNode(key, ps.name, "exported", detail=f"{ps.train_count} {what} prompts at step {ps.source_step}")
+        edges.append(LineageEdge(f"stage-{by_run[ps.source_run_id].index}", key, f"exported {what} prompts"))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    step: int
+    path: str
+    on_disk: bool  # False: written, since deleted (rotation keeps save_total_limit of them)
+
+
+def stage_checkpoints(stage: Stage) -> list[CheckpointInfo]:
+    """The stage's checkpoints by step. The complete ones on the shared disk are the truth (a
+    running stage has no outputs.json yet; rotation deletes old ones) and only they can be forked
+    from; the ones written and since deleted are those its outputs list, or its config's save_steps
+    imply up to the step it reached, that are no longer on disk."""
+    if stage.kind == "make_base" or not stage.output_dir:
+        return []
+    found = {checkpoint_step(p) or 0: str(p) for p in checkpoint_dirs(stage.output_dir)}
+    written: set[int] = set()
+    for path in (stage.outputs or {}).get(Out.CHECKPOINTS) or []:
+        m = re.fullmatch(r"step-(\d+)", Path(str(path)).name)
+        if m:
+            written.add(int(m.group(1)))
+    every = (stage.config or {}).get("save_steps")
+    if isinstance(every, int) and every > 0:
+        reached = max(stage.progress_step, int((stage.outputs or {}).get(Out.STEP) or 0))
+        written.update(range(every, reached + 1, every))
+    out = [CheckpointInfo(step, path, True) for step, path in found.items()]
+    out += [CheckpointInfo(step, str(Path(stage.output_dir) / "checkpoints" / f"step-{step:06d}"), False)
+            for step in written - set(found)]
+    return sorted(out, key=lambda c: c.step)
+
+
+def stage_forks(stage: Stage) -> list[Stage]:
+    """Stages forked from one of this stage's checkpoints (their `checkpoint` input), oldest first."""
+    return list(Stage.objects.filter(inputs__checkpoint__stage_id=stage.pk).select_related("run").order_by("run__created_at"))
+
+
+def fork_parent(stage: Stage) -> tuple[Stage | None, int | None]:
+    """(the stage a fork's checkpoint came from, its step), or (None, None) for a stage that is no fork."""
+    ref = (stage.inputs or {}).get("checkpoint") or {}
+    if ref.get("from") != "checkpoint":
+        return None, None
+    return Stage.objects.select_related("run", "tracked_run").filter(pk=ref.get("stage_id")).first(), ref.get("step")
 
 
 # Secrets a log line may carry: r1lab run and personal tokens, bearer headers, `--token X`

@@ -5,6 +5,7 @@ state machine and live status both use is state_machine.py.
 from __future__ import annotations
 
 import logging
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,13 @@ def prompt_set_register(*, name: str, kind: str, train_path: str, eval_path: str
 
 
 def prompt_set_import(*, name: str, kind: str, rows: list[dict], eval_fraction: float, user,
-                      source_name: str = "", seed: int = 0) -> PromptSet:
+                      source_name: str = "", seed: int = 0, source_run: TrackedRun | None = None,
+                      source_class: str = "", source_step: int | None = None) -> PromptSet:
     """Store already-validated rows (prompt_import.parse_prompt_file) as train/eval JSONL files.
 
     The eval split is a seeded random `eval_fraction` of the rows. All or nothing: the files are
-    written before the row is created, and the row only if both were written."""
+    written before the row is created, and the row only if both were written. `source_*`: the
+    run (and class, step) a set exported from a prompt lineage came from."""
     import json
     import random
 
@@ -105,7 +108,8 @@ def prompt_set_import(*, name: str, kind: str, rows: list[dict], eval_fraction: 
             (ef if i in eval_idx else tf).write(json.dumps(row) + "\n")
     return PromptSet.objects.create(
         name=name, kind=kind, train_path=str(train_path), eval_path=str(eval_path) if n_eval else "",
-        train_count=len(rows) - n_eval, eval_count=n_eval, created_by=user, source_name=source_name)
+        train_count=len(rows) - n_eval, eval_count=n_eval, created_by=user, source_name=source_name,
+        source_run=source_run, source_class=source_class, source_step=source_step)
 
 
 # --- defining and launching runs ---------------------------------------------------------------
@@ -228,9 +232,13 @@ def _ensure_tracked_run(stage: Stage, user, *, fresh: bool) -> None:
     if stage.tracked_run_id and fresh and stage.tracked_run.status == TrackedRun.Status.RUNNING:
         # a retry starts new curves; the old tracked run keeps its own, closed
         tracked_run_set_status(run=stage.tracked_run, status=TrackedRun.Status.FAILED)
+    fork = (stage.inputs or {}).get("checkpoint") or {}
+    parent_run_id = (Stage.objects.filter(pk=fork.get("stage_id")).values_list("tracked_run_id", flat=True).first()
+                     if fork.get("from") == "checkpoint" else None)
     tracked, _raw = tracked_run_create(  # the raw token is minted again by the worker per attempt
         name=f"{stage.run.name} · {stage.name}", project=stage.run.name, user=user, attempt=stage.attempt,
-        config={"kind": stage.kind, "stage_id": stage.pk, "pipeline_run_id": stage.run_id, **stage.config})
+        config={"kind": stage.kind, "stage_id": stage.pk, "pipeline_run_id": stage.run_id, **stage.config},
+        forked_from_id=parent_run_id, forked_at_step=fork.get("step") if parent_run_id else None)
     stage.tracked_run = tracked
 
 
@@ -344,3 +352,113 @@ def stage_retry(*, stage: Stage, user=None) -> Stage:
         _check_earlier_succeeded(stage)
         _reopen_later_stages(stage)
         return stage_enqueue(stage=stage, user=user, resume=False, fresh_output=True)
+
+
+# --- fork a stage at a checkpoint ------------------------------------------------------------------
+# A fork is a new pipeline run of one stage that continues a stage from its checkpoint at step k
+# with an edited config. Its trainer resumes from that checkpoint (weights, optimizer moments,
+# step counter: its curve starts at k + 1, in a tracked run of its own, so the parent's is never
+# rewound); its model input stays the parent's (the reference policy GRPO's KL is measured
+# against), its data the parent's unless another set is picked.
+#
+# The checkpoint is snapshotted when the fork is made, by hard links (training_backend.stage.
+# link_checkpoint) into the fork's stage folder: referencing the parent's folder would break when
+# the parent's rotation (save_total_limit) deletes it before the fork starts or resumes, and a
+# copy would double the disk for a large model; linked files cost nothing and outlive the
+# parent's deletion. Each attempt of the fork starts from it (attempts._resolve_inputs).
+
+FORK_SNAPSHOT_DIR = "fork-from"
+# Config fields a fork may not change: the checkpoint's optimizer state is in that engine's format.
+FORK_FIXED_FIELDS = ("engine", "zero_stage")
+
+
+def fork_snapshot_path(stage: Stage, step: int) -> Path:
+    return stage_dir(stage) / FORK_SNAPSHOT_DIR / f"step-{int(step):06d}"
+
+
+def fork_checkpoint(*, parent: Stage, step: int) -> Path:
+    """The parent's checkpoint folder of `step`, complete on the shared disk; PipelineValidationError
+    (naming the steps that can be forked) when there is none, e.g. deleted by rotation."""
+    from training_backend.stage import checkpoint_dirs, checkpoint_step
+
+    on_disk = {checkpoint_step(p): p for p in checkpoint_dirs(parent.output_dir)} if parent.output_dir else {}
+    if step not in on_disk:
+        have = ", ".join(str(s) for s in sorted(on_disk)) or "none"
+        raise PipelineValidationError({"step": f"stage {parent.name!r} has no checkpoint of step {step} on disk (rotation "
+                                               f"keeps save_total_limit of them); steps that can be forked: {have}"})
+    return on_disk[step]
+
+
+def _retarget(ref: dict, parent: Stage) -> dict:
+    """An input of the parent as the fork's: a reference to a stage of the parent's run (by index)
+    becomes one to that stage itself, which the fork's own run does not have."""
+    if ref.get("from") == "stage":
+        other = Stage.objects.filter(run_id=parent.run_id, index=ref.get("index")).only("id").first()
+        return {"from": "stage_output", "stage_id": other.pk if other else None}
+    return dict(ref)
+
+
+def stage_fork_plan(*, parent: Stage, step: int, config: dict, prompt_set: PromptSet | None = None,
+                    dataset_version_id: int | None = None, num_gpus: int | None = None) -> StagePlan:
+    """Validate a fork of `parent` at its checkpoint `step` with `config` (the fork form's values);
+    the stage to create. PipelineValidationError with every problem at once (config errors under
+    `s0-<field>`, as the launch form's)."""
+    from training_backend.config import ConfigError, config_to_dict, parse_config
+
+    errors: dict[str, str] = {}
+    try:
+        fork_checkpoint(parent=parent, step=step)
+    except PipelineValidationError as exc:
+        errors.update(exc.errors)
+    parsed = None
+    try:
+        parsed = parse_config(parent.kind, config)
+    except ConfigError as exc:
+        errors.update({f"s0-{field}": msg for field, msg in exc.errors.items()})
+    if parsed is not None:
+        cfg = config_to_dict(parsed)
+        for name in FORK_FIXED_FIELDS:
+            if name in cfg and name in parent.config and cfg[name] != parent.config[name]:
+                errors[f"s0-{name}"] = (f"the checkpoint holds {parent.config[name]!r} optimizer state: a fork continues it, "
+                                        f"so {name} stays {parent.config[name]!r}")
+        if cfg.get("max_steps") and cfg["max_steps"] <= step:
+            errors["s0-max_steps"] = f"must be more than {step}: the fork continues after step {step}"
+    if num_gpus is not None and num_gpus < 1:
+        errors["num_gpus"] = "at least 1"
+    if errors:
+        raise PipelineValidationError(errors)
+    inputs = {role: _retarget(ref, parent) for role, ref in (parent.inputs or {}).items() if role != "checkpoint"}
+    data = inputs.get("train_data") or {}
+    if data.get("from") == "prompt_set" and prompt_set is not None:
+        inputs["train_data"] = {"from": "prompt_set", "id": prompt_set.pk}
+    if data.get("from") == "dataset_version" and dataset_version_id is not None:
+        inputs["train_data"] = {"from": "dataset_version", "id": dataset_version_id}
+    inputs["checkpoint"] = {"from": "checkpoint", "stage_id": parent.pk, "step": int(step)}
+    return StagePlan(parent.kind, f"{parent.name} · fork @ {step}", config_to_dict(parsed), inputs,
+                     num_gpus or parent.num_gpus)
+
+
+def stage_fork(*, parent: Stage, step: int, plan: StagePlan, name: str, user) -> PipelineRun:
+    """Create and launch the fork: a new pipeline run of one stage, its snapshot of the parent's
+    checkpoint `step`, the stage queued. All or nothing: a failure leaves no run and no snapshot."""
+    from training_backend.stage import link_checkpoint
+
+    source = fork_checkpoint(parent=parent, step=step)
+    prompt_set = None
+    if (plan.inputs.get("train_data") or {}).get("from") == "prompt_set":
+        prompt_set = PromptSet.objects.filter(pk=plan.inputs["train_data"]["id"]).first()
+    snapshot = None
+    try:
+        with transaction.atomic():
+            run = pipeline_run_create(name=name, template_key="fork", plans=[plan], user=user,
+                                      base_model=parent.run.base_model, prompt_set=prompt_set,
+                                      notes=f"Fork of {parent.run.name} · {parent.name} at step {step}.")
+            stage = run.stages.get()
+            snapshot = fork_snapshot_path(stage, step)
+            link_checkpoint(source, snapshot)
+            pipeline_run_launch(run=run, user=user)
+    except BaseException:
+        if snapshot is not None:
+            shutil.rmtree(snapshot.parent, ignore_errors=True)
+        raise
+    return run

@@ -19,4 +19,5 @@ urlpatterns = [
     path("<int:run_id>/stages/<int:stage_id>/cancel/", views.stage_cancel, name="stage_cancel"),
     path("<int:run_id>/stages/<int:stage_id>/resume/", views.stage_resume, name="stage_resume"),
     path("<int:run_id>/stages/<int:stage_id>/retry/", views.stage_retry, name="stage_retry"),
+    path("<int:run_id>/stages/<int:stage_id>/fork/", views.stage_fork, name="stage_fork"),
 ]

@@ -15,7 +15,7 @@ from r1lab.accounts.permissions import can, require_action
 from r1lab.dataset_formats import Mapping
 from r1lab.dataset_formats.forms import MappingForm
 from r1lab.pipelines import prompt_import, selectors, services, state_machine
-from r1lab.pipelines.forms import BaseModelForm, LaunchForm, PromptImportForm, RunFilterForm
+from r1lab.pipelines.forms import BaseModelForm, ForkForm, LaunchForm, PromptImportForm, RunFilterForm
 from r1lab.pipelines.models import BaseModel, PipelineRun, Stage
 from r1lab.pipelines.stage_templates import TEMPLATES, get_template as get_pipeline_template, known_kinds
 
@@ -44,13 +44,22 @@ def run_detail(request, run_id: int):
     chart_stage = selectors.run_current_stage(run)
     if chart_stage is not None and not chart_stage.tracked_run_id:
         chart_stage = next((s for s in reversed(stages) if s.tracked_run_id), None)
+    can_launch = can(request.user, "runs.launch")
+    checkpoints = {s.pk: selectors.stage_checkpoints(s) for s in stages}
+    # The chart marks the steps that have a checkpoint on disk; a marker opens the fork form.
+    markers = [{"step": c.step, "label": f"checkpoint {c.step}",
+                "url": f"{reverse('pipelines:stage_fork', args=[run.pk, chart_stage.pk])}?step={c.step}" if can_launch else ""}
+               for c in checkpoints.get(chart_stage.pk if chart_stage else None, []) if c.on_disk]
+    fork_parent, fork_step = selectors.fork_parent(stages[0]) if len(stages) == 1 else (None, None)
     return render(request, "pipelines/run_detail.html", {
+        "checkpoints": checkpoints, "step_markers": json.dumps(markers) if markers else "",
+        "fork_parent": fork_parent, "fork_step": fork_step,
         "run": run, "stages": stages, "nodes": nodes, "edges": edges,
         "log_tails": {s.pk: selectors.log_tail(s.log_path) for s in stages},
         "configs": {s.pk: json.dumps(s.config, indent=2, sort_keys=True) for s in stages},
         "outputs": {s.pk: json.dumps(s.outputs, indent=2, sort_keys=True) if s.outputs else "" for s in stages},
         "code_sandboxes": {s.pk: selectors.stage_code_sandbox(s) for s in stages},
-        "can_launch": can(request.user, "runs.launch"),
+        "can_launch": can_launch,
         "chart_stage": chart_stage,
     })
 
@@ -89,6 +98,36 @@ def run_new(request):
     return render(request, "pipelines/run_new.html", {
         "form": form, "template": template, "templates": list(TEMPLATES.values()), "custom_kinds": ",".join(kinds),
         "known_kinds": sorted(known_kinds() - {"make_base"}),
+    })
+
+
+@require_action("runs.launch")
+def stage_fork(request, run_id: int, stage_id: int):
+    """Fork here: the launch form for a new run that continues this stage from its checkpoint
+    ?step=k with an edited config (prefilled with the parent's, the differences marked)."""
+    parent = get_object_or_404(Stage.objects.select_related("run", "tracked_run"), pk=stage_id, run_id=run_id)
+    raw = request.POST.get("step") if request.method == "POST" else request.GET.get("step")
+    on_disk = [c.step for c in selectors.stage_checkpoints(parent) if c.on_disk]
+    step = int(raw) if raw and raw.isdigit() else None
+    if step not in on_disk:
+        have = ", ".join(map(str, on_disk)) or "none"
+        messages.error(request, f"Stage {parent.name!r} has no checkpoint of step {raw or '?'} on disk (deleted by rotation, "
+                                f"or never written); steps that can be forked: {have}.")
+        return redirect("pipelines:detail", run_id=run_id)
+    form = ForkForm(request.POST or None, parent=parent, step=step)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = services.stage_fork(parent=parent, step=step, plan=form.plan, name=form.cleaned_data["name"],
+                                      user=request.user)
+        except state_machine.PipelineValidationError as exc:  # e.g. the checkpoint went meanwhile
+            form.add_error(None, "; ".join(exc.errors.values()))
+        else:
+            messages.success(request, f"Launched {run.name}: {parent.name} continues from its checkpoint of step {step}.")
+            return redirect("pipelines:detail", run_id=run.pk)
+    return render(request, "pipelines/fork_new.html", {
+        "form": form, "parent": parent, "step": step, "diffs": form.diffs(), "parent_values": form.parent_values,
+        "data_ref": (parent.resolved_inputs or {}).get("train_data") or {},
+        "model_ref": (parent.resolved_inputs or {}).get("model") or {},
     })
 
 

@@ -74,3 +74,27 @@ class SpotMarkForm(forms.Form):
 
 class FreezeForm(forms.Form):
     note = forms.CharField(required=False, max_length=300)
+
+
+LINEAGE_CLASSES = ["learned", "forgotten", "always", "never", "mixed", "zero_variance"]
+
+
+class LineageForm(forms.Form):
+    """The prompt-lineage table: a class (or zero-variance), a sort key ("-" descending), a page."""
+
+    cls = forms.ChoiceField(choices=[("", "all"), *[(c, c) for c in LINEAGE_CLASSES]], required=False)
+    sort = forms.CharField(required=False, max_length=20)
+    offset = forms.IntegerField(required=False, min_value=0)
+
+    def clean_sort(self):
+        from r1lab.rollouts.selectors import LINEAGE_SORTS
+
+        sort = self.cleaned_data.get("sort") or "class"
+        if sort.lstrip("-") not in LINEAGE_SORTS:
+            raise forms.ValidationError(f"sort by one of {', '.join(LINEAGE_SORTS)} (a leading - for descending)")
+        return sort
+
+
+class LineageExportForm(forms.Form):
+    cls = forms.ChoiceField(choices=[(c, c) for c in LINEAGE_CLASSES])
+    name = forms.CharField(required=False, max_length=180)

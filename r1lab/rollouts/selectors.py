@@ -10,11 +10,13 @@ import math
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Avg, Case, Count, FloatField, Value, When
+from django.db.models import (Avg, Case, Count, Exists, ExpressionWrapper, F, FloatField, IntegerField, OuterRef, Q,
+                              QuerySet, Value, When)
 
-from r1lab.tracking.models import Run, Sample
 from r1lab.curation.models import CurationProject
-from r1lab.pipelines.models import Stage
+from r1lab.pipelines.models import PromptSet, Stage
+from r1lab.tracking import prompt_stats
+from r1lab.tracking.models import PromptClassStep, PromptLineage, Run, Sample
 from r1lab.tracking.selectors import runs_visible
 
 # Characters above which a completion is shown collapsed with a "show all" button.
@@ -293,3 +295,96 @@ def aha_prompts(*, run: Run, step: int, limit: int = 20) -> list[dict]:
                     "n_before": b["n"], "n_after": r["n"]})
     out.sort(key=lambda d: (-abs(d["delta"]), d["prompt_id"]))
     return out[:limit]
+
+
+# --- prompt lineage: what the model learned ---------------------------------------------------------
+# tracking.prompt_stats keeps the rollup at ingest (PromptLineage: one row per prompt; PromptStepStat:
+# one per prompt and step). These read it, never the rollouts: a page costs the same at a million.
+
+CLASS_LABELS = prompt_stats.LABELS
+CLASS_HELP = {
+    prompt_stats.LEARNED: "latest solve rate ≥ 75% after one ≤ 25%",
+    prompt_stats.FORGOTTEN: "latest solve rate ≤ 25% after one ≥ 75%",
+    prompt_stats.ALWAYS: "every group all correct",
+    prompt_stats.NEVER: "every group all wrong",
+    prompt_stats.MIXED: "none of the above",
+    prompt_stats.ZERO_VARIANCE: "latest group: all G rewards equal, no learning signal (overlaps the classes)",
+}
+# ?sort= keys of the prompts table (a leading "-" sorts descending).
+LINEAGE_SORTS = ("class", "prompt", "samplings", "first_step", "last_step", "first_rate", "last_rate", "rate", "delta")
+
+
+def prompt_lineage_counts(*, run: Run) -> dict[str, int]:
+    """How many prompts are in each class (and zero-variance), and in all: one aggregate."""
+    agg = PromptLineage.objects.filter(run=run).aggregate(
+        all=Count("id"), **{c: Count("id", filter=Q(cls=c)) for c in prompt_stats.CLASSES},
+        **{prompt_stats.ZERO_VARIANCE: Count("id", filter=Q(zero_var=True))})
+    return {k: v or 0 for k, v in agg.items()}
+
+
+def prompt_lineage_missing(*, run: Run) -> bool:
+    """The run has graded rollouts with prompt ids but no rollup: logged before the rollup existed."""
+    if PromptLineage.objects.filter(run=run).exists():
+        return False
+    return Sample.objects.filter(run=run, correct__isnull=False).exclude(prompt_id="").exists()
+
+
+def prompt_lineage_timeline(*, run: Run) -> dict:
+    """The class counts over steps: at each step where a prompt's class (or zero-variance flag)
+    moved, how many prompts are in each: the running sum of PromptClassStep, one row per step."""
+    keys = (*prompt_stats.CLASSES, prompt_stats.ZERO_VARIANCE)
+    counts = dict.fromkeys(keys, 0)
+    steps: list[int] = []
+    series: dict[str, list[int]] = {k: [] for k in keys}
+    for row in PromptClassStep.objects.filter(run=run).order_by("step").values_list("step", *keys):
+        if not any(row[1:]):
+            continue
+        steps.append(row[0])
+        for k, v in zip(keys, row[1:]):
+            counts[k] += v
+            series[k].append(counts[k])
+    return {"steps": steps, "counts": series, "labels": {k: CLASS_LABELS[k] for k in keys}}
+
+
+def prompt_lineage_rows(*, run: Run, cls: str | None = None, sort: str = "class", offset: int = 0,
+                        limit: int = 50) -> tuple[list[PromptLineage], bool]:
+    """One page of the run's prompts (of class `cls`, or zero-variance), sorted by `sort` (a
+    LINEAGE_SORTS key, "-" for descending), and whether there is a next page."""
+    qs = PromptLineage.objects.filter(run=run).defer("gold")
+    if cls == prompt_stats.ZERO_VARIANCE:
+        qs = qs.filter(zero_var=True)
+    elif cls:
+        qs = qs.filter(cls=cls)
+    desc = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key == "class":
+        expr = Case(*[When(Q(cls=c), then=Value(i)) for i, c in enumerate(prompt_stats.CLASSES)], output_field=IntegerField())
+    elif key == "rate":
+        expr = ExpressionWrapper(F("correct") * 1.0 / F("graded"), output_field=FloatField())
+    elif key == "delta":
+        expr = ExpressionWrapper(F("last_rate") - F("first_rate"), output_field=FloatField())
+    elif key == "prompt":
+        expr = F("prompt_id")
+    elif key in LINEAGE_SORTS:
+        expr = F(key)
+    else:
+        raise ValueError(f"unknown sort {sort!r}")
+    qs = qs.order_by(expr.desc() if desc else expr.asc(), "prompt_id")
+    rows = list(qs[offset:offset + limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def run_prompt_set(*, run: Run) -> PromptSet | None:
+    """The prompt set a pipeline stage's tracked run trained on (its resolved train data), if any."""
+    stage = Stage.objects.filter(tracked_run=run).only("inputs", "resolved_inputs").first()
+    if stage is None:
+        return None
+    ref = (stage.resolved_inputs or {}).get("train_data") or (stage.inputs or {}).get("train_data") or {}
+    if ref.get("from") != "prompt_set":
+        return None
+    return PromptSet.objects.filter(pk=ref.get("id")).first()
+
+
+def lineage_exports(*, run: Run) -> list[PromptSet]:
+    """Prompt sets exported from this run's prompt lineage, newest first."""
+    return list(PromptSet.objects.filter(source_run=run).order_by("-created_at"))

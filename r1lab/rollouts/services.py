@@ -1,4 +1,5 @@
-"""Writes of the rollout browser: a completion sent to curation (the workbench's writes are in rs/).
+"""Writes of the rollout browser: a completion sent to curation, a prompt-lineage class exported as
+a prompt set (the workbench's writes are in rs/).
 
 Curation owns its examples and versions: a completion sent to curation and a frozen kept set
 both go through curation.services (example_create, example_submit, examples_bulk_approve,
@@ -7,6 +8,7 @@ dataset_version_freeze), so its invariants (revisions, checks, assignments, hash
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -14,7 +16,12 @@ from django.db import IntegrityError, transaction
 from r1lab.accounts.permissions import can
 from r1lab.curation import services as curation
 from r1lab.curation.models import CurationProject, Example
-from r1lab.tracking.models import Sample
+from r1lab.pipelines import services as pipelines_services
+from r1lab.pipelines.models import PromptSet
+from r1lab.rollouts import selectors
+from r1lab.tracking import prompt_stats
+from r1lab.tracking.models import PromptLineage, Run, Sample
+from training_backend.data import DatasetError, read_prompt_jsonl
 
 DRAFTS_SLUG = "rollout-drafts"
 DRAFTS_NAME = "Rollout drafts"
@@ -66,3 +73,62 @@ def sample_send_to_curation(*, sample: Sample, user, project: CurationProject | 
         source=Example.Source.ROLLOUT, source_ref=ref, user=user, tags=["rollout"],
     )
     return SendResult(example, True)
+
+
+# --- prompt lineage: rebuild, export a class as a prompt set -------------------------------------
+
+
+def prompt_lineage_rebuild(*, run: Run, user) -> int:
+    """Fill the run's prompt-lineage rollup from its rollouts (a run logged before it existed)."""
+    if not can(user, "runs.launch"):
+        raise PermissionDenied("your role may not rebuild a run's prompt lineage")
+    return prompt_stats.prompt_stats_rebuild(run_id=run.pk)
+
+
+def _export_name(base: str) -> str:
+    base = base[:190]
+    name, n = base, 1
+    while PromptSet.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} ({n})"
+    return name
+
+
+def prompt_class_export(*, run: Run, cls: str, user, name: str = "") -> PromptSet:
+    """The run's prompts of one class (or the zero-variance ones) as a new prompt set, e.g. the
+    never-solved ones as a hard set for the next stage. Rows are taken from the prompt set file the
+    run trained on, by prompt id (answer, tests, type as they were); a prompt the file lacks, or
+    every prompt of a run whose set is not known (an external run), comes from its logged prompt
+    and gold answer. The set records the run, class and step it came from (the lineage edge)."""
+    if not can(user, "models.manage"):
+        raise PermissionDenied("your role may not create prompt sets")
+    if cls not in (*prompt_stats.CLASSES, prompt_stats.ZERO_VARIANCE):
+        raise ValidationError(f"unknown class {cls!r}")
+    label = selectors.CLASS_LABELS[cls]
+    qs = PromptLineage.objects.filter(run=run)
+    qs = qs.filter(zero_var=True) if cls == prompt_stats.ZERO_VARIANCE else qs.filter(cls=cls)
+    prompts = list(qs.order_by("prompt_id").values_list("prompt_id", "prompt", "gold", "last_step"))
+    if not prompts:
+        raise ValidationError(f"no prompt of this run is {label}: nothing to export")
+    source = selectors.run_prompt_set(run=run)
+    from_file: dict[str, dict] = {}
+    if source is not None and Path(source.train_path).is_file():
+        try:
+            from_file = {r["id"]: r for r in read_prompt_jsonl(source.train_path)}
+        except DatasetError:
+            from_file = {}  # the set's file went bad since: fall back to the logged prompts
+    rows = []
+    for pid, prompt, gold, _ in prompts:
+        row = from_file.get(pid)
+        if row is not None:
+            rows.append({k: v for k, v in row.items() if k != "_line"})
+        else:
+            rows.append({"id": pid, "prompt": prompt, "type": "math" if gold else "general", **({"answer": gold} if gold else {})})
+    kinds = {r.get("type") for r in rows}
+    kind = source.kind if source is not None else ("math" if kinds == {"math"} else "general")
+    step = max(p[3] for p in prompts)
+    with transaction.atomic():
+        return pipelines_services.prompt_set_import(
+            name=_export_name(name.strip() or f"{run.name} · {label} @ step {step}"), kind=kind, rows=rows,
+            eval_fraction=0.0, user=user, source_name=f"run {run.pk}: {label} prompts",
+            source_run=run, source_class=cls, source_step=step)

@@ -2,9 +2,11 @@
 guarded by @require_action). Thin: a form, then a selector or a service."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -12,9 +14,10 @@ from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
 from r1lab.curation.models import CurationProject
+from r1lab.pipelines.state_machine import PipelineValidationError
 from r1lab.rollouts import selectors, services
 from r1lab.rollouts.render import attach_cards, group_html
-from r1lab.rollouts.forms import RolloutFilterForm, SendToCurationForm
+from r1lab.rollouts.forms import LINEAGE_CLASSES, LineageExportForm, LineageForm, RolloutFilterForm, SendToCurationForm
 from r1lab.tracking.selectors import runs_visible
 
 PAGE = 50
@@ -158,3 +161,79 @@ def send_to_curation(request):
         messages.success(request, f"{verb}: example {ex.pk} ({ex.status}) in {ex.project.name}.")
     target = nxt or reverse("rollouts:step", args=[sample.run_id, sample.step])
     return redirect(f"{target}#s{sample.pk}" if "#" not in target else target)
+
+
+LINEAGE_PAGE = 50
+
+
+@require_action("runs.view")
+def prompt_lineage(request, run_id: int):
+    """What the model learned: each prompt's solve rate over the steps it was sampled at, its class,
+    the class counts over steps, and a table of the prompts (by class, sortable) linking to each
+    prompt's groups across steps."""
+    run = _run_or_404(request, run_id)
+    form = LineageForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest(" ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+                                      content_type="text/plain; charset=utf-8")
+    cls, sort, offset = form.cleaned_data["cls"] or None, form.cleaned_data["sort"], form.cleaned_data["offset"] or 0
+    rows, has_next = selectors.prompt_lineage_rows(run=run, cls=cls, sort=sort, offset=offset, limit=LINEAGE_PAGE)
+    counts = selectors.prompt_lineage_counts(run=run)
+    classes = [{"key": c, "label": selectors.CLASS_LABELS[c], "help": selectors.CLASS_HELP[c], "count": counts[c]}
+               for c in LINEAGE_CLASSES]
+    base = {"cls": cls or ""}
+    columns = [(key, label, _sort_query({**base, "sort": _toggle(sort, key)}), sort.lstrip("-") == key, sort.startswith("-"))
+               for key, label in (("prompt", "prompt"), ("class", "class"), ("samplings", "sampled"), ("first_step", "first step"),
+                                  ("first_rate", "first rate"), ("last_step", "last step"), ("last_rate", "last rate"),
+                                  ("delta", "change"), ("rate", "overall"))]
+    return render(request, "rollouts/lineage.html", {
+        "run": run, "rows": rows, "classes": classes, "counts": counts, "cls": cls or "", "sort": sort, "columns": columns,
+        "offset": offset, "next_query": _sort_query({**base, "sort": sort, "offset": offset + LINEAGE_PAGE}) if has_next else None,
+        "prev_query": _sort_query({**base, "sort": sort, "offset": max(0, offset - LINEAGE_PAGE)}) if offset else None,
+        "timeline": selectors.prompt_lineage_timeline(run=run) if counts["all"] else None,
+        "missing": not counts["all"] and selectors.prompt_lineage_missing(run=run),
+        "exports": selectors.lineage_exports(run=run),
+        "can_export": can(request.user, "models.manage"), "can_rebuild": can(request.user, "runs.launch"),
+        "prompt_url": reverse("rollouts:prompt", args=[run.pk]),
+    })
+
+
+def _toggle(sort: str, key: str) -> str:
+    """The sort a column header links to: its key, descending when it is the current ascending sort."""
+    return f"-{key}" if sort == key else key
+
+
+def _sort_query(params: dict) -> str:
+    return urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+
+@require_action("models.manage")
+@require_POST
+def lineage_export(request, run_id: int):
+    """One click: a class of the run's prompts → a new prompt set (recorded in the lineage graph)."""
+    run = _run_or_404(request, run_id)
+    form = LineageExportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not exported: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("rollouts:lineage", run_id=run.pk)
+    try:
+        ps = services.prompt_class_export(run=run, cls=form.cleaned_data["cls"], user=request.user,
+                                          name=form.cleaned_data["name"])
+    except ValidationError as exc:
+        messages.error(request, f"Not exported: {errors_text(exc)}")
+    except PipelineValidationError as exc:
+        messages.error(request, "Not exported: " + "; ".join(exc.errors.values()))
+    else:
+        messages.success(request, f"Exported {ps.train_count} {selectors.CLASS_LABELS[ps.source_class]} prompts as the prompt set "
+                                  f"{ps.name!r}: pick it in the launch form (or a fork's) to train on them.")
+    return redirect(f"{reverse('rollouts:lineage', args=[run.pk])}?cls={form.cleaned_data['cls']}")
+
+
+@require_action("runs.launch")
+@require_POST
+def lineage_rebuild(request, run_id: int):
+    """Fill the prompt-lineage rollup of a run logged before it existed (one pass over its rollouts)."""
+    run = _run_or_404(request, run_id)
+    n = services.prompt_lineage_rebuild(run=run, user=request.user)
+    messages.success(request, f"Prompt lineage rebuilt from the rollouts: {n} prompts.")
+    return redirect("rollouts:lineage", run_id=run.pk)

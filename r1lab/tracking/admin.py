@@ -1,7 +1,8 @@
 from django.contrib import admin
 
 from r1lab.admin_registration import register_plain
-from r1lab.tracking.models import Comment, LostSample, MlflowExperiment, Rewind, Run, Sample, Series
+from r1lab.tracking.models import (Comment, LostSample, MlflowExperiment, PromptClassStep, PromptLineage, PromptStepStat,
+                                   Rewind, Run, Sample, Series)
 
 
 @admin.register(Run)
@@ -17,3 +18,4 @@ class RunAdmin(admin.ModelAdmin):
 register_plain(Series, Comment, Rewind, MlflowExperiment)
 register_plain(LostSample, large=True)
 register_plain(Sample, large=True, list_filter=("truncated", "correct"))
+register_plain(PromptStepStat, PromptLineage, PromptClassStep, large=True)

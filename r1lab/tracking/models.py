@@ -39,6 +39,11 @@ class Run(models.Model):
     # the user's own). Apart from `config` on purpose: config holds the run's parameters, which
     # never change once logged, while a tag may be overwritten at any time.
     tags = models.JSONField(default=dict, blank=True)
+    # A fork: this run continues `forked_from` after its step `forked_at_step` (a pipeline stage
+    # forked from a checkpoint, pipelines.services.stage_fork). Its own curve starts at the next
+    # step; the compare view draws the two from the shared step on.
+    forked_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
+    forked_at_step = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -163,6 +168,81 @@ class Sample(models.Model):
             models.Index(fields=["run", "step"], name="tracking_sample_mixed", condition=models.Q(language_mixed=True)),
             models.Index(fields=["run", "step"], name="tracking_sample_zstd", condition=models.Q(zero_std_group=True)),
         ]
+
+
+class PromptStepStat(models.Model):
+    """One prompt's graded rollouts at one step of a run (every group of it at that step), and
+    the prompt's class once that sampling is counted: the prompt-lineage rollup, kept by ingest
+    (tracking.prompt_stats) so that no page reads the rollouts themselves.
+
+    `cls` depends on the prompt's earlier samplings too (learned: rose from <= 25% to >= 75%);
+    with `cls_before` and the zero-variance flags it says how this sampling moved the class counts
+    (PromptClassStep sums that per step)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    prompt_id = models.CharField(max_length=200)
+    step = models.BigIntegerField()
+    n = models.IntegerField(help_text="rollouts of the prompt at this step")
+    graded = models.IntegerField(help_text="of which graded (correct is not null)")
+    correct = models.IntegerField()
+    zero_var = models.BooleanField(help_text="every reward of the prompt at this step is equal (no learning signal)")
+    cls = models.CharField(max_length=12, help_text="the prompt's class after this sampling (prompt_stats.CLASSES)")
+    cls_before = models.CharField(max_length=12, blank=True, help_text="its class before ('' at its first sampling)")
+    zero_var_before = models.BooleanField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "prompt_id", "step"], name="tracking_promptstep_unique")]
+
+
+class PromptClassStep(models.Model):
+    """How a run's class counts moved at one step: per class, the prompts that entered it minus
+    those that left it there (zero-variance alike). The class-counts-over-time chart is the running
+    sum over the run's steps: one row per step, however many prompts. Kept with PromptStepStat."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    step = models.BigIntegerField()
+    learned = models.IntegerField(default=0)
+    forgotten = models.IntegerField(default=0)
+    always = models.IntegerField(default=0)
+    never = models.IntegerField(default=0)
+    mixed = models.IntegerField(default=0)
+    zero_variance = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="tracking_promptclassstep_unique")]
+
+
+class PromptLineage(models.Model):
+    """A prompt of a run, summed up over every step it was sampled at (its last PromptStepStat
+    row and the totals): the prompt-lineage table, one row per prompt. Kept with PromptStepStat."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    prompt_id = models.CharField(max_length=200)
+    prompt = models.TextField()
+    gold = models.TextField(blank=True, help_text="the gold answer the trainer logged with the prompt, if any")
+    cls = models.CharField(max_length=12)
+    zero_var = models.BooleanField(help_text="its latest sampling had every reward equal")
+    samplings = models.IntegerField()
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    first_rate = models.FloatField()
+    last_rate = models.FloatField()
+    min_rate = models.FloatField()
+    max_rate = models.FloatField()
+    graded = models.IntegerField()
+    correct = models.IntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "prompt_id"], name="tracking_promptlineage_unique")]
+        indexes = [models.Index(fields=["run", "cls", "prompt_id"], name="tracking_promptlineage_cls")]
+
+    @property
+    def rate(self) -> float:
+        return self.correct / self.graded if self.graded else 0.0
+
+    @property
+    def delta(self) -> float:
+        return self.last_rate - self.first_rate
 
 
 class Rewind(models.Model):

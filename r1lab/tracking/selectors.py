@@ -78,11 +78,31 @@ def compare_data(*, user, run_ids: list[int], metrics: list[str] | None = None) 
     all_keys = sorted(set(Series.objects.filter(run__in=runs).values_list("key", flat=True)))
     series = [{"id": run.pk, "name": run.name, "color": PALETTE[i % len(PALETTE)],
                "series": run_series_data(run=run, keys=metrics)["series"]} for i, run in enumerate(runs)]
+    compared = {run.pk for run in runs}
+    for entry, run in zip(series, runs):
+        if run.forked_from_id in compared and run.forked_at_step is not None:
+            _branch_off_parent(entry["series"], parent_id=run.forked_from_id, step=run.forked_at_step)
     flat = [_flatten(r.config) for r in runs]
     config_keys = sorted(set().union(*flat)) if flat else []
     config_rows = [{"key": k, "values": [f.get(k, "—") for f in flat], "differs": len({f.get(k) for f in flat}) > 1}
                    for k in config_keys]
     return {"runs": runs, "metrics": metrics, "all_keys": all_keys, "series": series, "config_rows": config_rows}
+
+
+def _branch_off_parent(windows: dict, *, parent_id: int, step: int) -> None:
+    """A fork compared with the run it continues: each of its lines starts at the parent's point of
+    the fork step, so it branches visibly off the parent's curve there (the parent is drawn whole:
+    up to the fork step alone, both after it). The fork's own points start at the next step."""
+    keys = [k for k, w in windows.items() if not w["x"] or w["x"][0] > step]
+    if not keys:
+        return
+    for key, value, ts in Point.objects.filter(series__run_id=parent_id, series__key__in=keys, step=step).values_list(
+            "series__key", "value", "ts"):
+        w = windows[key]
+        w["x"].insert(0, step)
+        w["y"].insert(0, value)
+        w["t"].insert(0, ts)
+        w["total"] += 1
 
 
 def _flatten(config, prefix=""):

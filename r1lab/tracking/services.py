@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from r1lab.accounts.models import hash_token
-from r1lab.tracking import store
+from r1lab.tracking import prompt_stats, store
 from r1lab.tracking.ingest import ParsedLog
 from r1lab.tracking.models import Comment, LostSample, Rewind, Run, Sample
 
@@ -40,12 +40,15 @@ def _push(run_id: int, event: dict) -> None:
 
 
 def tracked_run_create(*, name: str, project: str = "default", config: dict | None = None, user=None,
-                       external: bool = False, attempt: int = 1) -> tuple[Run, str]:
-    """Create a tracked run; returns (run, raw ingest token). Only the hash is stored."""
+                       external: bool = False, attempt: int = 1, forked_from_id: int | None = None,
+                       forked_at_step: int | None = None) -> tuple[Run, str]:
+    """Create a tracked run; returns (run, raw ingest token). Only the hash is stored. A fork names
+    the run it continues and the step it continues after (its own curve starts at the next one)."""
     raw = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     run = Run.objects.create(name=name[:200], project=(project or "default")[:100], config=config or {},
                              created_by=user, external=external, token_hash=hash_token(raw),
-                             first_attempt=attempt, attempt=attempt)
+                             first_attempt=attempt, attempt=attempt, forked_from_id=forked_from_id,
+                             forked_at_step=forked_at_step if forked_from_id else None)
     return run, raw
 
 
@@ -128,6 +131,7 @@ def tracked_run_rewind(*, run: Run, after_step: int) -> Rewind | None:
                 for row in chunk])
             moved += len(chunk)
         lost.delete()
+        prompt_stats.prompt_stats_rewind(run_id=run.pk, after_step=after_step)
         rewind.lost_samples = moved
         rewind.save(update_fields=["lost_points", "lost_samples"])
         run.attempt = attempt
@@ -310,6 +314,8 @@ def _samples_insert(*, run_id: int, samples: list[dict]) -> int:
     # Within a batch, index defaults to the arrival order inside its (step, group).
     Sample.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
     _mark_zero_std_groups(run_id=run_id, groups={(r.step, r.group) for r in new})
+    prompt_stats.prompt_stats_update(run_id=run_id, pairs={(r.prompt_id, r.step) for r in new},
+                                     texts={r.prompt_id: (r.prompt, prompt_stats.gold_of(r.extra)) for r in new})
     return len(new)
 
 

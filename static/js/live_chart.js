@@ -13,6 +13,11 @@
 // loaded panel off screen only takes the points into its lines and is redrawn when it comes back
 // into view. The filter box (?filter=, substring or glob) narrows the panels and the groups.
 //
+// Step markers (the one hook for other pages' widgets): a charts root with
+// data-step-markers='[{"step": 50, "label": "checkpoint 50", "url": "…"}]' gets a ◆ at the foot of
+// every panel at each such step; a click on one opens its url (the pipeline run page marks the
+// steps that have a checkpoint, and the url is the fork form's).
+//
 // This module mounts a Charts object on every [data-r1-charts] element (root.__charts); its
 // methods come from one module per job, under charts/:
 //   state.js      the URL state (permalink), the lines and their fetches, shared helpers
@@ -50,6 +55,10 @@ export function Charts(root, cfg) {
   this.loadQueue = new Set();
   this.loadStats = { requests: 0, keys: 0 }; // what the lazy panels fetched (tests, benchmarks)
   this.comments = cfg.comments || [];
+  // Step markers: [{step, label, url}] from data-step-markers='[…]' on the charts root, drawn as a
+  // ◆ at the foot of every panel; a click opens its url (the pipeline run page marks the steps
+  // that have a checkpoint, the url being the fork form's).
+  try { this.markers = JSON.parse(root.dataset.stepMarkers || "[]").filter((m) => Number.isFinite(m.step)); } catch (e) { this.markers = []; }
   // "run|key" -> [{attempt, x, y}]: what rewinds took out of the curve (a resumed attempt's
   // earlier steps), drawn faintly behind it as "attempt N, lost".
   this.lost = {};

@@ -11,12 +11,13 @@ register = template.Library()
 
 
 @register.inclusion_tag("tracking/_panels_inner.html", takes_context=True)
-def tracking_panels(context, tracked_run, max_points: int = selectors.PAGE_MAX_POINTS):
+def tracking_panels(context, tracked_run, max_points: int = selectors.PAGE_MAX_POINTS, step_markers: str = ""):
+    """`step_markers`: JSON [{"step", "label", "url"}] the page wants marked on every panel (see _panels.html)."""
     data = selectors.run_page_data(run=tracked_run, max_points=max_points)
     data["stale_after_s"] = settings.R1LAB_STALE_AFTER_S
     data["mode"] = "run"
     return {"tracked_run": tracked_run, "chart": data, "chart_json": json_for_script(data), "dom_id": f"run-charts-{tracked_run.pk}", "dom_id_data": f"run-charts-{tracked_run.pk}-data",
-            "request": context.get("request")}
+            "request": context.get("request"), "step_markers": step_markers or ""}
 
 
 def json_for_script(data) -> str:

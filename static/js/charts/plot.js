@@ -131,6 +131,13 @@ export const plotMethods = {
       annotations.push({ x, xref: "x", yref: "paper", y: 1, yanchor: "bottom", text: "✎", showarrow: false,
         hovertext: esc(`step ${c.step} · ${c.author}: ${c.body}`).slice(0, 400), font: { size: 11, color: "#495057" } });
     }
+    for (const m of this.markers || []) {
+      const x = this.stepToX(m.step);
+      if (x === null) continue;
+      annotations.push({ x, xref: "x", yref: "paper", y: 0, yanchor: "bottom", text: "◆", showarrow: false, captureevents: !!m.url,
+        hovertext: esc(`step ${m.step}: ${m.label}${m.url ? " (click to open)" : ""}`).slice(0, 200), font: { size: 10, color: "#2b8a3e" },
+        r1marker: m.step });
+    }
     const aha = this.cfg.aha;
     if (aha && panel.spec.aha) {
       const x = this.stepToX(aha.step);
@@ -200,6 +207,8 @@ export const plotMethods = {
       panel.plot.on("plotly_afterplot", () => panel.tail.reset(this.state.x === "step" && !panel.zoom, panel.pending));
       panel.plot.on("plotly_click", (ev) => this.onClick(panel, ev));
       panel.plot.on("plotly_clickannotation", (ev) => {
+        const marker = ev.annotation.r1marker !== undefined && (this.markers || []).find((m) => m.step === ev.annotation.r1marker);
+        if (marker) { if (marker.url) location.href = marker.url; return; }
         if (this.cfg.aha && String(ev.annotation.text).startsWith("aha")) location.href = rolloutUrl(this.runs[0].id, this.cfg.aha.step) + "?reflection=1";
       });
       panel.plot.on("plotly_relayout", (ev) => this.onRelayout(panel, ev));
