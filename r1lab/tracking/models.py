@@ -80,6 +80,13 @@ class Series(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="series")
     key = models.CharField(max_length=200)
     rollup_upto = models.BigIntegerField(default=-1)
+    # The series' summary, kept by ingest (store.refresh_summaries) and recomputed by a rewind: the
+    # value at its highest step, and its extremes. The runs list filters and sorts on these
+    # (`reward.last > 0.6`, run_query.py); NULL while the series has no point.
+    last_step = models.BigIntegerField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="tracking_series_run_key")]

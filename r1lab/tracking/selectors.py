@@ -96,19 +96,13 @@ def _flatten(config, prefix=""):
 
 
 def runs_latest_values(*, run_ids: list[int], keys: list[str]) -> dict[int, dict[str, float]]:
-    """{run id: {key: value at the series' last step}} for these runs and keys, in one query (each
-    series' last step is an index lookup on the (series, step) key)."""
+    """{run id: {key: value at the series' last step}} for these runs and keys, in one query (the
+    series' summary that ingest keeps, Series.last_value)."""
     if not run_ids or not keys:
         return {}
-    run_marks, key_marks = ",".join(["%s"] * len(run_ids)), ",".join(["%s"] * len(keys))
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT s.run_id, s.key, p.value FROM tracking_series s JOIN tracking_point p ON p.series_id = s.id "
-            f"WHERE s.run_id IN ({run_marks}) AND s.key IN ({key_marks}) "
-            f"AND p.step = (SELECT max(q.step) FROM tracking_point q WHERE q.series_id = s.id)",
-            [*run_ids, *keys])
-        rows = cur.fetchall()
     out: dict[int, dict[str, float]] = {}
+    rows = (Series.objects.filter(run_id__in=run_ids, key__in=keys, last_value__isnull=False)
+            .values_list("run_id", "key", "last_value"))
     for run_id, key, value in rows:
         out.setdefault(run_id, {})[key] = value
     return out
