@@ -191,7 +191,8 @@ def _ensure_tracked_run(stage: Stage, user, *, fresh: bool) -> None:
         tracked_run_set_status(run=stage.tracked_run, status=TrackedRun.Status.FAILED)
     tracked, _raw = tracked_run_create(  # the raw token is minted again by the worker per attempt
         name=f"{stage.run.name} · {stage.name}", project=stage.run.name, user=user, attempt=stage.attempt,
-        config={"kind": stage.kind, "stage_id": stage.pk, "pipeline_run_id": stage.run_id, **stage.config})
+        config={"kind": stage.kind, "template": stage.run.template, "stage_id": stage.pk, "pipeline_run_id": stage.run_id,
+                **stage.config})  # `template`: what the runs list's query `template = "r1_zero"` reads
     stage.tracked_run = tracked
 
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
-from r1lab.tracking import curve_signals, store
+from r1lab.tracking import curve_signals, run_query, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
 from r1lab.tracking.models import Comment, Point, Run, Series
@@ -28,6 +29,112 @@ def runs_visible(*, user, project: str | None = None) -> QuerySet[Run]:
     if project:
         qs = qs.filter(project=project)
     return qs
+
+
+# --- the runs list: a query, sort and columns (run_query.py) --------------------------------------
+
+RUNS_PAGE_SIZE = 100
+MAX_COLUMNS = 20
+DEFAULT_COLUMNS = ("reward.last", "rewards/accuracy/mean.last")
+DEFAULT_COLUMNS_TEXT = ", ".join(DEFAULT_COLUMNS)
+DEFAULT_SORT = "-created"
+
+
+@dataclass
+class RunTable:
+    """One page of the runs list: `rows` are (run, [value per column]); `columns` the chosen ones
+    plus those the query and the sort read (`added`: not chosen, shown because they were)."""
+
+    runs: list
+    rows: list[tuple[Run, list]]
+    columns: list[run_query.Field]
+    added: set[str]
+    sort: run_query.Field
+    descending: bool
+    total: int
+    page: int
+    pages: int
+
+
+def _spec_error(param: str, exc: run_query.QueryError) -> run_query.QueryError:
+    exc.param = param
+    return exc
+
+
+def parse_columns(raw: str) -> list[run_query.Field]:
+    """`reward.last, config.lr` → fields (QueryError with `.param` "cols"); duplicates dropped."""
+    out: list[run_query.Field] = []
+    offset = 0
+    for part in (raw or "").split(","):
+        text = part.strip()
+        col0 = offset + len(part) - len(part.lstrip()) + 1
+        offset += len(part) + 1
+        if not text:
+            continue
+        try:
+            field = run_query.parse_field(text)
+        except run_query.QueryError as exc:
+            raise _spec_error("cols", run_query.QueryError(col0 + exc.column - 1, exc.message, raw)) from None
+        if field.label not in {f.label for f in out}:
+            out.append(field)
+    if len(out) > MAX_COLUMNS:
+        raise _spec_error("cols", run_query.QueryError(1, f"at most {MAX_COLUMNS} columns", raw))
+    return out
+
+
+def parse_sort(raw: str) -> tuple[run_query.Field, bool]:
+    """`-reward.last` → (field, descending)."""
+    text = (raw or DEFAULT_SORT).strip()
+    desc = text.startswith("-")
+    body = text[1:] if desc else text
+    try:
+        return run_query.parse_field(body), desc
+    except run_query.QueryError as exc:
+        raise _spec_error("sort", run_query.QueryError(exc.column + int(desc), exc.message, raw)) from None
+
+
+def runs_find(*, user, query: str = "", sort: str = "", columns: str | None = None, project: str | None = None,
+              page: int = 1) -> RunTable:
+    """The runs list: the runs the user may see that match `query`, sorted, one page of them with
+    the values of the chosen columns. QueryError (with `.param`: q, cols or sort) when a spec does
+    not parse. Two queries for the page whatever the query (count, rows) and one for the metric
+    columns: the filters read Series' summary columns, never points."""
+    try:
+        tree = run_query.parse(query)
+    except run_query.QueryError as exc:
+        raise _spec_error("q", exc) from None
+    chosen = parse_columns(DEFAULT_COLUMNS_TEXT if columns is None else columns)
+    sort_field, desc = parse_sort(sort)
+    shown = [f for f in chosen if f.kind != "run"]
+    added = set()
+    for f in [*run_query.fields_of(tree), sort_field]:
+        if f.kind != "run" and f.label not in {c.label for c in shown}:
+            shown.append(f)
+            added.add(f.label)
+    qs = runs_visible(user=user, project=project).filter(run_query.compile_q(tree))
+    total = qs.count()
+    pages = max(1, -(-total // RUNS_PAGE_SIZE))
+    page = min(max(1, page), pages)
+    keys = [k.desc(nulls_last=True) if desc else k.asc(nulls_last=True) for k in run_query.sort_expressions(sort_field)]
+    ordered = qs.order_by(*keys, F("created_at").desc(), "-id")
+    runs = list(ordered[(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
+    metrics: dict[tuple[int, str], tuple] = {}
+    keys = {f.name for f in shown if f.kind == "metric"}
+    if runs and keys:
+        for run_id, k, last, mn, mx in (Series.objects.filter(run_id__in=[r.pk for r in runs], key__in=keys)
+                                        .values_list("run_id", "key", "last_value", "min_value", "max_value")):
+            metrics[(run_id, k)] = {"last": last, "min": mn, "max": mx}
+    rows = []
+    for run in runs:
+        values = []
+        for f in shown:
+            if f.kind == "metric":
+                values.append((metrics.get((run.pk, f.name)) or {}).get(f.agg))
+            else:
+                values.append(run_query.config_value(run.config, f.path))
+        rows.append((run, values))
+    return RunTable(runs=runs, rows=rows, columns=shown, added=added, sort=sort_field, descending=desc,
+                    total=total, page=page, pages=pages)
 
 
 def run_for_token(*, raw: str) -> Run | None:
