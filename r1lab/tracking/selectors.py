@@ -1,18 +1,19 @@
 """Reads of the tracking app: runs a user may see, downsampled series, samples, comments, alarms."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet, Window
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
 from r1lab.tracking import curve_signals, run_query, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
-from r1lab.tracking.models import Comment, Point, Run, Series
+from r1lab.tracking.models import AlertSettings, Comment, Delivery, Point, Run, Series
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -112,12 +113,19 @@ def runs_find(*, user, query: str = "", sort: str = "", columns: str | None = No
             shown.append(f)
             added.add(f.label)
     qs = runs_visible(user=user, project=project).filter(run_query.compile_q(tree))
-    total = qs.count()
-    pages = max(1, -(-total // RUNS_PAGE_SIZE))
-    page = min(max(1, page), pages)
     keys = [k.desc(nulls_last=True) if desc else k.asc(nulls_last=True) for k in run_query.sort_expressions(sort_field)]
-    ordered = qs.order_by(*keys, F("created_at").desc(), "-id")
-    runs = list(ordered[(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
+    page = max(1, page)
+    # One pass finds the page's ids and the number of matches (a window count): the rows sorted are
+    # narrow (an id, a sort key), the runs themselves are read for the page only.
+    ids_total = list(qs.select_related(None).order_by(*keys, F("created_at").desc(), "-id")
+                     .annotate(_total=Window(Count("id"))).values_list("id", "_total")
+                     [(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
+    total = ids_total[0][1] if ids_total else qs.count()
+    pages = max(1, -(-total // RUNS_PAGE_SIZE))
+    if not ids_total and total and page > pages:  # past the end: the last page
+        return runs_find(user=user, query=query, sort=sort, columns=columns, project=project, page=pages)
+    found = runs_visible(user=user).in_bulk([i for i, _ in ids_total])
+    runs = [found[i] for i, _ in ids_total if i in found]
     metrics: dict[tuple[int, str], tuple] = {}
     keys = {f.name for f in shown if f.kind == "metric"}
     if runs and keys:
@@ -319,7 +327,7 @@ def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
         "series": {k: w for k, w in data.items() if k in drawn},
         "lost": (lost_series({sid: k for sid, k in names.items() if k in drawn}, max_points=max_points)
                  if run.attempt != run.first_attempt else {}),
-        **signals_from(data),
+        **signals_from(data, alert_thresholds(project=run.project)),
         "comments": [comment_payload(c) for c in run_comments(run=run)],
         # how the page fetches a group's panel: as many points as the first screen's
         "max_points": max_points,
@@ -346,14 +354,45 @@ SIGNAL_KEYS = [AHA_KEY, "reflection/frac_responses", "entropy", "frac_reward_zer
                "rewards/accuracy/mean", "language/mixed_frac", "rewards/language_consistency/mean", "rewards/language/mean"]
 
 
-def signals_from(series: dict) -> dict:
+def signals_from(series: dict, thresholds: curve_signals.Thresholds = curve_signals.DEFAULT_THRESHOLDS) -> dict:
     """{"aha", "alarms"} of windows as run_series_data returns them."""
-    return {"aha": run_aha(series=series), "alarms": curve_signals.alarms({k: (v["x"], v["y"]) for k, v in series.items()})}
+    return {"aha": run_aha(series=series),
+            "alarms": curve_signals.alarms({k: (v["x"], v["y"]) for k, v in series.items()}, thresholds)}
 
 
 def run_signals(*, run: Run) -> dict:
-    """The aha moment and the alarms of a run, from the same points a run page's first paint reads."""
-    return signals_from(run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"])
+    """The aha moment and the alarms of a run, from the same points a run page's first paint reads,
+    with its project's thresholds (those its notifications use)."""
+    return signals_from(run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"],
+                        alert_thresholds(project=run.project))
+
+
+# --- alarms that notify: settings and what was sent ---------------------------------------------------
+
+
+def alert_settings_for(*, project: str) -> AlertSettings | None:
+    """The project's own settings, else those for every project (project ""), else None."""
+    rows = {a.project: a for a in AlertSettings.objects.filter(project__in={project, ""})}
+    return rows.get(project) or rows.get("")
+
+
+def alert_thresholds(*, project: str) -> curve_signals.Thresholds:
+    found = alert_settings_for(project=project)
+    if found is None:
+        return curve_signals.DEFAULT_THRESHOLDS
+    return curve_signals.Thresholds(**{f.name: getattr(found, f.name) for f in dataclasses.fields(curve_signals.Thresholds)})
+
+
+def alert_settings_list() -> list[AlertSettings]:
+    return list(AlertSettings.objects.order_by("project"))
+
+
+def deliveries_list(*, project: str | None = None, limit: int = 200) -> list[Delivery]:
+    """What was sent, newest first, with its alert and run."""
+    qs = Delivery.objects.select_related("alert", "alert__run").order_by("-created_at", "-id")
+    if project is not None:
+        qs = qs.filter(alert__project=project)
+    return list(qs[:limit])
 
 
 def run_comments(*, run: Run) -> QuerySet[Comment]:

@@ -3,18 +3,22 @@ parser, then a service or a selector."""
 from __future__ import annotations
 
 
+from urllib.parse import quote, urlsplit
+
 import orjson
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from r1lab import csv_export
 from r1lab.accounts.permissions import can, require_action
-from r1lab.tracking import selectors, services
-from r1lab.tracking.forms import CommentForm, NotesForm
+from r1lab.tracking import alert_services, selectors, services
+from r1lab.tracking.forms import AlertSettingsForm, CommentForm, NotesForm
+from r1lab.tracking.models import AlertSettings
 from r1lab.tracking.run_query import QueryError
 
 def _run_or_404(request, run_id: int):
@@ -183,3 +187,44 @@ def compare(request):
         "config_rows": data["config_rows"],
         "all_runs": selectors.runs_visible(user=request.user)[:300],
     })
+
+
+# --- alarms that notify ------------------------------------------------------------------------------
+
+
+def _masked(delivery) -> str:
+    """A webhook URL holds its secret in the path: shown as scheme://host/…; addresses as they are."""
+    if delivery.channel != "webhook":
+        return delivery.target
+    parts = urlsplit(delivery.target)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "…"
+
+
+@require_action("runs.view")
+def notifications(request):
+    """What the alarms sent, and how each delivery went; the projects' settings."""
+    project = request.GET.get("project") or None
+    deliveries = selectors.deliveries_list(project=project)
+    return render(request, "tracking/notifications.html", {
+        "rows": [(d, _masked(d)) for d in deliveries], "project": project,
+        "settings_rows": selectors.alert_settings_list(), "can_manage": can(request.user, "alerts.manage"),
+        "projects": selectors.run_projects(user=request.user),
+    })
+
+
+@require_action("alerts.manage")
+def alert_settings(request):
+    """A project's alarm settings (`?project=`; "" is every project without its own)."""
+    project = (request.POST.get("project") if request.method == "POST" else request.GET.get("project")) or ""
+    if len(project) > 100:
+        return HttpResponse("project: at most 100 characters", status=400, content_type="text/plain")
+    existing = AlertSettings.objects.filter(project=project).first()
+    if request.method == "POST":
+        form = AlertSettingsForm(request.POST, instance=existing or AlertSettings(project=project))
+        if form.is_valid():
+            alert_services.alert_settings_save(project=project, values=form.cleaned_data, user=request.user)
+            messages.success(request, f"Alarm settings saved for {project or 'every project'}.")
+            return redirect(reverse("tracking:notifications") + (f"?project={quote(project)}" if project else ""))
+        return render(request, "tracking/alert_settings.html", {"form": form, "project": project}, status=400)
+    form = AlertSettingsForm(instance=existing or AlertSettings(project=project))
+    return render(request, "tracking/alert_settings.html", {"form": form, "project": project})
