@@ -220,7 +220,7 @@ def alarms_scan(*, now=None) -> list[Alert]:
         if not (set(row.kinds or []) & CURVE_KINDS) or not _channels(row):
             continue
         windows = selectors.run_series_data(run=run, keys=selectors.SIGNAL_KEYS, max_points=selectors.PAGE_MAX_POINTS)
-        for a in selectors.signals_from(windows["series"], selectors.alert_thresholds(project=run.project))["alarms"]:
+        for a in selectors.signals_from(windows["series"], selectors.thresholds_of(row))["alarms"]:
             alert = alert_raise(run=run, kind=a["kind"], step=a["step"], message=a["message"], row=row)
             if alert:
                 raised.append(alert)

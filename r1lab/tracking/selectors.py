@@ -377,10 +377,13 @@ def alert_settings_for(*, project: str) -> AlertSettings | None:
 
 
 def alert_thresholds(*, project: str) -> curve_signals.Thresholds:
-    found = alert_settings_for(project=project)
-    if found is None:
+    return thresholds_of(alert_settings_for(project=project))
+
+
+def thresholds_of(row: AlertSettings | None) -> curve_signals.Thresholds:
+    if row is None:
         return curve_signals.DEFAULT_THRESHOLDS
-    return curve_signals.Thresholds(**{f.name: getattr(found, f.name) for f in dataclasses.fields(curve_signals.Thresholds)})
+    return curve_signals.Thresholds(**{f.name: getattr(row, f.name) for f in dataclasses.fields(curve_signals.Thresholds)})
 
 
 def alert_settings_list() -> list[AlertSettings]:
