@@ -132,16 +132,24 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
     """
     if not sids:
         return 0
-    lows: dict[int, int] = {}
-    highs: dict[int, int] = {}
-    for sid, step in zip(sids, steps):
-        low = lows.get(sid)
-        if low is None:
-            lows[sid] = highs[sid] = step
-        elif step < low:
-            lows[sid] = step
-        elif step > highs[sid]:
-            highs[sid] = step
+    # One pass over the batch: per series its lowest step (the rollups a late point invalidates)
+    # and its summary as the batch has it: [low step, high step, min, max, value at the high step].
+    batch: dict[int, list] = {}
+    for sid, step, v in zip(sids, steps, values):
+        a = batch.get(sid)
+        if a is None:
+            batch[sid] = [step, step, v, v, v]
+            continue
+        if step < a[0]:
+            a[0] = step
+        elif step > a[1]:
+            a[1], a[4] = step, v
+        if v < a[2]:
+            a[2] = v
+        elif v > a[3]:
+            a[3] = v
+    lows = {sid: a[0] for sid, a in batch.items()}
+    highs = {sid: a[1] for sid, a in batch.items()}
     if not is_postgres():
         with connection.cursor() as cur:
             cur.executemany(
@@ -163,12 +171,17 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
                     write = copy.write_row
                     for row in zip(sids, steps, values, tss):
                         write(row)
-            stored = len(sids)
         except psycopg.errors.UniqueViolation:
-            # a retry, or the same (key, step) twice in the batch: skip what exists
-            cur.execute(_PG_INSERT, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss)])
-            stored = max(cur.rowcount, 0)
-    refresh_summaries(lows=lows, highs=highs)
+            pass  # a retry, or the same (key, step) twice in the batch: skip what exists
+        else:
+            # every point of the batch is new (and each (series, step) once): its own summary is exact
+            cur.execute(_LOCK_SERIES, [_pg_array(sorted(batch))])
+            order = sorted(batch)
+            cur.execute(_PG_FOLD, [_pg_array(order), *(_pg_array(batch[sid][i] for sid in order) for i in (2, 3, 1, 4))])
+            return len(sids)
+        cur.execute(_PG_INSERT, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss)])
+        stored = max(cur.rowcount, 0)
+    refresh_summaries(lows=lows, highs=highs)  # read back what the insert kept
     return stored
 
 
@@ -176,10 +189,25 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
 #
 # Series.last_step/last_value/min_value/max_value: what the runs list filters and sorts by
 # (`reward.last > 0.6`), and the alarms' and the runs list's "latest value". Kept by ingest in the
-# batch's own transaction: the points of each touched series within the batch's step range are read
-# back (an index range scan of what was just written) and folded into the stored summary. Reading
-# back, rather than trusting the batch, keeps it right whatever the insert skipped (a retry, a step
-# logged twice: the first value wins, as for the points). A rewind recomputes its run's summaries.
+# batch's own transaction. When the COPY stored the whole batch, the batch's own min/max/last per
+# series (computed in the pass that finds its lowest steps) are folded into the stored summary: one
+# small UPDATE. When the insert skipped points (a retry, a step logged twice: the first value wins,
+# as for the points), and on SQLite, the points of each touched series within the batch's step
+# range are read back instead (an index range scan of what was just written). Series rows are
+# locked in id order first: two batches of one run never deadlock here. A rewind recomputes its
+# run's summaries.
+
+_LOCK_SERIES = "SELECT id FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
+
+_PG_FOLD = """
+UPDATE tracking_series s SET
+    min_value = LEAST(s.min_value, b.mn),
+    max_value = GREATEST(s.max_value, b.mx),
+    last_value = CASE WHEN s.last_step IS NULL OR b.ls >= s.last_step THEN b.lv ELSE s.last_value END,
+    last_step = GREATEST(s.last_step, b.ls)
+FROM unnest(%s::int8[], %s::float8[], %s::float8[], %s::int8[], %s::float8[]) AS b(sid, mn, mx, ls, lv)
+WHERE s.id = b.sid
+"""
 
 _PG_SUMMARY = """
 WITH b(sid, lo, hi) AS (SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[])),
@@ -203,7 +231,7 @@ FROM agg WHERE s.id = agg.sid
 def refresh_summaries(*, lows: dict[int, int], highs: dict[int, int], reset: bool = False) -> None:
     """Fold the stored points of each series `sid` within [lows[sid], highs[sid]] into its summary.
     `reset`: the range covers the whole series; its summary is replaced (NULL when it has no point
-    left). Series are locked in id order first: two batches of one run never deadlock here."""
+    left)."""
     if not lows:
         return
     sids = sorted(lows)
@@ -211,7 +239,7 @@ def refresh_summaries(*, lows: dict[int, int], highs: dict[int, int], reset: boo
         _clear_summaries(sids)
     with connection.cursor() as cur:
         if is_postgres():
-            cur.execute("SELECT id FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE", [_pg_array(sids)])
+            cur.execute(_LOCK_SERIES, [_pg_array(sids)])
             cur.execute(_PG_SUMMARY, [_pg_array(sids), _pg_array(lows[s] for s in sids),
                                       _pg_array(highs[s] for s in sids), reset, reset, reset, reset])
             return
