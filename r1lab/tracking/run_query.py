@@ -454,10 +454,10 @@ class ConfigCompare(Func):
                         [path, path, "true" if value else "false"])
             if isinstance(value, float):
                 num = repr(value)
-                return (f"(CASE WHEN jsonb_typeof({node}) = 'number' THEN ({text_of})::numeric {_SQL_OPS[op]} %s::numeric "
-                        f"WHEN jsonb_typeof({node}) = 'string' AND length({text_of}) <= 60 AND {text_of} ~ %s "
-                        f"THEN ({text_of})::numeric {_SQL_OPS[op]} %s::numeric ELSE false END)",
-                        [path, path, num, path, path, path, _NUMERIC_STRING, path, num])
+                return (f"(CASE jsonb_typeof({node}) WHEN 'number' THEN ({node})::numeric {_SQL_OPS[op]} %s::numeric "
+                        f"WHEN 'string' THEN (CASE WHEN length({text_of}) <= 60 AND {text_of} ~ %s "
+                        f"THEN ({text_of})::numeric {_SQL_OPS[op]} %s::numeric ELSE false END) ELSE false END)",
+                        [path, path, num, path, path, _NUMERIC_STRING, path, num])
             if op == "~":
                 return (f"(CASE WHEN jsonb_typeof({node}) = 'string' THEN {text_of} ILIKE %s ESCAPE '\\' ELSE false END)",
                         [path, path, _like_pattern(value)])
@@ -495,10 +495,10 @@ class ConfigSortKey(Func):
         if connection.vendor == "postgresql":
             node, text_of, path = f"({col} #> %s::text[])", f"({col} #>> %s::text[])", list(self.path)
             if self.kind == "text":
-                return text_of, [path]
-            return (f"(CASE WHEN jsonb_typeof({node}) = 'number' THEN ({text_of})::numeric "
-                    f"WHEN jsonb_typeof({node}) = 'string' AND length({text_of}) <= 60 AND {text_of} ~ %s "
-                    f"THEN ({text_of})::numeric END)", [path, path, path, path, path, _NUMERIC_STRING, path])
+                return f'({text_of} COLLATE "C")', [path]  # byte order, as SQLite's: the same list on both
+            return (f"(CASE jsonb_typeof({node}) WHEN 'number' THEN ({node})::numeric "
+                    f"WHEN 'string' THEN (CASE WHEN length({text_of}) <= 60 AND {text_of} ~ %s "
+                    f"THEN ({text_of})::numeric END) END)", [path, path, path, path, _NUMERIC_STRING, path])
         path = _sqlite_path(self.path)
         typ, val = f"json_type({col}, %s)", f"json_extract({col}, %s)"
         if self.kind == "text":

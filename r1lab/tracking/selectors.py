@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, F, QuerySet, Window
+from django.db.models import Count, F, QuerySet, RowRange, Window
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
@@ -114,12 +114,15 @@ def runs_find(*, user, query: str = "", sort: str = "", columns: str | None = No
             added.add(f.label)
     qs = runs_visible(user=user, project=project).filter(run_query.compile_q(tree))
     keys = [k.desc(nulls_last=True) if desc else k.asc(nulls_last=True) for k in run_query.sort_expressions(sort_field)]
+    # One pass finds the page's ids and the number of matches: a count over the whole result as a
+    # window, ordered like the page so that the sort keys are computed as each run is read and the
+    # rows sorted are narrow (an id and its keys; with the order only outside the window, every
+    # matching run's whole row, config included, went through it). The runs are read for the page only.
+    order = [*keys, F("created_at").desc(), F("id").desc()]
     page = max(1, page)
-    # One pass finds the page's ids and the number of matches (a window count): the rows sorted are
-    # narrow (an id, a sort key), the runs themselves are read for the page only.
-    ids_total = list(qs.select_related(None).order_by(*keys, F("created_at").desc(), "-id")
-                     .annotate(_total=Window(Count("id"))).values_list("id", "_total")
-                     [(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
+    ids_total = list(qs.select_related(None).order_by(*order)
+                     .annotate(_total=Window(Count("id"), order_by=order, frame=RowRange(None, None)))
+                     .values_list("id", "_total")[(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
     total = ids_total[0][1] if ids_total else qs.count()
     pages = max(1, -(-total // RUNS_PAGE_SIZE))
     if not ids_total and total and page > pages:  # past the end: the last page

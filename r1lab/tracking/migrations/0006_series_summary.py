@@ -24,5 +24,6 @@ class Migration(migrations.Migration):
         migrations.AddField(model_name='series', name='max_value', field=models.FloatField(blank=True, null=True)),
         migrations.AddField(model_name='series', name='min_value', field=models.FloatField(blank=True, null=True)),
         migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),
-        migrations.AddIndex(model_name='series', index=models.Index(fields=['key', 'last_value'], name='tracking_series_key_last')),
+        migrations.AddIndex(model_name='series', index=models.Index(
+            fields=['key', 'run', 'last_value', 'min_value', 'max_value'], name='tracking_series_key_summary')),
     ]
