@@ -197,13 +197,34 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("R1LAB_CELERY_EAGER", False)
 # R1LAB_HEARTBEAT_TIMEOUT_S becomes `failed (worker lost)`); every R1LAB_LOST_SWEEP_S seconds, so a
 # lost stage is found within timeout + interval (45 + 10 s by default, under a minute).
 R1LAB_LOST_SWEEP_S = _env_int("R1LAB_LOST_SWEEP_S", 10)
+# tracking: alarms that notify (tracking/alert_services.py): every R1LAB_ALERT_SCAN_S seconds the
+# curves of runs that reported lately are checked and silent runs found stale; what fires is sent
+# (webhook, e-mail) by tasks on the default queue.
+R1LAB_ALERT_SCAN_S = _env_int("R1LAB_ALERT_SCAN_S", 30)
 CELERY_BEAT_SCHEDULE = {
     "pipelines-mark-lost-workers": {
         "task": "pipelines.mark_lost_workers",
         "schedule": float(R1LAB_LOST_SWEEP_S),
         "options": {"queue": "default", "expires": R1LAB_LOST_SWEEP_S * 3},
     },
+    "tracking-scan-alarms": {
+        "task": "tracking.scan_alarms",
+        "schedule": float(R1LAB_ALERT_SCAN_S),
+        "options": {"queue": "default", "expires": R1LAB_ALERT_SCAN_S * 3},
+    },
 }
+
+# --- E-mail (alarm notifications) -----------------------------------------------------------------
+# Django's SMTP backend; without R1LAB_EMAIL_HOST it tries localhost:25 and the notifications page
+# shows the delivery failing with the error. Tests use Django's in-memory backend.
+EMAIL_BACKEND = os.environ.get("R1LAB_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("R1LAB_EMAIL_HOST", "localhost")
+EMAIL_PORT = _env_int("R1LAB_EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("R1LAB_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("R1LAB_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("R1LAB_EMAIL_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("R1LAB_EMAIL_FROM", "r1lab@localhost")
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

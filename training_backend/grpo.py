@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from training_backend import telemetry
 from training_backend.config import GRPOConfig, StageSpec
 from training_backend.data import apply_template, prompts_for_step
 from training_backend.stage import Out, StageShell, TrainResult
@@ -232,6 +233,11 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     encoded = [encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in train_rows]
 
     num_tokens_seen = 0.0
+    # MFU's model FLOPs per token of a step (telemetry.py): forward-only passes (generation, the
+    # reference model, the old policy when the batch is reused) and num_iterations training passes.
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in policy.parameters())
+    forward_only = 1 + (ref_model is not None) + (cfg.num_iterations > 1 or cfg.minibatches > 1)
+    flops_per_token = telemetry.model_flops_per_token(n_params, forward_passes=forward_only, train_passes=cfg.num_iterations)
     step_times: list[float] = []
     last_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
@@ -315,26 +321,30 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         for it in range(cfg.num_iterations):
             for mb in range(cfg.minibatches):
                 sl = slice(mb * mb_size, (mb + 1) * mb_size)
-                logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
-                if it == 0 and roll.sampling_logprobs is not None:
-                    # The sampler's log-probs vs the trainer's on the same tokens, before this
-                    # step's first update: a ratio far from 1 means stale weights in the engine.
-                    found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
-                    if found:
-                        is_stats.append(found)
-                old = old_logp[sl] if reuse else logp.detach()
-                loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
-                                        advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
-                                        clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
-                backend.backward(loss)
-                grad_norms.append(backend.step())
+                with shell.timer.phase("policy_forward"):
+                    logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
+                    if it == 0 and roll.sampling_logprobs is not None:
+                        # The sampler's log-probs vs the trainer's on the same tokens, before this
+                        # step's first update: a ratio far from 1 means stale weights in the engine.
+                        found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
+                        if found:
+                            is_stats.append(found)
+                    old = old_logp[sl] if reuse else logp.detach()
+                    loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
+                                            advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
+                                            clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
+                with shell.timer.phase("policy_backward"):
+                    backend.backward(loss)
+                with shell.timer.phase("optimizer"):
+                    grad_norms.append(backend.step())
                 losses.append(loss.item())
                 mb_stats.append(stats)
                 m = comp_mask[sl].float()
                 entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
         policy.eval()
         if cfg.rollout_engine == "vllm":
-            engine.update_weights(named_params=backend.named_full_parameters())
+            with shell.timer.phase("weight_sync"):
+                engine.update_weights(named_params=backend.named_full_parameters())
         if ref_model is not None and cfg.ref_sync_steps and step % cfg.ref_sync_steps == 0:
             ref_model.load_state_dict(backend.state_dict_for_save())
         t_train = time.perf_counter() - t0
@@ -366,6 +376,8 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
             "time/train": t_train,
             "throughput/tokens_per_s": n_tokens / step_time,
             **peak_memory_metrics(),
+            # time/policy_forward|policy_backward|optimizer|weight_sync, system/*, perf/mfu (telemetry.py)
+            **shell.step_metrics(tokens_per_s=n_tokens / step_time, flops_per_token=flops_per_token),
         }
         for k in mb_stats[0]:
             metrics[k] = sum(s[k] for s in mb_stats) / len(mb_stats)

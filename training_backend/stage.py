@@ -15,7 +15,8 @@ The contract, end to end:
 The shell (`StageShell`): what the GRPO, SFT, reward-model, rejection-sampling and eval loops
 share — stop at the next step boundary on SIGTERM, find the checkpoint to resume from, rewind the
 dashboard's curve to it, print progress with an ETA, save checkpoints atomically and rotate them,
-copy the final model, write outputs.json atomically. The torch half of a checkpoint (weights,
+copy the final model, write outputs.json atomically, and report where the time goes (per-phase
+timings, system metrics: telemetry.py). The torch half of a checkpoint (weights,
 tokenizer, optimizer) is written by a callback the trainer passes (distributed.write_checkpoint).
 """
 
@@ -31,6 +32,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from training_backend.telemetry import PhaseTimer, SystemSampler, cuda_sync, local_gpu_name, mfu
 
 # --- exit codes ----------------------------------------------------------------------------------
 
@@ -297,8 +300,14 @@ class StageShell:
     """
 
     def __init__(self, spec, reporter, *, kind: str, resume: bool, progress: Callable[[str], None] = print,
-                 handle_sigterm: bool = True, metrics_path: str | None = None):
+                 handle_sigterm: bool = True, metrics_path: str | None = None, system_metrics: bool = True):
         self.spec, self.reporter, self.kind = spec, reporter, kind
+        # Where the time goes (telemetry.py): the loop times its phases with `shell.timer`; the
+        # sampler reads CPU, memory and GPUs on a thread from begin() to the end of the attempt.
+        self.timer = PhaseTimer()
+        self.system_metrics = system_metrics
+        self._sampler: SystemSampler | None = None
+        self._step_metrics_taken = False
         self.out_dir = Path(spec.output_dir)
         self.progress = progress
         self.metrics_path = metrics_path
@@ -322,6 +331,9 @@ class StageShell:
     def __exit__(self, *exc) -> None:
         if self.handle_sigterm and self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
 
     def _on_sigterm(self, *_) -> None:
         self.stop_requested = True
@@ -332,9 +344,34 @@ class StageShell:
         the start (-1)."""
         self.start_step = start_step
         self.reporter.rewind(start_step if resumed else -1)
+        self.timer.sync = cuda_sync()  # models are loaded: CUDA is initialised if it is used
+        if self.system_metrics and self._sampler is None:
+            self._sampler = SystemSampler().start()
         self._t_begin = time.perf_counter()
 
+    def step_metrics(self, *, tokens_per_s: float | None = None, flops_per_token: float | None = None) -> dict[str, float]:
+        """This step's phase times (`time/<phase>`), system metrics (`system/…`) and, with the
+        step's tokens/s and model FLOPs per token on a GPU of a known type, `perf/mfu`: for the
+        loop to log with its own metrics. A loop that does not call it gets them logged by
+        step_done."""
+        out = self.timer.take()
+        if self._sampler is not None:
+            out.update(self._sampler.take())
+            if tokens_per_s and flops_per_token:
+                value = mfu(flops_per_token=flops_per_token, tokens_per_s=tokens_per_s,
+                            gpu_name=local_gpu_name(self._sampler.gpu_names))
+                if value is not None:
+                    out["perf/mfu"] = value
+        self._step_metrics_taken = True
+        return out
+
     def step_done(self, step: int, total: int) -> None:
+        if not self._step_metrics_taken:
+            extra = self.step_metrics()
+            if extra:
+                self.reporter.log_metrics(step, extra)
+                self.reporter.flush()
+        self._step_metrics_taken = False
         if self._t_begin is None:
             self._t_begin = time.perf_counter()
         done = max(step - self.start_step, 1)

@@ -25,6 +25,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "runs.view": ALL,
     "runs.launch": frozenset({RESEARCHER}),  # define, launch, cancel, resume, retry
     "runs.comment": frozenset({RESEARCHER, REVIEWER, ANNOTATOR}),
+    "alerts.manage": frozenset({RESEARCHER}),  # a project's alarm settings: webhook, e-mails, thresholds
     "models.manage": frozenset({RESEARCHER}),  # base models, prompt set imports
     "workers.view": frozenset({RESEARCHER}),
     # curation

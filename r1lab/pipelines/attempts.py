@@ -21,6 +21,7 @@ from r1lab.pipelines.services import fork_snapshot_path, stage_enqueue
 from r1lab.pipelines.stage_templates import MAKE_BASE
 from r1lab.pipelines.state_machine import (EXIT_BAD_SPEC, EXIT_OK, EXIT_STOPPED, S, WORKER_LOST, StageTransitionError,
                                            _notify_after_commit, _transition, pipeline_run_refresh_status, stage_dir)
+from r1lab.tracking.alert_services import stage_alert
 from r1lab.tracking.models import Run as TrackedRun
 from r1lab.tracking.services import tracked_run_set_status
 from training_backend.stage import TRAINER_STATE, Out, checkpoint_dirs, checkpoint_path, link_checkpoint
@@ -242,6 +243,9 @@ def stage_attempt_finish(*, stage_id: int, attempt: int, exit_code: int, outputs
         StageAttempt.objects.filter(stage=stage, number=attempt).update(outcome=outcome, exit_code=exit_code, finished_at=now)
         if stage.tracked_run_id:
             tracked_run_set_status(run=stage.tracked_run, status=tracked)
+            if to == S.FAILED:  # the project's alarm (webhook, e-mail), sent after commit
+                stage_alert(run=stage.tracked_run, failed_detail=detail, crashed=tracked == TrackedRun.Status.CRASHED,
+                            attempt=attempt, step=stage.progress_step)
         if to == S.CANCELLED:
             for later in Stage.objects.select_for_update(of=("self",)).filter(run=stage.run, index__gt=stage.index, status=S.PENDING):
                 _transition(later, S.CANCELLED, detail="an earlier stage was cancelled")
@@ -285,6 +289,8 @@ def stages_mark_lost(*, timeout_s: float | None = None) -> list[int]:
                 outcome=StageAttempt.Outcome.WORKER_LOST, finished_at=timezone.now())
             if stage.tracked_run_id:
                 tracked_run_set_status(run=stage.tracked_run, status=TrackedRun.Status.CRASHED)
+                stage_alert(run=stage.tracked_run, failed_detail=WORKER_LOST, crashed=True, attempt=stage.attempt,
+                            step=stage.progress_step)
             pipeline_run_refresh_status(run=stage.run)
             lost.append(stage.pk)
             log.warning("stage %s (%s) marked failed: worker lost (no heartbeat since %s)",

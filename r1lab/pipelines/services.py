@@ -237,7 +237,8 @@ def _ensure_tracked_run(stage: Stage, user, *, fresh: bool) -> None:
                      if fork.get("from") == "checkpoint" else None)
     tracked, _raw = tracked_run_create(  # the raw token is minted again by the worker per attempt
         name=f"{stage.run.name} · {stage.name}", project=stage.run.name, user=user, attempt=stage.attempt,
-        config={"kind": stage.kind, "stage_id": stage.pk, "pipeline_run_id": stage.run_id, **stage.config},
+        config={"kind": stage.kind, "template": stage.run.template, "stage_id": stage.pk, "pipeline_run_id": stage.run_id,
+                **stage.config},  # `template`: what the runs list's query `template = "r1_zero"` reads
         forked_from_id=parent_run_id, forked_at_step=fork.get("step") if parent_run_id else None)
     stage.tracked_run = tracked
 

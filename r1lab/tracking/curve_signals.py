@@ -74,23 +74,38 @@ def _first_sustained(steps, values, pred, run_len: int = 5):
     return None
 
 
-def alarms(series: dict[str, tuple[list[int], list[float]]]) -> list[dict]:
+@dataclass(frozen=True)
+class Thresholds:
+    """When each alarm fires; a project's AlertSettings override them (the notifications page)."""
+
+    entropy_collapse_frac: float = 0.1  # entropy below this share of its start, sustained
+    zero_std_frac: float = 0.9  # frac_reward_zero_std at or above this, sustained
+    length_rise_frac: float = 0.2  # response length up by more than this share (last third vs the one before)…
+    accuracy_flat_abs: float = 0.02  # …while accuracy moves less than this
+    language_mixing_rise: float = 0.1  # mixed-language share up (consistency down) by more than this, sustained
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def alarms(series: dict[str, tuple[list[int], list[float]]], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[dict]:
     """Badges for a run, each with the step where it fired. `series`: key -> (steps, values)."""
+    t = thresholds
     out = []
     ent = series.get("entropy")
     if ent and len(ent[1]) >= 10:
         start = _head(ent[1])
         if start > 0:
-            step = _first_sustained(ent[0], ent[1], lambda v: v < 0.1 * start)
+            step = _first_sustained(ent[0], ent[1], lambda v: v < t.entropy_collapse_frac * start)
             if step is not None:
                 out.append({"kind": "entropy_collapse", "step": step,
-                            "message": f"entropy collapsed below 10% of its start ({start:.3g})"})
+                            "message": f"entropy collapsed below {t.entropy_collapse_frac:.0%} of its start ({start:.3g})"})
     zs = series.get("frac_reward_zero_std")
     if zs and len(zs[1]) >= 5:
-        step = _first_sustained(zs[0], zs[1], lambda v: v >= 0.9)
+        step = _first_sustained(zs[0], zs[1], lambda v: v >= t.zero_std_frac)
         if step is not None:
             out.append({"kind": "zero_std", "step": step,
-                        "message": "frac_reward_zero_std ≥ 0.9: almost no group carries a learning signal"})
+                        "message": f"frac_reward_zero_std ≥ {t.zero_std_frac:g}: almost no group carries a learning signal"})
     length = series.get("completions/mean_length")
     acc = series.get("rewards/accuracy/mean")
     if length and acc and len(length[1]) >= 20 and len(acc[1]) >= 20:
@@ -101,7 +116,7 @@ def alarms(series: dict[str, tuple[list[int], list[float]]]) -> list[dict]:
 
         l0, l1 = thirds(length[1])
         a0, a1 = thirds(acc[1])
-        if l0 > 0 and (l1 - l0) / l0 > 0.2 and abs(a1 - a0) < 0.02:
+        if l0 > 0 and (l1 - l0) / l0 > t.length_rise_frac and abs(a1 - a0) < t.accuracy_flat_abs:
             k = len(length[1]) // 3
             out.append({"kind": "length_without_accuracy", "step": length[0][-k],
                         "message": f"response length +{(l1 - l0) / l0:.0%} while accuracy is flat ({a0:.3f} → {a1:.3f})"})
@@ -109,12 +124,12 @@ def alarms(series: dict[str, tuple[list[int], list[float]]]) -> list[dict]:
     lang = series.get("rewards/language_consistency/mean") or series.get("rewards/language/mean")
     if mixed and len(mixed[1]) >= 10:
         start = _head(mixed[1])
-        step = _first_sustained(mixed[0], mixed[1], lambda v: v > start + 0.1)
+        step = _first_sustained(mixed[0], mixed[1], lambda v: v > start + t.language_mixing_rise)
         if step is not None:
             out.append({"kind": "language_mixing", "step": step, "message": "language mixing is rising"})
     elif lang and len(lang[1]) >= 10:
         start = _head(lang[1])
-        step = _first_sustained(lang[0], lang[1], lambda v: v < start - 0.1)
+        step = _first_sustained(lang[0], lang[1], lambda v: v < start - t.language_mixing_rise)
         if step is not None:
             out.append({"kind": "language_mixing", "step": step,
                         "message": f"language consistency fell from {start:.2f}: language mixing is rising"})

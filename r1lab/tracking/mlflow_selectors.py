@@ -91,10 +91,9 @@ def latest_metrics(*, run_ids: list[int]) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {rid: [] for rid in run_ids}
     if not run_ids:
         return out
-    last = list(Series.objects.filter(run_id__in=run_ids)
-                .annotate(last_step=Subquery(Point.objects.filter(series_id=OuterRef("pk")).order_by("-step")
-                                             .values("step")[:1]))
-                .exclude(last_step=None).values_list("id", "run_id", "key", "last_step"))
+    # each series' highest step: its summary, kept by ingest (Series.last_step)
+    last = list(Series.objects.filter(run_id__in=run_ids, last_step__isnull=False)
+                .values_list("id", "run_id", "key", "last_step"))
     if not last:
         return out
     by_sid = {sid: (rid, key) for sid, rid, key, _ in last}

@@ -85,9 +85,20 @@ class Series(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="series")
     key = models.CharField(max_length=200)
     rollup_upto = models.BigIntegerField(default=-1)
+    # The series' summary, kept by ingest (store.refresh_summaries) and recomputed by a rewind: the
+    # value at its highest step, and its extremes. The runs list filters and sorts on these
+    # (`reward.last > 0.6`, run_query.py); NULL while the series has no point.
+    last_step = models.BigIntegerField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="tracking_series_run_key")]
+        # the runs query over 10,000 runs (`reward.last > 0.6`, sorted by it): a key's summaries by
+        # run, read from the index alone (an index-only scan: no series row is visited)
+        indexes = [models.Index(fields=["key", "run", "last_value", "min_value", "max_value"],
+                                name="tracking_series_key_summary")]
         ordering = ["key"]
 
     def __str__(self) -> str:
@@ -323,3 +334,101 @@ class MlflowExperiment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pk}: {self.name}"
+
+
+# --- alarms that notify (alert_services.py) ------------------------------------------------------------
+
+
+class AlertKind(models.TextChoices):
+    # from the curves (curve_signals.alarms), checked by the periodic scan
+    ENTROPY_COLLAPSE = "entropy_collapse", "entropy collapse"
+    ZERO_STD = "zero_std", "zero-std groups near 1"
+    LENGTH_WITHOUT_ACCURACY = "length_without_accuracy", "length rising while accuracy is flat"
+    LANGUAGE_MIXING = "language_mixing", "language mixing rising"
+    # from the run's and its stage's status
+    STALE = "stale", "stale run (silent)"
+    CRASHED = "crashed", "crashed run (trainer crashed, worker lost)"
+    STAGE_FAILED = "stage_failed", "failed stage"
+
+
+def all_alert_kinds() -> list[str]:
+    return list(AlertKind.values)
+
+
+class AlertSettings(models.Model):
+    """Where a project's alarms go and when they fire, editable per project (Run.project); the
+    row with project "" applies to every project that has none of its own (a pipeline run's
+    stages report under the pipeline run's name: one project each)."""
+
+    project = models.CharField(max_length=100, unique=True, blank=True, help_text='"" = every project without its own')
+    webhook_url = models.URLField(max_length=1000, blank=True, help_text="a Slack-compatible incoming webhook")
+    emails = models.TextField(blank=True, help_text="addresses, one per line or comma-separated")
+    kinds = models.JSONField(default=all_alert_kinds, blank=True, help_text="the alarm kinds that notify (AlertKind values)")
+    step_window = models.PositiveIntegerField(default=1000, help_text="each alarm at most once per run and window of this many steps")
+    # thresholds (curve_signals.Thresholds; defaults there)
+    entropy_collapse_frac = models.FloatField(default=0.1, help_text="entropy below this share of its start")
+    zero_std_frac = models.FloatField(default=0.9, help_text="frac_reward_zero_std at or above this")
+    length_rise_frac = models.FloatField(default=0.2, help_text="response length up by more than this share…")
+    accuracy_flat_abs = models.FloatField(default=0.02, help_text="…while accuracy moves less than this")
+    language_mixing_rise = models.FloatField(default=0.1, help_text="mixed-language share up by more than this")
+    stale_after_s = models.PositiveIntegerField(default=600, help_text="a running run silent this long is stale")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project"]
+
+    def __str__(self) -> str:
+        return self.project or "(every project)"
+
+    @property
+    def email_list(self) -> list[str]:
+        return [e.strip() for e in self.emails.replace(",", "\n").splitlines() if e.strip()]
+
+
+class Alert(models.Model):
+    """An alarm that fired for a run. One per (run, kind, key): `key` is the step window
+    (`w<step // step_window>`) of a curve alarm, the attempt of a status alarm: never sent twice."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    project = models.CharField(max_length=100, db_index=True)
+    kind = models.CharField(max_length=40, choices=AlertKind.choices)
+    key = models.CharField(max_length=64)
+    step = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["run", "kind", "key"], name="tracking_alert_once")]
+
+
+class Delivery(models.Model):
+    """One alert sent through one channel: what was sent, how it went."""
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook"
+        EMAIL = "email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its (next) try
+        SENDING = "sending"  # claimed by a task now
+        SENT = "sent"
+        FAILED = "failed"  # gave up (a 4xx, or every try failed)
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    target = models.CharField(max_length=2000, help_text="the webhook URL or the addresses, as when it was sent")
+    payload = models.JSONField(default=dict, help_text="the webhook body, or the e-mail's subject and text")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["alert", "channel"], name="tracking_delivery_once")]

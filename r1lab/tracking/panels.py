@@ -7,7 +7,8 @@ panels list those too (verl's `critic/score/mean`, `response_length/mean`, `acto
 
 A trace is `{"key": …}` or `{"prefix": …, "suffix": …}` (every key that matches, at most
 MAX_PREFIX_TRACES of them), optionally `"band": <std key>` (mean ± std band), `"y2": true` (right
-axis), `"dash": true`.
+axis), `"dash": true`, `"stack": true` (stacked with the panel's other stacked traces: parts of a
+whole, like the phases of a step).
 
 These panels are a run page's first screen: the page ships their data with its HTML. Every key
 that no panel claims is listed in a group by its prefix (the part before the first `/`: `train/`,
@@ -61,6 +62,19 @@ PANELS: list[dict] = [
     {"id": "throughput", "title": "Tokens/s", "traces": [
         {"key": "throughput/tokens_per_s"},
         {"key": "perf/throughput", "name": "tokens/s per GPU"},  # verl
+        {"key": "perf/mfu", "name": "MFU", "y2": True},  # training_backend/telemetry.py (GPUs of a known type)
+    ]},
+    # Where the time goes: the step's phases stacked (they add up to about step_time, drawn as a
+    # line over them); training_backend/grpo.py and telemetry.PhaseTimer report them.
+    {"id": "step_time", "title": "Step time (s), by phase", "traces": [
+        {"key": "time/generate", "name": "generate", "stack": True},
+        {"key": "time/reward", "name": "reward", "stack": True},
+        {"key": "time/reference", "name": "reference", "stack": True},
+        {"key": "time/policy_forward", "name": "policy forward", "stack": True},
+        {"key": "time/policy_backward", "name": "policy backward", "stack": True},
+        {"key": "time/optimizer", "name": "optimizer", "stack": True},
+        {"key": "time/weight_sync", "name": "weight sync", "stack": True},
+        {"key": "step_time", "name": "step", "dash": True},
     ]},
     {"id": "eval", "title": "Eval", "traces": [
         {"key": "eval/pass@1", "name": "pass@1"}, {"key": "eval/cons@k", "name": "cons@k"},

@@ -1,17 +1,19 @@
 """Reads of the tracking app: runs a user may see, downsampled series, samples, comments, alarms."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, F, QuerySet, RowRange, Window
 
 from r1lab.accounts.models import hash_token
 from r1lab.accounts.permissions import can
-from r1lab.tracking import curve_signals, store
+from r1lab.tracking import curve_signals, run_query, store
 from r1lab.tracking import panels as panel_rules
 from r1lab.tracking.ingest import MAX_STEP
-from r1lab.tracking.models import Comment, Point, Run, Series
+from r1lab.tracking.models import AlertSettings, Comment, Delivery, Point, Run, Series
 
 DEFAULT_MAX_POINTS = 2000
 # A run page's first paint: a panel's plot is at most ~500 px wide, so the min and max of ~500
@@ -28,6 +30,122 @@ def runs_visible(*, user, project: str | None = None) -> QuerySet[Run]:
     if project:
         qs = qs.filter(project=project)
     return qs
+
+
+# --- the runs list: a query, sort and columns (run_query.py) --------------------------------------
+
+RUNS_PAGE_SIZE = 100
+MAX_COLUMNS = 20
+DEFAULT_COLUMNS = ("reward.last", "rewards/accuracy/mean.last")
+DEFAULT_COLUMNS_TEXT = ", ".join(DEFAULT_COLUMNS)
+DEFAULT_SORT = "-created"
+
+
+@dataclass
+class RunTable:
+    """One page of the runs list: `rows` are (run, [value per column]); `columns` the chosen ones
+    plus those the query and the sort read (`added`: not chosen, shown because they were)."""
+
+    runs: list
+    rows: list[tuple[Run, list]]
+    columns: list[run_query.Field]
+    added: set[str]
+    sort: run_query.Field
+    descending: bool
+    total: int
+    page: int
+    pages: int
+
+
+def _spec_error(param: str, exc: run_query.QueryError) -> run_query.QueryError:
+    exc.param = param
+    return exc
+
+
+def parse_columns(raw: str) -> list[run_query.Field]:
+    """`reward.last, config.lr` → fields (QueryError with `.param` "cols"); duplicates dropped."""
+    out: list[run_query.Field] = []
+    offset = 0
+    for part in (raw or "").split(","):
+        text = part.strip()
+        col0 = offset + len(part) - len(part.lstrip()) + 1
+        offset += len(part) + 1
+        if not text:
+            continue
+        try:
+            field = run_query.parse_field(text)
+        except run_query.QueryError as exc:
+            raise _spec_error("cols", run_query.QueryError(col0 + exc.column - 1, exc.message, raw)) from None
+        if field.label not in {f.label for f in out}:
+            out.append(field)
+    if len(out) > MAX_COLUMNS:
+        raise _spec_error("cols", run_query.QueryError(1, f"at most {MAX_COLUMNS} columns", raw))
+    return out
+
+
+def parse_sort(raw: str) -> tuple[run_query.Field, bool]:
+    """`-reward.last` → (field, descending)."""
+    text = (raw or DEFAULT_SORT).strip()
+    desc = text.startswith("-")
+    body = text[1:] if desc else text
+    try:
+        return run_query.parse_field(body), desc
+    except run_query.QueryError as exc:
+        raise _spec_error("sort", run_query.QueryError(exc.column + int(desc), exc.message, raw)) from None
+
+
+def runs_find(*, user, query: str = "", sort: str = "", columns: str | None = None, project: str | None = None,
+              page: int = 1) -> RunTable:
+    """The runs list: the runs the user may see that match `query`, sorted, one page of them with
+    the values of the chosen columns. QueryError (with `.param`: q, cols or sort) when a spec does
+    not parse. Two queries for the page whatever the query (count, rows) and one for the metric
+    columns: the filters read Series' summary columns, never points."""
+    try:
+        tree = run_query.parse(query)
+    except run_query.QueryError as exc:
+        raise _spec_error("q", exc) from None
+    chosen = parse_columns(DEFAULT_COLUMNS_TEXT if columns is None else columns)
+    sort_field, desc = parse_sort(sort)
+    shown = [f for f in chosen if f.kind != "run"]
+    added = set()
+    for f in [*run_query.fields_of(tree), sort_field]:
+        if f.kind != "run" and f.label not in {c.label for c in shown}:
+            shown.append(f)
+            added.add(f.label)
+    qs = runs_visible(user=user, project=project).filter(run_query.compile_q(tree))
+    keys = [k.desc(nulls_last=True) if desc else k.asc(nulls_last=True) for k in run_query.sort_expressions(sort_field)]
+    # One pass finds the page's ids and the number of matches: a count over the whole result as a
+    # window, ordered like the page so that the sort keys are computed as each run is read and the
+    # rows sorted are narrow (an id and its keys; with the order only outside the window, every
+    # matching run's whole row, config included, went through it). The runs are read for the page only.
+    order = [*keys, F("created_at").desc(), F("id").desc()]
+    page = max(1, page)
+    ids_total = list(qs.select_related(None).order_by(*order)
+                     .annotate(_total=Window(Count("id"), order_by=order, frame=RowRange(None, None)))
+                     .values_list("id", "_total")[(page - 1) * RUNS_PAGE_SIZE: page * RUNS_PAGE_SIZE])
+    total = ids_total[0][1] if ids_total else qs.count()
+    pages = max(1, -(-total // RUNS_PAGE_SIZE))
+    if not ids_total and total and page > pages:  # past the end: the last page
+        return runs_find(user=user, query=query, sort=sort, columns=columns, project=project, page=pages)
+    found = runs_visible(user=user).in_bulk([i for i, _ in ids_total])
+    runs = [found[i] for i, _ in ids_total if i in found]
+    metrics: dict[tuple[int, str], tuple] = {}
+    keys = {f.name for f in shown if f.kind == "metric"}
+    if runs and keys:
+        for run_id, k, last, mn, mx in (Series.objects.filter(run_id__in=[r.pk for r in runs], key__in=keys)
+                                        .values_list("run_id", "key", "last_value", "min_value", "max_value")):
+            metrics[(run_id, k)] = {"last": last, "min": mn, "max": mx}
+    rows = []
+    for run in runs:
+        values = []
+        for f in shown:
+            if f.kind == "metric":
+                values.append((metrics.get((run.pk, f.name)) or {}).get(f.agg))
+            else:
+                values.append(run_query.config_value(run.config, f.path))
+        rows.append((run, values))
+    return RunTable(runs=runs, rows=rows, columns=shown, added=added, sort=sort_field, descending=desc,
+                    total=total, page=page, pages=pages)
 
 
 def run_for_token(*, raw: str) -> Run | None:
@@ -116,19 +234,13 @@ def _flatten(config, prefix=""):
 
 
 def runs_latest_values(*, run_ids: list[int], keys: list[str]) -> dict[int, dict[str, float]]:
-    """{run id: {key: value at the series' last step}} for these runs and keys, in one query (each
-    series' last step is an index lookup on the (series, step) key)."""
+    """{run id: {key: value at the series' last step}} for these runs and keys, in one query (the
+    series' summary that ingest keeps, Series.last_value)."""
     if not run_ids or not keys:
         return {}
-    run_marks, key_marks = ",".join(["%s"] * len(run_ids)), ",".join(["%s"] * len(keys))
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT s.run_id, s.key, p.value FROM tracking_series s JOIN tracking_point p ON p.series_id = s.id "
-            f"WHERE s.run_id IN ({run_marks}) AND s.key IN ({key_marks}) "
-            f"AND p.step = (SELECT max(q.step) FROM tracking_point q WHERE q.series_id = s.id)",
-            [*run_ids, *keys])
-        rows = cur.fetchall()
     out: dict[int, dict[str, float]] = {}
+    rows = (Series.objects.filter(run_id__in=run_ids, key__in=keys, last_value__isnull=False)
+            .values_list("run_id", "key", "last_value"))
     for run_id, key, value in rows:
         out.setdefault(run_id, {})[key] = value
     return out
@@ -238,7 +350,7 @@ def run_page_data(*, run: Run, max_points: int = DEFAULT_MAX_POINTS) -> dict:
         "series": {k: w for k, w in data.items() if k in drawn},
         "lost": (lost_series({sid: k for sid, k in names.items() if k in drawn}, max_points=max_points)
                  if run.attempt != run.first_attempt else {}),
-        **signals_from(data),
+        **signals_from(data, alert_thresholds(project=run.project)),
         "comments": [comment_payload(c) for c in run_comments(run=run)],
         # how the page fetches a group's panel: as many points as the first screen's
         "max_points": max_points,
@@ -265,14 +377,48 @@ SIGNAL_KEYS = [AHA_KEY, "reflection/frac_responses", "entropy", "frac_reward_zer
                "rewards/accuracy/mean", "language/mixed_frac", "rewards/language_consistency/mean", "rewards/language/mean"]
 
 
-def signals_from(series: dict) -> dict:
+def signals_from(series: dict, thresholds: curve_signals.Thresholds = curve_signals.DEFAULT_THRESHOLDS) -> dict:
     """{"aha", "alarms"} of windows as run_series_data returns them."""
-    return {"aha": run_aha(series=series), "alarms": curve_signals.alarms({k: (v["x"], v["y"]) for k, v in series.items()})}
+    return {"aha": run_aha(series=series),
+            "alarms": curve_signals.alarms({k: (v["x"], v["y"]) for k, v in series.items()}, thresholds)}
 
 
 def run_signals(*, run: Run) -> dict:
-    """The aha moment and the alarms of a run, from the same points a run page's first paint reads."""
-    return signals_from(run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"])
+    """The aha moment and the alarms of a run, from the same points a run page's first paint reads,
+    with its project's thresholds (those its notifications use)."""
+    return signals_from(run_series_data(run=run, keys=SIGNAL_KEYS, max_points=PAGE_MAX_POINTS)["series"],
+                        alert_thresholds(project=run.project))
+
+
+# --- alarms that notify: settings and what was sent ---------------------------------------------------
+
+
+def alert_settings_for(*, project: str) -> AlertSettings | None:
+    """The project's own settings, else those for every project (project ""), else None."""
+    rows = {a.project: a for a in AlertSettings.objects.filter(project__in={project, ""})}
+    return rows.get(project) or rows.get("")
+
+
+def alert_thresholds(*, project: str) -> curve_signals.Thresholds:
+    return thresholds_of(alert_settings_for(project=project))
+
+
+def thresholds_of(row: AlertSettings | None) -> curve_signals.Thresholds:
+    if row is None:
+        return curve_signals.DEFAULT_THRESHOLDS
+    return curve_signals.Thresholds(**{f.name: getattr(row, f.name) for f in dataclasses.fields(curve_signals.Thresholds)})
+
+
+def alert_settings_list() -> list[AlertSettings]:
+    return list(AlertSettings.objects.order_by("project"))
+
+
+def deliveries_list(*, project: str | None = None, limit: int = 200) -> list[Delivery]:
+    """What was sent, newest first, with its alert and run."""
+    qs = Delivery.objects.select_related("alert", "alert__run").order_by("-created_at", "-id")
+    if project is not None:
+        qs = qs.filter(alert__project=project)
+    return list(qs[:limit])
 
 
 def run_comments(*, run: Run) -> QuerySet[Comment]:

@@ -119,6 +119,7 @@ def tracked_run_rewind(*, run: Run, after_step: int) -> Rewind | None:
                             [((lo >> 3) << 3) - 1, *sids, lo])
                 cur.execute(f"DELETE FROM tracking_rollup WHERE series_id IN ({marks}) AND bucket >= (%s >> (3 * level))",
                             [*sids, lo])
+            store.recompute_summaries(sids)  # last/min/max of what stays the curve
         lost = Sample.objects.filter(run=run, step__gt=after_step)
         attempt_of = lambda step: next(a for a, first in reversed(segments) if step >= first)  # noqa: E731
         moved = 0

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import psycopg
 from django.db import connection, transaction
 
+from r1lab.tracking.ingest import MAX_STEP
+
 ROLLUP_LEVELS = 6  # bucket widths 8, 64, …, 262144 steps
 _BASE_BITS = 3  # 8 = 2**3: bucket of level l = step >> (3*l)
 
@@ -130,18 +132,33 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
     """
     if not sids:
         return 0
+    # One pass over the batch: per series its lowest step (the rollups a late point invalidates)
+    # and its summary as the batch has it: [low step, high step, min, max, value at the high step].
+    batch: dict[int, list] = {}
+    for sid, step, v in zip(sids, steps, values):
+        a = batch.get(sid)
+        if a is None:
+            batch[sid] = [step, step, v, v, v]
+            continue
+        if step < a[0]:
+            a[0] = step
+        elif step > a[1]:
+            a[1], a[4] = step, v
+        if v < a[2]:
+            a[2] = v
+        elif v > a[3]:
+            a[3] = v
+    lows = {sid: a[0] for sid, a in batch.items()}
+    highs = {sid: a[1] for sid, a in batch.items()}
     if not is_postgres():
         with connection.cursor() as cur:
             cur.executemany(
                 "INSERT INTO tracking_point (series_id, step, value, ts) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 list(zip(sids, steps, values, tss)),
             )
-            return max(cur.rowcount, 0)
-    lows: dict[int, int] = {}
-    for sid, step in zip(sids, steps):
-        low = lows.get(sid)
-        if low is None or step < low:
-            lows[sid] = step
+            stored = max(cur.rowcount, 0)
+        refresh_summaries(lows=lows, highs=highs)
+        return stored
     # Django's cursor binds parameters client-side (big arrays would be quoted into the SQL by
     # Python code); a plain psycopg cursor on the same connection shares the transaction.
     connection.ensure_connection()
@@ -154,11 +171,111 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
                     write = copy.write_row
                     for row in zip(sids, steps, values, tss):
                         write(row)
-            return len(sids)
         except psycopg.errors.UniqueViolation:
             pass  # a retry, or the same (key, step) twice in the batch: skip what exists
+        else:
+            # every point of the batch is new (and each (series, step) once): its own summary is exact
+            cur.execute(_LOCK_SERIES, [_pg_array(sorted(batch))])
+            order = sorted(batch)
+            cur.execute(_PG_FOLD, [_pg_array(order), *(_pg_array(batch[sid][i] for sid in order) for i in (2, 3, 1, 4))])
+            return len(sids)
         cur.execute(_PG_INSERT, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss)])
-        return max(cur.rowcount, 0)
+        stored = max(cur.rowcount, 0)
+    refresh_summaries(lows=lows, highs=highs)  # read back what the insert kept
+    return stored
+
+
+# --- per-series summaries -------------------------------------------------------------------------
+#
+# Series.last_step/last_value/min_value/max_value: what the runs list filters and sorts by
+# (`reward.last > 0.6`), and the alarms' and the runs list's "latest value". Kept by ingest in the
+# batch's own transaction. When the COPY stored the whole batch, the batch's own min/max/last per
+# series (computed in the pass that finds its lowest steps) are folded into the stored summary: one
+# small UPDATE. When the insert skipped points (a retry, a step logged twice: the first value wins,
+# as for the points), and on SQLite, the points of each touched series within the batch's step
+# range are read back instead (an index range scan of what was just written). Series rows are
+# locked in id order first: two batches of one run never deadlock here. A rewind recomputes its
+# run's summaries.
+
+_LOCK_SERIES = "SELECT id FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
+
+_PG_FOLD = """
+UPDATE tracking_series s SET
+    min_value = LEAST(s.min_value, b.mn),
+    max_value = GREATEST(s.max_value, b.mx),
+    last_value = CASE WHEN s.last_step IS NULL OR b.ls >= s.last_step THEN b.lv ELSE s.last_value END,
+    last_step = GREATEST(s.last_step, b.ls)
+FROM unnest(%s::int8[], %s::float8[], %s::float8[], %s::int8[], %s::float8[]) AS b(sid, mn, mx, ls, lv)
+WHERE s.id = b.sid
+"""
+
+_PG_SUMMARY = """
+WITH b(sid, lo, hi) AS (SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[])),
+agg AS (
+    SELECT b.sid, a.mn, a.mx, l.step AS ls, l.value AS lv
+    FROM b
+    CROSS JOIN LATERAL (SELECT min(p.value) AS mn, max(p.value) AS mx FROM tracking_point p
+                        WHERE p.series_id = b.sid AND p.step BETWEEN b.lo AND b.hi) a
+    CROSS JOIN LATERAL (SELECT p.step, p.value FROM tracking_point p
+                        WHERE p.series_id = b.sid AND p.step BETWEEN b.lo AND b.hi ORDER BY p.step DESC LIMIT 1) l
+)
+UPDATE tracking_series s SET
+    min_value = CASE WHEN %s THEN agg.mn ELSE LEAST(s.min_value, agg.mn) END,
+    max_value = CASE WHEN %s THEN agg.mx ELSE GREATEST(s.max_value, agg.mx) END,
+    last_value = CASE WHEN %s OR s.last_step IS NULL OR agg.ls >= s.last_step THEN agg.lv ELSE s.last_value END,
+    last_step = CASE WHEN %s THEN agg.ls ELSE GREATEST(s.last_step, agg.ls) END
+FROM agg WHERE s.id = agg.sid
+"""
+
+
+def refresh_summaries(*, lows: dict[int, int], highs: dict[int, int], reset: bool = False) -> None:
+    """Fold the stored points of each series `sid` within [lows[sid], highs[sid]] into its summary.
+    `reset`: the range covers the whole series; its summary is replaced (NULL when it has no point
+    left)."""
+    if not lows:
+        return
+    sids = sorted(lows)
+    if reset:
+        _clear_summaries(sids)
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute(_LOCK_SERIES, [_pg_array(sids)])
+            cur.execute(_PG_SUMMARY, [_pg_array(sids), _pg_array(lows[s] for s in sids),
+                                      _pg_array(highs[s] for s in sids), reset, reset, reset, reset])
+            return
+        # SQLite (embedded): per series; its two-argument min()/max() are NULL when either is.
+        for sid in sids:
+            cur.execute("SELECT min(value), max(value) FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s",
+                        [sid, lows[sid], highs[sid]])
+            mn, mx = cur.fetchone()
+            if mn is None:
+                continue
+            cur.execute("SELECT step, value FROM tracking_point WHERE series_id = %s AND step BETWEEN %s AND %s "
+                        "ORDER BY step DESC LIMIT 1", [sid, lows[sid], highs[sid]])
+            ls, lv = cur.fetchone()
+            cur.execute("SELECT min_value, max_value, last_step, last_value FROM tracking_series WHERE id = %s", [sid])
+            row = cur.fetchone()
+            if row is None:
+                continue
+            omn, omx, ols, olv = row
+            newer = ols is None or ls >= ols
+            cur.execute("UPDATE tracking_series SET min_value = %s, max_value = %s, last_step = %s, last_value = %s "
+                        "WHERE id = %s",
+                        [mn if omn is None else min(omn, mn), mx if omx is None else max(omx, mx),
+                         ls if newer else ols, lv if newer else olv, sid])
+
+
+def _clear_summaries(sids: list[int]) -> None:
+    marks = ",".join(["%s"] * len(sids))
+    with connection.cursor() as cur:
+        cur.execute(f"UPDATE tracking_series SET min_value = NULL, max_value = NULL, last_step = NULL, last_value = NULL "
+                    f"WHERE id IN ({marks})", sids)
+
+
+def recompute_summaries(sids: list[int]) -> None:
+    """The summaries of these series from all their points (after a rewind deleted some)."""
+    if sids:
+        refresh_summaries(lows={s: 0 for s in sids}, highs={s: MAX_STEP for s in sids}, reset=True)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ def test_launch_queues_the_first_stage_after_commit_with_a_tracked_run(inputs, d
     run.refresh_from_db()
     assert (stage.status, stage.attempt, run.status) == ("queued", 1, "queued")
     assert stage.tracked_run is not None and stage.tracked_run.status == "running"
+    # the runs list finds it by its pipeline's template (issue 17: `template = "r1_zero"`)
+    assert stage.tracked_run.config["template"] == run.template and stage.tracked_run.config["num_generations"] == 4
     assert StageAttempt.objects.get(stage=stage).outcome == "queued"
     assert len(callbacks) >= 1  # the task is sent only once the transaction commits
 

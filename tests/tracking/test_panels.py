@@ -40,3 +40,23 @@ def test_the_page_places_live_keys_by_these_rules_and_restates_none():
     js = "\n".join(code)
     for literal in ['"other"', "|| 12", *{f'"{r["prefix"]}"' for r in prefix_rules()}]:
         assert literal not in js, literal
+
+
+def test_the_step_phases_are_one_stacked_panel_and_system_metrics_their_own_group():
+    """Issue 17 part 4: where the time goes. Before, the phases were four unrelated panels of the
+    time/ group and step_time one of `other`; MFU was nowhere."""
+    keys = ["time/generate", "time/reward", "time/reference", "time/policy_forward", "time/policy_backward",
+            "time/optimizer", "time/weight_sync", "time/train", "step_time", "perf/mfu",
+            "system/cpu_percent", "system/gpu/0/utilization_percent", "system/gpu/0/power_w"]
+    layout = panel_layout(keys)
+    panel = next(p for p in layout["panels"] if p["id"] == "step_time")
+    stacked = [t["key"] for t in panel["traces"] if t.get("stack")]
+    assert stacked == ["time/generate", "time/reward", "time/reference", "time/policy_forward",
+                       "time/policy_backward", "time/optimizer", "time/weight_sync"]
+    assert [t["key"] for t in panel["traces"] if not t.get("stack")] == ["step_time"]  # the whole, as a line
+    throughput = next(p for p in layout["panels"] if p["id"] == "throughput")
+    assert {"key": "perf/mfu", "name": "MFU", "y2": True, "keys": ["perf/mfu"]} in throughput["traces"]
+    assert layout["groups"] == [
+        {"name": "system/", "keys": ["system/cpu_percent", "system/gpu/0/power_w", "system/gpu/0/utilization_percent"]},
+        {"name": "time/", "keys": ["time/train"]},  # the sum of four of the stacked phases: not stacked again
+    ]

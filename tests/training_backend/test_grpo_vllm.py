@@ -40,5 +40,7 @@ def test_grpo_with_the_vllm_engine_pushes_weights_and_reports_sampling_ratios(tm
     names = {n for n, _ in llm.model.named_parameters()}
     assert all(len(load) == 1 for load in llm.loads)
     assert set(pushed) == names and len(pushed) == 2 * len(names)
+    # the push is timed as its own phase of the step (issue 17 part 4: the stacked timing panel)
+    assert len(rep.series("time/weight_sync")) == 2 and all(t > 0 for t in rep.series("time/weight_sync"))
     ratios = rep.series("sampling/importance_sampling_ratio/mean")
     assert len(ratios) == 2 and all(abs(r - 1) < 0.05 for r in ratios), ratios

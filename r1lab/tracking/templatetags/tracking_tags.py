@@ -25,3 +25,21 @@ def json_for_script(data) -> str:
     the run page embeds ~100k numbers and Django's encoder is the slow part of the page."""
     text = orjson.dumps(data).decode()
     return mark_safe(text.replace("<", "\\u003C").replace(">", "\\u003E").replace("&", "\\u0026"))
+
+
+@register.filter
+def cell(value) -> str:
+    """A runs-list cell: numbers to 4 significant digits, true/false, "—" for none; config
+    objects as compact JSON, cut at 80 characters (escaped by the template like any text)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**15 else f"{float(value):.4g}" if value.bit_length() < 1000 else "(huge)"
+    if isinstance(value, str):
+        return value if len(value) <= 80 else value[:79] + "…"
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:79] + "…"

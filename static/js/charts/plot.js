@@ -59,6 +59,7 @@ export const plotMethods = {
         line: { color, width: smoothing ? 1 : 1.6, dash: trace.dash ? "dot" : "solid" }, opacity: smoothing ? 0.25 : 1,
         showlegend: !smoothing, legendgroup: line.id,
         hovertemplate: (s.x === "time" ? "%{x}" : "step %{x}") + "<br>%{y}<extra>" + name + "</extra>",
+        ...(trace.stack ? { stackgroup: "stack-" + run.id } : {}), // panels.py `stack`: parts of a whole (the step's phases)
       });
       panel.traceMeta.push({ line, role: "raw" });
       const prev = { acc: 0, n: 0 };
