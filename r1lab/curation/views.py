@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
 from r1lab.curation import forms
+from r1lab.curation import steps as step_rules
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision, default_label_schema
@@ -22,6 +23,7 @@ from r1lab.curation.selectors import search
 from r1lab.curation.selectors import versions as version_reads
 from r1lab.curation.services import examples, import_jobs, projects, versions
 from r1lab.curation.services.errors import EditConflict
+from r1lab.curation.services.step_labels import StepValues
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
@@ -98,7 +100,8 @@ def project_detail(request, slug: str):
 def project_settings(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     initial = {"description": project.description, "target_language": project.target_language, "overlap": project.overlap,
-               "label_schema": forms.schema_as_text(project.label_schema), "rs_one_person_freeze": project.rs_one_person_freeze}
+               "label_schema": forms.schema_as_text(project.label_schema), "rs_one_person_freeze": project.rs_one_person_freeze,
+               "step_split": project.step_split, "license": project.license}
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -282,6 +285,7 @@ def editor(request, pk: int):
                     example=example, user=request.user, based_on=data["based_on"],
                     changes={"reasoning": data["reasoning"], "summary": data["summary"]},
                     label_values=_label_values(request, project.label_schema), submit=submit,
+                    step_values=StepValues.from_post(request.POST),
                 )
             except EditConflict as conflict:
                 return _conflict(request, conflict)
@@ -301,6 +305,11 @@ def editor(request, pk: int):
         values = {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in project.label_schema}
     questions = [{**q, "value": values.get(q["key"], ""), "steps": list(range(q["min"], q["max"] + 1)) if q["type"] == "scale" else []}
                  for q in project.label_schema]
+    steps = example_reads.editor_steps(example=example, entries=example.mine_steps)
+    if request.method == "POST" and request.POST.get("steps_digest") == steps.split.digest:  # keep what was chosen on an error
+        for row in steps.rows:
+            row["label"] = request.POST.get(f"step_{row['index']}", "")
+            row["note"] = request.POST.get(f"step_note_{row['index']}", "")
     return render(request, "curation/editor.html", {
         "example": example, "project": project, "can_edit": can_edit, "questions": questions,
         "reasoning": request.POST.get("reasoning", example.reasoning) if form_errors else example.reasoning,
@@ -311,6 +320,10 @@ def editor(request, pk: int):
         "events": example_reads.example_status_events(example=example, limit=5),
         "can_review": can_review,
         "approve_refusal": example_reads.approval_refusal(example=example, user=request.user) if can_review else None,
+        "steps": steps, "step_labels": step_rules.LABELS,
+        # Reviewers see every annotator's step verdicts; annotators label blind (as with labels).
+        "step_reviews": (example_reads.example_step_labels(example=example, split=steps.split)
+                         if can(request.user, "curation.review") and steps.rows else None),
     }, status=400 if form_errors else 200)
 
 
@@ -326,7 +339,7 @@ def _conflict(request, conflict: EditConflict):
     return render(request, "curation/conflict.html", {
         "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
         "revisions": revisions, "action": request.POST.get("action", "save"),
-        "label_values": {k: v for k, v in request.POST.items() if k.startswith("label_")},
+        "label_values": {k: v for k, v in request.POST.items() if k.startswith(("label_", "step"))},
     }, status=409)
 
 
