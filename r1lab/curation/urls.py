@@ -24,6 +24,7 @@ urlpatterns = [
     path("e/<int:pk>/", views.editor, name="editor"),
     path("e/<int:pk>/checks/", views.checks, name="checks"),
     path("e/<int:pk>/history/", views.history, name="history"),
+    path("e/<int:pk>/edits/", views.edits, name="edits"),
     path("e/<int:pk>/restore/", views.restore, name="restore"),
     path("e/<int:pk>/review/", views.review, name="review_example"),
     path("e/<int:pk>/next/", views.neighbour, {"direction": "next"}, name="next"),

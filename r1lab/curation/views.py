@@ -16,6 +16,7 @@ from r1lab.curation import steps as step_rules
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision, default_label_schema
+from r1lab.curation.selectors import agreement as agreement_reads
 from r1lab.curation.selectors import examples as example_reads
 from r1lab.curation.selectors import projects as project_reads
 from r1lab.curation.selectors import queue as queue_reads
@@ -189,7 +190,10 @@ def example_bulk_approve(request, slug: str):
 @require_action("curation.view")
 def agreement(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    return render(request, "curation/agreement.html", {"project": project, "agreement": project_reads.project_agreement(project=project)})
+    return render(request, "curation/agreement.html", {
+        "project": project, "agreement": agreement_reads.project_agreement(project=project),
+        "steps": agreement_reads.step_agreement(project=project), "edits": agreement_reads.edit_agreement(project=project),
+    })
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -382,6 +386,26 @@ def history(request, pk: int):
     return render(request, "curation/history.html", {
         "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
         "can_edit": examples.example_can_edit(user=request.user, example=example),
+    })
+
+
+@require_action("curation.view")
+def edits(request, pk: int):
+    """The example's annotators' edits side by side against the original (issue 18)."""
+    example = get_object_or_404(Example.objects.select_related("project"), pk=pk)
+    versions = agreement_reads.example_edit_versions(example=example)
+    original = versions["original"]
+    if original is None:
+        raise Http404("no revisions")
+    columns = []
+    for username, rev in versions["by"].items():
+        fields = []
+        for name in ("reasoning", "summary"):
+            d = text_diff(getattr(original, name), getattr(rev, name))  # bounded: see diff.py
+            fields.append({"name": name, "segments": d.segments, "level": d.level, "stats": diff_stats(d.segments), "changed": d.changed})
+        columns.append({"username": username, "revision": rev, "fields": fields, "from_original": versions["from_original"][username]})
+    return render(request, "curation/edits.html", {
+        "example": example, "project": example.project, "original": original, "columns": columns, "pairs": versions["pairs"],
     })
 
 
