@@ -197,13 +197,17 @@ def first_wrong_step(labels: list[str]) -> int | None:
 
 
 def consensus(annotations: list[list[str]]) -> list[str]:
-    """Per step, the label most of the annotators who labelled it gave; "" on a tie or no label."""
+    """Per step, the label most of the annotators who labelled it gave; "" (unresolved) when no one
+    labelled it or on a tie, except a tie between correct and neutral: both say "not a mistake", and
+    the cautious one, neutral, is the consensus."""
     if not annotations:
         return []
     out = []
     for i in range(len(annotations[0])):
-        votes = Counter(a[i] for a in annotations if a[i] in LABELS).most_common()
-        out.append(votes[0][0] if votes and (len(votes) == 1 or votes[0][1] > votes[1][1]) else "")
+        votes = Counter(a[i] for a in annotations if a[i] in LABELS)
+        top = max(votes.values(), default=0)
+        tied = {label for label, n in votes.items() if n == top}
+        out.append(tied.pop() if len(tied) == 1 else NEUTRAL if tied == {CORRECT, NEUTRAL} else "")
     return out
 
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("imports/<int:job_id>/progress.json", views.import_progress, name="import_progress"),
     path("versions/<int:pk>/", views.version_detail, name="version"),
     path("versions/<int:pk>/download/", views.version_download, name="version_download"),
+    path("versions/<int:pk>/export/<slug:kind>/", views.version_export, name="version_export"),
     path("queue/", views.queue, name="queue"),
     path("queue/<slug:slug>/next/", views.queue_next, name="queue_next"),
     path("e/<int:pk>/", views.editor, name="editor"),

@@ -22,7 +22,7 @@ from r1lab.curation.selectors import projects as project_reads
 from r1lab.curation.selectors import queue as queue_reads
 from r1lab.curation.selectors import search
 from r1lab.curation.selectors import versions as version_reads
-from r1lab.curation.services import examples, import_jobs, projects, versions
+from r1lab.curation.services import examples, import_jobs, projects, version_exports, versions
 from r1lab.curation.services.errors import EditConflict
 from r1lab.curation.services.step_labels import StepValues
 
@@ -237,6 +237,24 @@ def version_download(request, pk: int):
     version = get_object_or_404(DatasetVersion.objects.select_related("project"), pk=pk)
     path = versions.dataset_version_export_path(version=version)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/jsonl")
+
+
+EXPORTS = {  # kind: (writer, content type) — services.version_exports
+    "stepwise": (version_exports.dataset_version_stepwise_path, "application/jsonl"),
+    "hf": (version_exports.dataset_version_hf_zip, "application/zip"),
+    "argilla": (version_exports.dataset_version_argilla_zip, "application/zip"),
+}
+
+
+@require_action("curation.view")
+def version_export(request, pk: int, kind: str):
+    """The version as process-supervision JSONL, a Hugging Face datasets folder or Argilla records (issue 18)."""
+    if kind not in EXPORTS:
+        raise Http404("no such export")
+    version = get_object_or_404(DatasetVersion.objects.select_related("project", "created_by"), pk=pk)
+    writer, content_type = EXPORTS[kind]
+    path = writer(version=version)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)
 
 
 # --- the annotator's queue and editor ---------------------------------------------------------------------

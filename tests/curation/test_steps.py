@@ -112,10 +112,11 @@ def test_first_wrong_step_needs_every_step_before_it_labelled():
     assert first_wrong_step([]) is None
 
 
-def test_consensus_is_the_majority_and_a_tie_is_unresolved():
+def test_consensus_is_the_majority_and_a_tie_is_unresolved_unless_no_one_saw_a_mistake():
     assert consensus([["correct", "incorrect", ""], ["correct", "correct", ""], ["neutral", "incorrect", "correct"]]) == [
         "correct", "incorrect", "correct"]
     assert consensus([["correct"], ["incorrect"]]) == [""]
+    assert consensus([["correct", "incorrect"], ["neutral", "neutral"]]) == ["neutral", ""]  # correct/neutral: no mistake; correct/incorrect: unresolved
     assert consensus([]) == []
 
 

@@ -16,11 +16,12 @@ from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from r1lab.curation import formats
+from r1lab.curation import interchange
 from r1lab.curation.checks import compute_checks_batch
 from r1lab.curation.models import TEXT_FIELDS, CurationProject, Example, ImportJob, Revision
 from r1lab.curation.services.bulk import BULK_BATCH, rows_insert
 from r1lab.curation.services.errors import TransitionError
+from r1lab.curation.services.import_extras import import_extras_write
 from r1lab.curation.services.projects import assignments_fill
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,10 @@ def _imports_dir() -> Path:
 
 def import_job_create(*, project: CurationProject, user, filename: str, data: bytes) -> ImportJob:
     """Parse and validate the whole file now (nothing imported): the job holds preview and errors."""
-    file_format = formats.format_from_filename(filename)
+    file_format = interchange.format_of(filename, data)
     if file_format is None:
-        raise ValidationError("Upload a .jsonl or .csv file.")
-    result = formats.parse_file(data, file_format=file_format)
+        raise ValidationError("Upload a .jsonl or .csv file (or a .zip of an exported dataset version).")
+    result = interchange.parse_file(data, file_format=file_format)
     path = _imports_dir() / f"{uuid.uuid4().hex}.{file_format}"
     if result.ok:
         path.write_bytes(data)
@@ -82,7 +83,7 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
     except OSError as exc:
         _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
-    result = formats.parse_file(data, file_format=job.file_format)
+    result = interchange.parse_file(data, file_format=job.file_format)
     if not result.ok:  # the file changed on disk under us; say so and import nothing
         _progress(job.pk, status=ImportJob.Status.FAILED, errors=result.errors, message="The file no longer validates.", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
@@ -103,7 +104,7 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
             with transaction.atomic():
                 example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
                                             checks=_results_in_order(futures))
-                assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+                assigned = _import_finish(job=job, project=project, example_ids=example_ids, rows=rows, user=user)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     else:  # SQLite: one writer at a time, so the checks come first (progress saved as they go)
@@ -112,7 +113,7 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
         with transaction.atomic():
             example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
                                         checks=(c for batch in checked for c in batch))
-            assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+            assigned = _import_finish(job=job, project=project, example_ids=example_ids, rows=rows, user=user)
     log.info("import %s: %d examples, %d assignments", job.pk, len(example_ids), assigned)
     try:
         os.unlink(job.path)
@@ -137,12 +138,15 @@ def _results_in_order(futures: list[Future]) -> Iterator[dict]:
         yield from future.result()  # re-raises a failed batch here, inside the import's transaction
 
 
-def _import_finish(*, job: ImportJob, project: CurationProject, example_ids: list[int]) -> int:
-    """Inside the import's transaction: the assignments, then the job marked done (at commit)."""
+def _import_finish(*, job: ImportJob, project: CurationProject, example_ids: list[int], rows: list, user) -> int:
+    """Inside the import's transaction: what the format kept besides the text (revisions, labels; issue
+    18), the assignments, then the job marked done (at commit)."""
+    kept = import_extras_write(project=project, rows=rows, example_ids=example_ids, user=user)
     assigned = assignments_fill(project=project, example_ids=example_ids)
     ImportJob.objects.filter(pk=job.pk).update(
         status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(), done_rows=len(example_ids),
-        message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made.",
+        message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made."
+        + (f" {kept}" if kept else ""),
     )
     return assigned
 
