@@ -26,7 +26,7 @@ class ProjectForm(forms.Form):
         help_text='JSON list of questions: {"key", "question", "type": scale|bool|choice|text, "min"/"max" or "choices"}',
     )
     step_split = forms.ChoiceField(
-        choices=steps.RULE_CHOICES, initial=steps.AUTO, label="Split the reasoning into steps by",
+        choices=steps.RULE_CHOICES, initial=steps.AUTO, required=False, label="Split the reasoning into steps by",
         help_text="for step labels; changing it re-cuts every example, and verdicts on steps that are no longer cut the same way no longer apply",
     )
     license = forms.CharField(
@@ -37,6 +37,9 @@ class ProjectForm(forms.Form):
         required=False, label="One person may spot-check and freeze a rejection-sampled set",
         help_text="off (the default): whoever judged the spot-check cannot also freeze the set; another reviewer must (four eyes)",
     )
+
+    def clean_step_split(self):
+        return self.cleaned_data["step_split"] or None  # not sent: auto for a new project, unchanged for an existing one
 
     def clean_license(self):
         value = self.cleaned_data["license"].strip()

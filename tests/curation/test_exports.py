@@ -23,6 +23,7 @@ from r1lab.curation.services.version_exports import (
     dataset_version_hf_dir,
     dataset_version_hf_zip,
     dataset_version_stepwise_path,
+    version_rows,
 )
 from r1lab.curation.services.versions import _row_hash, dataset_version_freeze
 from r1lab.curation.steps import split_steps
@@ -118,14 +119,14 @@ def prm_tokenize(row, tokenizer, step_separator="\n"):
     return {"input_ids": prompt_ids + list(chain(*steps)), "labels": [-100] * len(prompt_ids) + list(chain(*labels))}
 
 
-def test_the_stepwise_export_reads_as_trl_stepwise_supervision(version, client):
+def test_the_stepwise_export_reads_as_trl_stepwise_supervision(version, client, tmp_path):
     """The small script: read the JSONL with `datasets`, check TRL's stepwise layout, tokenize it as
     PRMTrainer does (with the repo's char-level tokenizer)."""
     datasets = pytest.importorskip("datasets")
     from training_backend.tiny import CharTokenizer
 
     path = dataset_version_stepwise_path(version=version)
-    ds = datasets.load_dataset("json", data_files=str(path), split="train")
+    ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf-cache"))  # no stale cache
     assert ds.num_rows == 2  # the third example has no step labels
     for row in ds:
         assert isinstance(row["prompt"], str) and row["prompt"]
@@ -159,13 +160,16 @@ def _zip_bytes(path):
     return path.read_bytes()
 
 
-def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version, lead, reviewer, client, data_dir):
+def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version, lead, reviewer, data_dir, tmp_path):
     datasets = pytest.importorskip("datasets")
     folder = dataset_version_hf_dir(version=version)
     assert dataset_version_hf_dir(version=version) == folder  # written once
-    ds = datasets.load_dataset(str(folder), split="train")
+    # Its own cache: `datasets` caches by path, and pytest reuses temporary paths across runs.
+    ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == 3
     rows = sorted(ds.to_list(), key=lambda r: r["id"])
+    # Unchanged: every column of every row is what the export wrote.
+    assert rows == [{k: v for k, v in row.items() if k != "step_spans"} for row in version_rows(version)]
     first = rows[0]
     assert first["prompt"] == TRACES[0][0] and first["reasoning"] == TRACES[0][1] and first["summary"] == "15"
     assert first["messages"] == [{"role": "user", "content": TRACES[0][0]},
@@ -177,7 +181,7 @@ def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version,
     assert first["step_labels"] == ["correct", "incorrect", "neutral"] and first["first_wrong_step"] == 1
     assert [r["number"] for r in rows[1]["revisions"]] == [1, 2] and rows[1]["revisions"][1]["author"] == "alice"
     assert rows[2]["steps"] == [] and rows[2]["first_wrong_step"] is None
-    stepwise = datasets.load_dataset(str(folder), "stepwise", split="train")
+    stepwise = datasets.load_dataset(str(folder), "stepwise", split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert stepwise.num_rows == 2 and set(stepwise.column_names) >= {"prompt", "completions", "labels"}
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: \"cc-by-4.0\"")

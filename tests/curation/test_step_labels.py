@@ -112,3 +112,20 @@ def test_reviewers_see_every_annotators_verdicts_annotators_only_their_own(clien
     assert table.index(annotator.username) < table.index("First wrong step")
     row = table[table.index("First wrong step"):table.index("</tr>", table.index("First wrong step"))]
     assert "<td>2" in row and "<td>none" in row  # annotator: step 2; other: none
+
+
+def test_the_split_rule_and_licence_are_project_settings(client, project, lead):
+    client.force_login(lead)
+    url = reverse("curation:project_settings", kwargs={"slug": project.slug})
+    form = {"description": "", "target_language": "en", "overlap": 1, "label_schema": '[{"key": "q", "question": "Q", "type": "bool"}]'}
+    assert client.post(url, form | {"step_split": "sentences", "license": "cc-by-4.0"}).status_code == 302
+    project.refresh_from_db()
+    assert (project.step_split, project.license) == ("sentences", "cc-by-4.0")
+    for bad in ({"step_split": "words"}, {"license": "Not a licence!"}):
+        html = client.post(url, form | {"step_split": "lines", "license": "mit"} | bad).content.decode()
+        assert "errorlist" in html
+        project.refresh_from_db()
+        assert (project.step_split, project.license) == ("sentences", "cc-by-4.0")  # nothing changed
+    assert client.post(url, form).status_code == 302  # a form without them leaves the rule as it is
+    project.refresh_from_db()
+    assert project.step_split == "sentences"

@@ -21,11 +21,13 @@ from r1lab.curation.services.queue_counts import queue_counts_add
 def project_create(
     *, name: str, user, description: str = "", target_language: str = "en", overlap: int = 1,
     label_schema: list[dict] | None = None, slug: str = "", rs_one_person_freeze: bool = False,
-    step_split: str = step_rules.AUTO, license: str = "",
+    step_split: str | None = None, license: str = "",
 ) -> CurationProject:
+    """`step_split` None: auto."""
     schema = labels.schema_validate(label_schema if label_schema is not None else default_label_schema())
     if overlap < 1:
         raise ValidationError("Overlap must be at least 1.")
+    step_split = step_split or step_rules.AUTO
     if step_split not in step_rules.RULES:
         raise ValidationError(f"The step rule must be one of {', '.join(step_rules.RULES)}.")
     slug = slugify(slug or name)[:80] or f"project-{uuid.uuid4().hex[:8]}"
