@@ -48,10 +48,12 @@ class CurationProject(models.Model):
         default=False, verbose_name="one person may spot-check and freeze a rejection-sampled set",
     )
     # How the reasoning is cut into steps for step labels (steps.py; issue 18).
-    step_split = models.CharField(max_length=12, choices=step_rules.RULE_CHOICES, default=step_rules.AUTO)
+    # A database default (here and on the licence): code from before these columns can still
+    # create projects during a rolling deploy.
+    step_split = models.CharField(max_length=12, choices=step_rules.RULE_CHOICES, default=step_rules.AUTO, db_default=step_rules.AUTO)
     # The data's licence, written into exported dataset cards (a Hugging Face licence id such as
     # cc-by-4.0 or apache-2.0); blank: "unknown".
-    license = models.CharField(max_length=64, blank=True)
+    license = models.CharField(max_length=64, blank=True, default="", db_default="")
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="curation_projects")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -270,7 +272,7 @@ class DatasetVersion(models.Model):
     changelog = models.JSONField(default=dict)  # {"previous": n|None, "added": [...], "removed": [...], "changed": [...]}
     # What the exports' dataset card says, as it was at the freeze: the project's status counts,
     # label and step-label counts, and how it was made (services.versions.dataset_version_freeze).
-    stats = models.JSONField(default=dict)
+    stats = models.JSONField(default=dict, db_default={})
     note = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -302,12 +304,13 @@ class DatasetVersionItem(models.Model):
     # Issue 18 (empty on rows frozen before it): the two parts of the completion, the example's
     # version (its revisions 1..n are the history the exports carry), every annotator's labels
     # ({username: values}) and the steps with their verdicts (services.versions._frozen_steps).
-    reasoning = models.TextField(blank=True, default="")
-    summary = models.TextField(blank=True, default="")
+    # Database defaults on the new columns: code from before them can still freeze during a rolling deploy.
+    reasoning = models.TextField(blank=True, default="", db_default="")
+    summary = models.TextField(blank=True, default="", db_default="")
     example_version = models.PositiveIntegerField(null=True, blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    labels = models.JSONField(default=dict, blank=True)
-    steps = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True, db_default=[])
+    labels = models.JSONField(default=dict, blank=True, db_default={})
+    steps = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         ordering = ["example_ref"]
