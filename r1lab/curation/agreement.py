@@ -159,3 +159,37 @@ def pairs_agreeing(values: Mapping[Hashable, Hashable]) -> tuple[int, int]:
     pairs = len(items) * (len(items) - 1) // 2
     same = sum(1 for i in range(len(items)) for j in range(i + 1, len(items)) if items[i] == items[j])
     return same, pairs
+
+
+def nominal_alpha_from_counts(units: Mapping[tuple[int, ...], int]) -> float | None:
+    """Krippendorff's α (nominal) from units given by their value counts: {(n_u1, n_u2, …): how many
+    units have exactly these counts}. The same α as krippendorff_alpha(…, "nominal") on the units
+    themselves, but a project's 300,000 steps collapse into a few dozen count vectors (the agreement
+    page reads them grouped from the database)."""
+    if not units:
+        return None
+    k = len(next(iter(units)))
+    o = [[0.0] * k for _ in range(k)]
+    for counts, weight in units.items():
+        m = sum(counts)
+        if m < 2:
+            continue
+        for a in range(k):
+            for b in range(k):
+                o[a][b] += weight * counts[a] * (counts[b] - (a == b)) / (m - 1)
+    n_c = [sum(row) for row in o]
+    n = sum(n_c)
+    if n <= 1:
+        return None
+    d_o = sum(o[a][b] for a in range(k) for b in range(k) if a != b) / n
+    d_e = sum(n_c[a] * n_c[b] for a in range(k) for b in range(k) if a != b) / (n * (n - 1))
+    if d_e == 0:
+        return None
+    return 1.0 - d_o / d_e
+
+
+def pairs_agreeing_from_counts(units: Mapping[tuple[int, ...], int]) -> tuple[int, int]:
+    """(pairs of coders that gave the same value, pairs of coders) over units given by their value counts."""
+    same = sum(w * sum(c * (c - 1) // 2 for c in counts) for counts, w in units.items())
+    pairs = sum(w * (sum(counts) * (sum(counts) - 1) // 2) for counts, w in units.items())
+    return same, pairs

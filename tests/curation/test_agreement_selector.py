@@ -74,7 +74,7 @@ def test_step_agreement_per_step_and_first_wrong_step(project, lead):
     # Same verdict: 4 of 5 pairs. κ: p_o = 4/5; marginals a: c 3, i 2; b: c 4, i 1; p_e = (3·4 + 2·1)/25 = 14/25;
     # κ = (0.8 − 0.56)/0.44 = 6/11. α (nominal): o_cc = 6, o_ci = o_ic = 1, o_ii = 2; n_c = 7, n_i = 3, n = 10;
     # D_o = 2/10; D_e = 2·7·3/(10·9) = 42/90; α = 1 − 0.2/0.4667 = 4/7.
-    assert (result["examples"], result["annotators"], result["steps"]) == (3, 2, 5)
+    assert (result["examples"], result["compared"], result["annotators"], result["steps"]) == (3, 3, 2, 5)
     assert result["percent"] == pytest.approx(0.8)
     assert result["kappa"] == pytest.approx(6 / 11)
     assert result["alpha"] == pytest.approx(4 / 7)

@@ -3,7 +3,16 @@ import random
 
 import pytest
 
-from r1lab.curation.agreement import cohen_kappa, disagreement, edit_distance, krippendorff_alpha, levenshtein, pairs_agreeing
+from r1lab.curation.agreement import (
+    cohen_kappa,
+    disagreement,
+    edit_distance,
+    krippendorff_alpha,
+    levenshtein,
+    nominal_alpha_from_counts,
+    pairs_agreeing,
+    pairs_agreeing_from_counts,
+)
 from r1lab.curation.diff import diff_stats, word_diff
 
 
@@ -124,3 +133,21 @@ def test_edit_distance_counts_sentences_past_the_work_budget():
 def test_pairs_agreeing():
     assert pairs_agreeing({"a": "x", "b": "x", "c": "y"}) == (1, 3)
     assert pairs_agreeing({"a": 1}) == (0, 0)
+
+
+def test_alpha_and_pairs_from_value_counts_equal_those_from_the_units():
+    rng = random.Random(7)
+    values = ["c", "i", "n"]
+    for _ in range(50):
+        units = {u: {coder: rng.choice(values) for coder in rng.sample("abcd", rng.randint(2, 4))} for u in range(rng.randint(1, 30))}
+        counts = {}
+        for coders in units.values():
+            key = tuple(list(coders.values()).count(v) for v in values)
+            counts[key] = counts.get(key, 0) + 1
+        expected = krippendorff_alpha(units, "nominal")
+        got = nominal_alpha_from_counts(counts)
+        assert (got is None and expected is None) or got == pytest.approx(expected)
+        same = sum(pairs_agreeing(c)[0] for c in units.values())
+        pairs = sum(pairs_agreeing(c)[1] for c in units.values())
+        assert pairs_agreeing_from_counts(counts) == (same, pairs)
+    assert nominal_alpha_from_counts({}) is None

@@ -160,7 +160,7 @@ def _zip_bytes(path):
     return path.read_bytes()
 
 
-def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version, lead, reviewer, data_dir, tmp_path):
+def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version, lead, reviewer, data_dir, tmp_path, client):
     datasets = pytest.importorskip("datasets")
     folder = dataset_version_hf_dir(version=version)
     assert dataset_version_hf_dir(version=version) == folder  # written once
@@ -195,6 +195,8 @@ def test_hf_folder_reads_back_unchanged_with_datasets_and_imports_again(version,
     job = import_job_create(project=target, user=importer, filename="v1-hf.zip", data=_zip_bytes(dataset_version_hf_zip(version=version)))
     assert job.status == ImportJob.Status.READY, job.errors
     assert job.file_format == "hf" and job.preview[1]["revisions"] == 2
+    client.force_login(importer)
+    assert "2 revisions, 2 label sets, 2 step-label sets" in client.get(reverse("curation:import", kwargs={"job_id": job.pk})).content.decode()
     import_job_start(job=job)
     job = import_job_run(job_id=job.pk)
     assert job.status == ImportJob.Status.SUCCEEDED, job.message

@@ -4,6 +4,7 @@ labels (issue 18: per step, and the same first wrong step), and on their edits o
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 
 from django.db.models import Count, Exists, Max, OuterRef
@@ -56,36 +57,68 @@ def project_agreement(*, project: CurationProject, worst: int = 50) -> dict:
 
 
 # --- step labels ----------------------------------------------------------------------------------
+# The step agreement reads the verdicts of this many examples, the most recently step-labelled
+# (all of them: 40,000 examples with two annotators took 14 s; benchmarks/curation.py); the page says so.
+STEP_AGREEMENT_EXAMPLES = 5000
+
+
+@dataclass
+class _StepVotes:
+    """What step agreement is computed from."""
+
+    units: Counter  # {(correct, incorrect, neutral) counts of a step: how many steps}, steps with 2+ verdicts
+    pairs: Counter  # with two annotators: {(a's label, b's label): how many steps both labelled}
+    sequences: dict  # {example_id: {username: (the steps they labelled (hashes), their first wrong step)}}, when known
+
+
+def _step_votes(rows, annotators: list[str]) -> _StepVotes:
+    """From StepLabel rows (example_id, username, entries) of examples step-labelled by 2+ annotators."""
+    units: dict[tuple, dict[str, str]] = defaultdict(dict)
+    sequences: dict[int, dict] = defaultdict(dict)
+    for ex_id, username, entries in rows:
+        seen: Counter = Counter()
+        for e in entries or []:
+            key = (ex_id, e.get("h"), seen[e.get("h")])
+            seen[e.get("h")] += 1
+            if e.get("label") in step_rules.LABELS:
+                units[key][username] = e["label"]
+        first = step_rules.first_wrong_step([e.get("label", "") for e in entries or []])
+        if first is not None:
+            sequences[ex_id][username] = (tuple(e.get("h") for e in entries), first)
+    counts: Counter = Counter()
+    pairs: Counter = Counter()
+    for coders in units.values():
+        if len(coders) >= 2:
+            labels = list(coders.values())
+            counts[tuple(labels.count(label) for label in step_rules.LABELS)] += 1
+            if len(annotators) == 2 and all(a in coders for a in annotators):
+                pairs[(coders[annotators[0]], coders[annotators[1]])] += 1
+    return _StepVotes(units=counts, pairs=pairs, sequences=sequences)
+
+
 def step_agreement(*, project: CurationProject, worst: int = 50) -> dict:
     """Agreement on step verdicts over examples step-labelled by 2+ annotators.
 
-    Per step: each step (an example's step text, its k-th occurrence) is a unit and the annotators'
+    Over the STEP_AGREEMENT_EXAMPLES most recently step-labelled of them. Per step: each step (an
+    example's step text, its k-th occurrence) is a unit and the annotators'
     verdicts on it are nominal values: Krippendorff's α (and Cohen's κ with exactly two annotators),
     plus the share of annotator pairs that gave the same verdict. First wrong step: for each pair of
     annotators who labelled the same steps (the same text, cut the same way) and whose first wrong
     step is known, whether it is the same step ("none" counts: both found no mistake); pairs who
     labelled different texts are counted apart, not compared.
     """
-    shared = (StepLabel.objects.filter(example__project=project).values("example_id").annotate(n=Count("id"))
-              .filter(n__gte=2).values("example_id"))
-    by_example: dict[int, dict[str, list[dict]]] = defaultdict(dict)
-    for ex_id, username, entries in StepLabel.objects.filter(example_id__in=shared).values_list("example_id", "annotator__username", "entries"):
-        by_example[ex_id][username] = entries or []
-    units: dict[tuple, dict[str, str]] = defaultdict(dict)
+    shared = (StepLabel.objects.filter(example__project=project).values("example_id").annotate(n=Count("id"), last=Max("updated_at"))
+              .filter(n__gte=2))
+    shared_ids = list(shared.order_by("-last", "-example_id").values_list("example_id", flat=True))  # ints: cheap to read all
+    examples_count, recent = len(shared_ids), shared_ids[:STEP_AGREEMENT_EXAMPLES]
+    rows = list(StepLabel.objects.filter(example_id__in=recent).values_list("example_id", "annotator__username", "entries"))
+    annotators = sorted({username for _, username, _ in rows})
+    votes = _step_votes(rows, annotators)
     same_fw = pairs_fw = not_comparable = 0
     per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     disagreements = []
-    for ex_id, coders in by_example.items():
-        for username, entries in coders.items():
-            seen: Counter = Counter()
-            for e in entries:
-                key = (ex_id, e.get("h"), seen[e.get("h")])
-                seen[e.get("h")] += 1
-                if e.get("label") in step_rules.LABELS:
-                    units[key][username] = e["label"]
-        known = {u: (tuple(e.get("h") for e in entries), step_rules.first_wrong_step([e.get("label", "") for e in entries]))
-                 for u, entries in coders.items()}
-        known = {u: v for u, v in known.items() if v[1] is not None}
+    for ex_id in sorted(votes.sequences):
+        known = votes.sequences[ex_id]
         differ = False
         for a, b in combinations(sorted(known), 2):
             if known[a][0] != known[b][0]:
@@ -99,19 +132,13 @@ def step_agreement(*, project: CurationProject, worst: int = 50) -> dict:
             differ = differ or not same
         if differ:
             disagreements.append({"example_id": ex_id, "first_wrong": {u: "none" if fw == -1 else fw + 1 for u, (_, fw) in sorted(known.items())}})
-    units = {k: v for k, v in units.items() if len(v) >= 2}
-    annotators = sorted({u for coders in by_example.values() for u in coders})
-    kappa = None
-    if len(annotators) == 2:
-        a, b = annotators
-        kappa = agreement.cohen_kappa([(c[a], c[b]) for c in units.values() if a in c and b in c])
-    agreeing = [agreement.pairs_agreeing(c) for c in units.values()]
-    step_pairs = sum(p for _, p in agreeing)
+    same_steps, step_pairs = agreement.pairs_agreeing_from_counts(votes.units)
+    kappa = agreement.cohen_kappa(list(votes.pairs.elements())) if len(annotators) == 2 else None
     examples = Example.objects.only("id", "prompt").in_bulk([d["example_id"] for d in disagreements[:worst]])
     return {
-        "examples": len(by_example), "annotators": len(annotators), "steps": len(units),
-        "alpha": agreement.krippendorff_alpha(units, metric="nominal"), "kappa": kappa,
-        "percent": (sum(s for s, _ in agreeing) / step_pairs) if step_pairs else None,
+        "examples": examples_count, "compared": len(recent), "annotators": len(annotators), "steps": sum(votes.units.values()),
+        "alpha": agreement.nominal_alpha_from_counts(votes.units), "kappa": kappa,
+        "percent": same_steps / step_pairs if step_pairs else None,
         "first_wrong": {"same": same_fw, "pairs": pairs_fw, "rate": same_fw / pairs_fw if pairs_fw else None,
                         "not_comparable": not_comparable},
         "pairs": [{"a": a, "b": b, "same": s, "pairs": n, "rate": s / n} for (a, b), (s, n) in sorted(per_pair.items())],
