@@ -310,3 +310,14 @@ def test_bad_archives_are_refused_with_a_reason_and_import_nothing(project, lead
         4: "record 4: a span of 'step_labels' is labelled 'great', not one of correct, incorrect, neutral",
     }
     assert not Example.objects.filter(project=project).exists()
+
+
+def test_a_freeze_keeps_only_answers_that_still_fit_the_label_set():
+    """The label set may change after answers were given; the exports type label values from it."""
+    from r1lab.curation.labels import value_fits
+
+    scale = {"key": "q", "type": "scale", "min": 1, "max": 5}
+    assert value_fits(scale, 4) and not value_fits(scale, "4") and not value_fits(scale, True) and not value_fits(scale, 9)
+    assert value_fits({"type": "bool"}, False) and not value_fits({"type": "bool"}, "no")
+    assert value_fits({"type": "choice", "choices": ["a", "b"]}, "a") and not value_fits({"type": "choice", "choices": ["a"]}, "c")
+    assert value_fits({"type": "text"}, "x") and not value_fits({"type": "text"}, 3)

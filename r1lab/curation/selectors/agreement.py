@@ -222,10 +222,17 @@ def edit_agreement(*, project: CurationProject, limit: int = 100) -> dict:
 
 def example_edit_versions(*, example: Example) -> dict:
     """One example's original and each of its annotators' last versions, with the distances between
-    them (the side-by-side page)."""
+    them (the side-by-side page; the same page budget as the agreement page's edits)."""
     versions = _annotator_revisions([example.pk])[example.pk]
-    original, by = versions["original"], versions["by"]
-    from_original = {u: agreement.edit_distance(trace_text(original), trace_text(rev)) for u, rev in sorted(by.items())} if original else {}
-    pairs = [{"a": a, "b": b, "distance": agreement.edit_distance(trace_text(by[a]), trace_text(by[b]))}
-             for a, b in combinations(sorted(by), 2)]
-    return {"original": original, "by": dict(sorted(by.items())), "from_original": from_original, "pairs": pairs}
+    original, by = versions["original"], dict(sorted(versions["by"].items()))
+    budget = EDITS_PAGE_WORK_BUDGET
+
+    def distance(x, y):
+        nonlocal budget
+        d = agreement.edit_distance(trace_text(x), trace_text(y), word_budget=max(budget, 0))
+        budget -= d.work
+        return d
+
+    from_original = {u: distance(original, rev) for u, rev in by.items()} if original else {}
+    pairs = [{"a": a, "b": b, "distance": distance(by[a], by[b])} for a, b in combinations(by, 2)]
+    return {"original": original, "by": by, "from_original": from_original, "pairs": pairs}

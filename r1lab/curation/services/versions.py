@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from r1lab.curation import formats
+from r1lab.curation import labels as label_rules
 from r1lab.curation import steps as step_rules
 from r1lab.curation.models import (
     CurationProject,
@@ -117,11 +118,12 @@ def dataset_version_freeze(*, project: CurationProject, user, note: str = "") ->
         # One freeze at a time per project: the version numbers and changelogs stay a chain.
         project = CurationProject.objects.select_for_update().get(pk=project.pk)
         approved = Example.objects.filter(project=project, status=Example.Status.APPROVED)
-        keys = {q["key"] for q in project.label_schema}
+        questions = {q["key"]: q for q in project.label_schema}
         labels: dict[int, dict[str, dict]] = {}
         for ex_id, username, values in (Label.objects.filter(example__in=approved).order_by("annotator__username")
                                         .values_list("example_id", "annotator__username", "values")):
-            kept = {k: v for k, v in (values or {}).items() if k in keys}
+            # Answers to the current label set only (it may have changed since they were given).
+            kept = {k: v for k, v in (values or {}).items() if k in questions and label_rules.value_fits(questions[k], v)}
             if kept:
                 labels.setdefault(ex_id, {})[username] = kept
         verdicts: dict[int, dict[str, list]] = {}
