@@ -1,5 +1,9 @@
 """Curation at scale: queue, editor and search pages over 100,000 examples, and a 10,000-row import.
 
+Step labels present (issue 18): every reasoning is in paragraphs (steps), and every example past
+draft has both annotators' step verdicts and labels; the editor is timed on examples that have
+the annotator's verdicts, and for a reviewer, who sees every annotator's verdicts.
+
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/r1lab_h9 .venv/bin/python benchmarks/curation.py
 
 History page only (issue 15: the bounded revision diff; small data, no 100k seeding):
@@ -41,6 +45,7 @@ N_EXAMPLES = int(os.environ.get("BENCH_CURATION_EXAMPLES", "100000"))
 N_IMPORT = int(os.environ.get("BENCH_CURATION_IMPORT_ROWS", "10000"))
 REQUESTS = int(os.environ.get("BENCH_CURATION_REQUESTS", "200"))
 REQUESTS_HISTORY = int(os.environ.get("BENCH_CURATION_HISTORY_REQUESTS", "20"))
+REQUESTS_AGREEMENT = int(os.environ.get("BENCH_CURATION_AGREEMENT_REQUESTS", "5"))
 WARMUP = 20
 PROJECT_SLUG = f"bench-{N_EXAMPLES}"
 
@@ -100,7 +105,8 @@ def ensure_data(vocab: list[str]) -> dict:
     from django.db import connection, transaction
 
     from r1lab.curation.services.projects import project_create
-    from r1lab.curation.models import Assignment, CurationProject, Example, Label, Revision
+    from r1lab.curation.models import Assignment, CurationProject, Example, Label, Revision, StepLabel
+    from r1lab.curation.steps import entries_from, split_steps
 
     User = get_user_model()
     users = {}
@@ -109,7 +115,8 @@ def ensure_data(vocab: list[str]) -> dict:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
         users[name] = user
     project = CurationProject.objects.filter(slug=PROJECT_SLUG).first()
-    if project is not None and Example.objects.filter(project=project).count() == N_EXAMPLES:
+    if (project is not None and Example.objects.filter(project=project).count() == N_EXAMPLES
+            and StepLabel.objects.filter(example__project=project).exists()):  # seeded with step labels (issue 18)
         return {"project": project, "users": users, "seeded_s": None}
     if project is not None:
         project.delete()
@@ -117,6 +124,7 @@ def ensure_data(vocab: list[str]) -> dict:
     project = project_create(name=f"Benchmark {N_EXAMPLES}", slug=PROJECT_SLUG, user=users["bench-reviewer"], overlap=2)
     project.annotators.set([users["bench-annotator"], users["bench-annotator-2"]])
     rng = random.Random(11)
+    step_rng = random.Random(18)  # its own: the examples are the same as those seeded before issue 18
     weights = zipf_cum_weights(len(vocab))
     statuses = ["draft"] * 6 + ["submitted"] * 2 + ["approved", "rejected"]
     sources = ["imported"] * 7 + ["rollout", "rejection_sampling", "manual"]
@@ -125,7 +133,8 @@ def ensure_data(vocab: list[str]) -> dict:
         with transaction.atomic():
             rows = []
             for i in range(start, min(start + batch, N_EXAMPLES)):
-                reasoning = make_text(rng, vocab, weights, rng.randint(60, 250))
+                words = make_text(rng, vocab, weights, rng.randint(60, 250)).split(" ")
+                reasoning = "\n\n".join(" ".join(words[k:k + 20]) for k in range(0, len(words), 20))  # steps: 3-13 paragraphs
                 prompt = make_text(rng, vocab, weights, rng.randint(8, 30)) + "?"
                 rows.append(Example(
                     project=project, prompt=prompt, reasoning=reasoning, summary=str(i % 97), gold_answer=str(i % 97),
@@ -147,9 +156,19 @@ def ensure_data(vocab: list[str]) -> dict:
                 Label(example_id=e.pk, annotator=u, values={"quality": rng.randint(1, 5), "correct": rng.random() < 0.8})
                 for e in created if e.status != "draft" for u in (users["bench-annotator"], users["bench-annotator-2"])
             ], batch_size=batch)
+            step_labels = []
+            for e in created:
+                if e.status == "draft":
+                    continue
+                split = split_steps(e.reasoning, project.step_split)
+                for u in (users["bench-annotator"], users["bench-annotator-2"]):
+                    verdicts = {i: step_rng.choices(("correct", "incorrect", "neutral"), weights=(8, 1, 1))[0] for i in range(len(split.steps))}
+                    step_labels.append(StepLabel(example_id=e.pk, annotator=u, rule=split.used, version=1,
+                                                 entries=entries_from(split, verdicts, {0: "bench note"})))
+            StepLabel.objects.bulk_create(step_labels, batch_size=batch)
         print(f"  seeded {min(start + batch, N_EXAMPLES):,} / {N_EXAMPLES:,}", flush=True)
     with connection.cursor() as cur:
-        cur.execute("ANALYZE curation_example; ANALYZE curation_assignment; ANALYZE curation_label; ANALYZE curation_revision;")
+        cur.execute("ANALYZE curation_example; ANALYZE curation_assignment; ANALYZE curation_label; ANALYZE curation_revision; ANALYZE curation_steplabel;")
     return {"project": project, "users": users, "seeded_s": time.perf_counter() - started}
 
 
@@ -356,12 +375,16 @@ def main() -> None:
     annotator = users["bench-annotator"]
     client = Client()
     client.force_login(annotator)
+    from r1lab.curation.models import StepLabel
+
     assigned = list(Assignment.objects.filter(user=annotator, project=project).values_list("example_id", flat=True)[:50_000])
+    # Examples with this annotator's step verdicts (every example past draft): the editor with step labels present.
+    with_steps = list(StepLabel.objects.filter(annotator=annotator, example__project=project).values_list("example_id", flat=True)[:50_000])
     pages = {
         # Calibration: a page with no curation work at all, to read the others against the machine's load.
         "baseline: /healthz (no curation queries)": ["/healthz"] * REQUESTS,
         "queue page (/curation/queue/)": ["/curation/queue/"] * REQUESTS,
-        "editor page (/curation/e/<id>/)": [f"/curation/e/{rng.choice(assigned)}/" for _ in range(REQUESTS)],
+        "editor page (/curation/e/<id>/)": [f"/curation/e/{rng.choice(with_steps)}/" for _ in range(REQUESTS)],
     }
     rows = {}
     for name, urls in pages.items():
@@ -382,9 +405,15 @@ def main() -> None:
     rows["examples page, filters only (status+language+length)"] = time_pages(
         reviewer, [f"/curation/p/{project.slug}/examples/?status=approved&language=zh&min_length={200 + i}" for i in range(REQUESTS)])
     rows["review queue page"] = time_pages(reviewer, ["/curation/review/"] * REQUESTS)
+    rows["editor page, reviewer (every annotator's step labels)"] = time_pages(
+        reviewer, [f"/curation/e/{rng.choice(with_steps)}/" for _ in range(REQUESTS)])
+    # The agreement page reads every label and step verdict of the project (not a page with a goal).
+    agreement_url = f"/curation/p/{project.slug}/agreement/"
+    rows["agreement page (labels, step labels, edits)"] = time_pages(reviewer, [agreement_url] * REQUESTS_AGREEMENT)
 
     print("\n| page | n | median ms | p95 ms | max ms | goal p95 |\n|---|---|---|---|---|---|")
-    goals = {"queue page (/curation/queue/)": 100, "editor page (/curation/e/<id>/)": 100, "full-text search (examples page)": 200}
+    goals = {"queue page (/curation/queue/)": 100, "editor page (/curation/e/<id>/)": 100, "full-text search (examples page)": 200,
+             "editor page, reviewer (every annotator's step labels)": 100}
     for name, r in rows.items():
         goal = goals.get(name)
         print(f"| {name} | {r['n']} | {r['median_ms']} | {r['p95_ms']} | {r['max_ms']} | {f'≤ {goal}' if goal else '–'} |")

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 from django import forms
 from training_backend.rewards.language import LANGUAGES as SUPPORTED_LANGUAGES
 
-from r1lab.curation import labels
+from r1lab.curation import labels, steps
 from r1lab.curation.models import Example
+
+
+LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}$")
 
 
 class ProjectForm(forms.Form):
@@ -21,10 +25,27 @@ class ProjectForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}), required=False,
         help_text='JSON list of questions: {"key", "question", "type": scale|bool|choice|text, "min"/"max" or "choices"}',
     )
+    step_split = forms.ChoiceField(
+        choices=steps.RULE_CHOICES, initial=steps.AUTO, required=False, label="Split the reasoning into steps by",
+        help_text="for step labels; changing it re-cuts every example, and verdicts on steps that are no longer cut the same way no longer apply",
+    )
+    license = forms.CharField(
+        max_length=64, required=False, label="Licence of the data",
+        help_text="written into exported dataset cards: a Hugging Face licence id such as cc-by-4.0 or apache-2.0 (blank: unknown)",
+    )
     rs_one_person_freeze = forms.BooleanField(
         required=False, label="One person may spot-check and freeze a rejection-sampled set",
         help_text="off (the default): whoever judged the spot-check cannot also freeze the set; another reviewer must (four eyes)",
     )
+
+    def clean_step_split(self):
+        return self.cleaned_data["step_split"] or None  # not sent: auto for a new project, unchanged for an existing one
+
+    def clean_license(self):
+        value = self.cleaned_data["license"].strip()
+        if value and not LICENSE_RE.match(value):
+            raise forms.ValidationError("A licence id is lowercase letters, digits, '.', '-' and '+' (e.g. cc-by-4.0).")
+        return value
 
     def clean_label_schema(self):
         raw = self.cleaned_data["label_schema"].strip()
@@ -44,7 +65,8 @@ class ProjectSettingsForm(ProjectForm):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text=".jsonl, .csv, .parquet, or a datasets save_to_disk folder as .zip / .tar.gz (docs/datasets.md)")
+    file = forms.FileField(help_text=".jsonl, .csv, .parquet, or a datasets save_to_disk folder as .zip / .tar.gz; or a .zip of a "
+                                     "dataset version exported as a Hugging Face folder or as Argilla records (docs/datasets.md)")
 
 
 class EditorForm(forms.Form):

@@ -99,3 +99,15 @@ def value_for_filter(schema: list[dict], key: str, raw: str):
     except ValidationError:
         return None
     return cleaned.get(key)
+
+
+def value_fits(question: dict, value) -> bool:
+    """Whether a stored answer is still a valid answer to `question` (the label set may have changed
+    since it was given): what a frozen version keeps, typed for its exports."""
+    if question["type"] == "scale":
+        return isinstance(value, int) and not isinstance(value, bool) and question["min"] <= value <= question["max"]
+    if question["type"] == "bool":
+        return isinstance(value, bool)
+    if question["type"] == "choice":
+        return isinstance(value, str) and value in question["choices"]
+    return isinstance(value, str)

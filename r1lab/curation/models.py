@@ -11,6 +11,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
+from r1lab.curation import steps as step_rules
+
 # Full-text search (PostgreSQL): `Example.search` is a stored tsvector of prompt + reasoning,
 # kept up to date by a database trigger (tsvector_update_trigger, migration 0002) and indexed
 # with GIN. Stored rather than an expression index because a query whose plan does not use the
@@ -45,6 +47,13 @@ class CurationProject(models.Model):
     rs_one_person_freeze = models.BooleanField(
         default=False, verbose_name="one person may spot-check and freeze a rejection-sampled set",
     )
+    # How the reasoning is cut into steps for step labels (steps.py; issue 18).
+    # A database default (here and on the licence): code from before these columns can still
+    # create projects during a rolling deploy.
+    step_split = models.CharField(max_length=12, choices=step_rules.RULE_CHOICES, default=step_rules.AUTO, db_default=step_rules.AUTO)
+    # The data's licence, written into exported dataset cards (a Hugging Face licence id such as
+    # cc-by-4.0 or apache-2.0); blank: "unknown".
+    license = models.CharField(max_length=64, blank=True, default="", db_default="")
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="curation_projects")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -196,6 +205,25 @@ class Label(models.Model):
         constraints = [models.UniqueConstraint(fields=["example", "annotator"], name="cur_label_unique")]
 
 
+class StepLabel(models.Model):
+    """One annotator's verdicts on the steps of an example's reasoning (issue 18).
+
+    `entries` is [{"h": step text hash, "label": "correct"|"incorrect"|"neutral"|"", "note": str}] in
+    the order of the steps the annotator saw (revision `version`, split by `rule`). Keyed by the
+    step's text, so a verdict follows its step through edits of the other steps (steps.map_entries).
+    """
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="step_labels")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="curation_step_labels")
+    rule = models.CharField(max_length=12)  # the rule that made the cut (steps.Split.used)
+    version = models.PositiveIntegerField()  # the example's version whose reasoning was split
+    entries = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["example", "annotator"], name="cur_steplabel_unique")]
+
+
 class StatusEvent(models.Model):
     """The review trail: every status change, who made it, and the reviewer's comment."""
 
@@ -245,6 +273,9 @@ class DatasetVersion(models.Model):
     content_hash = models.CharField(max_length=64, db_index=True)
     example_count = models.PositiveIntegerField()
     changelog = models.JSONField(default=dict)  # {"previous": n|None, "added": [...], "removed": [...], "changed": [...]}
+    # What the exports' dataset card says, as it was at the freeze: the project's status counts,
+    # label and step-label counts, and how it was made (services.versions.dataset_version_freeze).
+    stats = models.JSONField(default=dict, db_default={})
     note = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -273,6 +304,16 @@ class DatasetVersionItem(models.Model):
     gold_answer = models.TextField(blank=True)
     language = models.CharField(max_length=16)
     source = models.CharField(max_length=24)
+    # Issue 18 (empty on rows frozen before it): the two parts of the completion, the example's
+    # version (its revisions 1..n are the history the exports carry), every annotator's labels
+    # ({username: values}) and the steps with their verdicts (services.versions._frozen_steps).
+    # Database defaults on the new columns: code from before them can still freeze during a rolling deploy.
+    reasoning = models.TextField(blank=True, default="", db_default="")
+    summary = models.TextField(blank=True, default="", db_default="")
+    example_version = models.PositiveIntegerField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True, db_default=[])
+    labels = models.JSONField(default=dict, blank=True, db_default={})
+    steps = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         ordering = ["example_ref"]

@@ -12,16 +12,19 @@ from django.views.decorators.http import require_POST
 
 from r1lab.accounts.permissions import can, require_action
 from r1lab.curation import formats, forms
+from r1lab.curation import steps as step_rules
 from r1lab.curation.checks import live_checks
 from r1lab.curation.diff import diff_stats, text_diff
 from r1lab.curation.models import CurationProject, DatasetVersion, Example, ImportJob, Revision, default_label_schema
+from r1lab.curation.selectors import agreement as agreement_reads
 from r1lab.curation.selectors import examples as example_reads
 from r1lab.curation.selectors import projects as project_reads
 from r1lab.curation.selectors import queue as queue_reads
 from r1lab.curation.selectors import search
 from r1lab.curation.selectors import versions as version_reads
-from r1lab.curation.services import examples, import_jobs, projects, versions
+from r1lab.curation.services import examples, import_jobs, projects, version_exports, versions
 from r1lab.curation.services.errors import EditConflict
+from r1lab.curation.services.step_labels import StepValues
 from r1lab.dataset_formats import Mapping
 from r1lab.dataset_formats.forms import MappingForm
 
@@ -100,7 +103,8 @@ def project_detail(request, slug: str):
 def project_settings(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
     initial = {"description": project.description, "target_language": project.target_language, "overlap": project.overlap,
-               "label_schema": forms.schema_as_text(project.label_schema), "rs_one_person_freeze": project.rs_one_person_freeze}
+               "label_schema": forms.schema_as_text(project.label_schema), "rs_one_person_freeze": project.rs_one_person_freeze,
+               "step_split": project.step_split, "license": project.license}
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -213,7 +217,10 @@ def example_bulk_approve(request, slug: str):
 @require_action("curation.view")
 def agreement(request, slug: str):
     project = get_object_or_404(CurationProject, slug=slug)
-    return render(request, "curation/agreement.html", {"project": project, "agreement": project_reads.project_agreement(project=project)})
+    return render(request, "curation/agreement.html", {
+        "project": project, "agreement": agreement_reads.project_agreement(project=project),
+        "steps": agreement_reads.step_agreement(project=project), "edits": agreement_reads.edit_agreement(project=project),
+    })
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -257,6 +264,24 @@ def version_download(request, pk: int):
     version = get_object_or_404(DatasetVersion.objects.select_related("project"), pk=pk)
     path = versions.dataset_version_export_path(version=version)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/jsonl")
+
+
+EXPORTS = {  # kind: (writer, content type) — services.version_exports
+    "stepwise": (version_exports.dataset_version_stepwise_path, "application/jsonl"),
+    "hf": (version_exports.dataset_version_hf_zip, "application/zip"),
+    "argilla": (version_exports.dataset_version_argilla_zip, "application/zip"),
+}
+
+
+@require_action("curation.view")
+def version_export(request, pk: int, kind: str):
+    """The version as process-supervision JSONL, a Hugging Face datasets folder or Argilla records (issue 18)."""
+    if kind not in EXPORTS:
+        raise Http404("no such export")
+    version = get_object_or_404(DatasetVersion.objects.select_related("project", "created_by"), pk=pk)
+    writer, content_type = EXPORTS[kind]
+    path = writer(version=version)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type)
 
 
 # --- the annotator's queue and editor ---------------------------------------------------------------------
@@ -309,6 +334,7 @@ def editor(request, pk: int):
                     example=example, user=request.user, based_on=data["based_on"],
                     changes={"reasoning": data["reasoning"], "summary": data["summary"]},
                     label_values=_label_values(request, project.label_schema), submit=submit,
+                    step_values=StepValues.from_post(request.POST),
                 )
             except EditConflict as conflict:
                 return _conflict(request, conflict)
@@ -328,6 +354,11 @@ def editor(request, pk: int):
         values = {q["key"]: request.POST.get(f"label_{q['key']}", "") for q in project.label_schema}
     questions = [{**q, "value": values.get(q["key"], ""), "steps": list(range(q["min"], q["max"] + 1)) if q["type"] == "scale" else []}
                  for q in project.label_schema]
+    steps = example_reads.editor_steps(example=example, entries=example.mine_steps)
+    if request.method == "POST" and request.POST.get("steps_digest") == steps.split.digest:  # keep what was chosen on an error
+        for row in steps.rows:
+            row["label"] = request.POST.get(f"step_{row['index']}", "")
+            row["note"] = request.POST.get(f"step_note_{row['index']}", "")
     return render(request, "curation/editor.html", {
         "example": example, "project": project, "can_edit": can_edit, "questions": questions,
         "reasoning": request.POST.get("reasoning", example.reasoning) if form_errors else example.reasoning,
@@ -338,6 +369,10 @@ def editor(request, pk: int):
         "events": example_reads.example_status_events(example=example, limit=5),
         "can_review": can_review,
         "approve_refusal": example_reads.approval_refusal(example=example, user=request.user) if can_review else None,
+        "steps": steps, "step_labels": step_rules.LABELS,
+        # Reviewers see every annotator's step verdicts; annotators label blind (as with labels).
+        "step_reviews": (example_reads.example_step_labels(example=example, split=steps.split)
+                         if can(request.user, "curation.review") and steps.rows else None),
     }, status=400 if form_errors else 200)
 
 
@@ -353,7 +388,7 @@ def _conflict(request, conflict: EditConflict):
     return render(request, "curation/conflict.html", {
         "example": current, "project": current.project, "fields": fields, "based_on": conflict.based_on,
         "revisions": revisions, "action": request.POST.get("action", "save"),
-        "label_values": {k: v for k, v in request.POST.items() if k.startswith("label_")},
+        "label_values": {k: v for k, v in request.POST.items() if k.startswith(("label_", "step"))},
     }, status=409)
 
 
@@ -396,6 +431,26 @@ def history(request, pk: int):
     return render(request, "curation/history.html", {
         "example": example, "project": example.project, "revisions": revisions, "a": a, "b": b, "diffs": diffs,
         "can_edit": examples.example_can_edit(user=request.user, example=example),
+    })
+
+
+@require_action("curation.view")
+def edits(request, pk: int):
+    """The example's annotators' edits side by side against the original (issue 18)."""
+    example = get_object_or_404(Example.objects.select_related("project"), pk=pk)
+    versions = agreement_reads.example_edit_versions(example=example)
+    original = versions["original"]
+    if original is None:
+        raise Http404("no revisions")
+    columns = []
+    for username, rev in versions["by"].items():
+        fields = []
+        for name in ("reasoning", "summary"):
+            d = text_diff(getattr(original, name), getattr(rev, name))  # bounded: see diff.py
+            fields.append({"name": name, "segments": d.segments, "level": d.level, "stats": diff_stats(d.segments), "changed": d.changed})
+        columns.append({"username": username, "revision": rev, "fields": fields, "from_original": versions["from_original"][username]})
+    return render(request, "curation/edits.html", {
+        "example": example, "project": example.project, "original": original, "columns": columns, "pairs": versions["pairs"],
     })
 
 

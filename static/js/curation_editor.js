@@ -1,5 +1,5 @@
 /* The curation editor: live checks (debounced JSON endpoint), highlights of off-language and
- * reflection words (built with DOM text nodes, never HTML), and keyboard shortcuts.
+ * reflection words (built with DOM text nodes, never HTML), step labels, and keyboard shortcuts.
  */
 (function () {
   "use strict";
@@ -92,7 +92,72 @@
     submitWith(b.dataset.action);
   }));
   form.addEventListener("change", (ev) => { if (ev.target.name && ev.target.name.startsWith("label_")) dirty = true; });
+  form.addEventListener("input", (ev) => { if (ev.target.classList.contains("step-note")) dirty = true; });
   window.addEventListener("beforeunload", (ev) => { if (dirty) { ev.preventDefault(); ev.returnValue = ""; } });
+
+  // --- steps (issue 18) ---------------------------------------------------------------------------
+  // One step is current (outlined); C / X / N label it and move on, F marks it the first wrong step
+  // (incorrect, and the unlabelled steps before it correct), U clears it, M opens its note.
+  // The first wrong step shown follows steps.first_wrong_step on the server: the earliest incorrect
+  // step when every step before it is labelled.
+  const stepItems = Array.from(document.querySelectorAll("#steps li.step"));
+  let currentStep = -1;
+  stepItems.forEach((li) => {
+    const text = li.querySelector("[data-step-text]");
+    if (text && window.r1Render) window.r1Render(text, text.textContent); // sanitised markdown + math, like the previews
+  });
+  function stepLabel(li) {
+    const checked = li.querySelector("input[type=radio]:checked");
+    return checked ? checked.value : "";
+  }
+  function showFirstWrong() {
+    const out = $("first-wrong");
+    if (!out) return;
+    let shown = stepItems.length ? "none" : "–";
+    for (let i = 0; i < stepItems.length; i++) {
+      const label = stepLabel(stepItems[i]);
+      if (label === "incorrect") { shown = String(i + 1); break; }
+      if (!label) { shown = "–"; break; }
+    }
+    out.textContent = shown;
+    stepItems.forEach((li) => { li.dataset.label = stepLabel(li); li.classList.toggle("first-wrong", String(Number(li.dataset.index) + 1) === shown); });
+  }
+  function setStep(i) {
+    if (!stepItems.length) return;
+    currentStep = Math.max(0, Math.min(stepItems.length - 1, i));
+    stepItems.forEach((li, k) => li.classList.toggle("current", k === currentStep));
+    stepItems[currentStep].scrollIntoView({ block: "nearest" });
+  }
+  function labelStep(i, value) {
+    const radio = stepItems[i].querySelector('input[type=radio][value="' + value + '"]');
+    if (radio && !radio.disabled) radio.checked = true;
+  }
+  function stepKey(key) {
+    if (!stepItems.length) return false;
+    if (key === "ArrowDown") { setStep(currentStep + 1); return true; }
+    if (key === "ArrowUp") { setStep(currentStep < 0 ? 0 : currentStep - 1); return true; }
+    const k = key.toLowerCase();
+    if (!["c", "x", "n", "f", "u", "m"].includes(k)) return false;
+    if (currentStep < 0) setStep(0);
+    if (k === "m") { const note = stepItems[currentStep].querySelector(".step-note"); if (note && !note.readOnly) note.focus(); return true; }
+    if (!canEdit) return true;
+    if (k === "f") {
+      const earlier = stepItems.slice(0, currentStep).findIndex((li) => stepLabel(li) === "incorrect");
+      if (earlier >= 0) { $("first-wrong").textContent = String(earlier + 1) + " (step " + (earlier + 1) + " is already incorrect)"; return true; }
+      stepItems.slice(0, currentStep).forEach((li, k2) => { if (!stepLabel(li)) labelStep(k2, "correct"); });
+      labelStep(currentStep, "incorrect");
+    } else {
+      labelStep(currentStep, { c: "correct", x: "incorrect", n: "neutral", u: "" }[k]);
+      if (k !== "u") setStep(currentStep + 1);
+    }
+    dirty = true;
+    showFirstWrong();
+    return true;
+  }
+  stepItems.forEach((li, i) => li.addEventListener("click", () => { if (currentStep !== i) setStep(i); }));
+  const stepsCard = $("steps");
+  if (stepsCard) stepsCard.addEventListener("change", () => { dirty = true; showFirstWrong(); });
+  showFirstWrong();
 
   // --- keyboard -----------------------------------------------------------------------------
   const overlay = $("shortcuts");
@@ -115,6 +180,7 @@
     }
     if (mod || ev.altKey || inTextBox(ev.target)) return;
     if (ev.key === "?") { ev.preventDefault(); toggleHelp(); return; }
+    if (stepKey(ev.key)) { ev.preventDefault(); return; }
     if (/^[1-9]$/.test(ev.key) && scaleKey && canEdit) {
       const radio = scaleKey.querySelector('input[type=radio][value="' + ev.key + '"]');
       if (radio) { radio.checked = true; dirty = true; radio.dispatchEvent(new Event("change", { bubbles: true })); ev.preventDefault(); }

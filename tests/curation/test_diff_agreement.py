@@ -1,7 +1,18 @@
 """The word diff and the agreement figures, on cases computed by hand."""
+import random
+
 import pytest
 
-from r1lab.curation.agreement import cohen_kappa, disagreement, krippendorff_alpha
+from r1lab.curation.agreement import (
+    cohen_kappa,
+    disagreement,
+    edit_distance,
+    krippendorff_alpha,
+    levenshtein,
+    nominal_alpha_from_counts,
+    pairs_agreeing,
+    pairs_agreeing_from_counts,
+)
 from r1lab.curation.diff import diff_stats, word_diff
 
 
@@ -69,3 +80,74 @@ def test_disagreement_spread():
     assert disagreement([3, 4], "scale") == 0.25
     assert disagreement([True, True, False], "bool") == pytest.approx(1 / 3)
     assert disagreement([2], "scale") == 0.0
+
+
+# --- edit agreement (issue 18): normalised word-level edit distance, computed by hand -------------------
+@pytest.mark.parametrize("old, new, distance, length", [
+    ("the cat sat on the mat", "the cat sat on a mat", 1, 6),  # one substitution
+    ("a b c d", "a c d", 1, 4),  # one deletion
+    ("a b", "b a", 2, 2),  # no transpositions in Levenshtein: two substitutions
+    ("", "", 0, 0),
+    ("", "x y", 2, 2),
+    ("a  b\nc", "a b c", 0, 3),  # words, not whitespace
+    ("We add 2 and 2 to get 5 .", "We add two and two to get 4 .", 3, 9),
+])
+def test_edit_distance_hand_computed_pairs(old, new, distance, length):
+    d = edit_distance(old, new)
+    assert (d.distance, d.length, d.unit) == (distance, length, "word")
+    assert d.value == pytest.approx(distance / length if length else 0.0)
+    assert edit_distance(new, old).distance == distance  # symmetric
+
+
+def test_levenshtein_matches_the_textbook_cases_and_the_dynamic_programme():
+    assert levenshtein("kitten", "sitting") == 3
+    assert levenshtein("flaw", "lawn") == 2
+    assert levenshtein("", "abc") == 3 and levenshtein("abc", "") == 3
+    rng = random.Random(18)
+
+    def table(a, b):  # the O(n·m) dynamic programme the bit-vector version replaces
+        prev = list(range(len(b) + 1))
+        for i in range(1, len(a) + 1):
+            cur = [i] + [0] * len(b)
+            for j in range(1, len(b) + 1):
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            prev = cur
+        return prev[-1]
+
+    for _ in range(300):  # lengths across the 64-bit word boundary too
+        a = [rng.choice("abcd") for _ in range(rng.randint(0, 90))]
+        b = [rng.choice("abcd") for _ in range(rng.randint(0, 90))]
+        assert levenshtein(a, b) == table(a, b)
+
+
+def test_edit_distance_counts_sentences_past_the_work_budget():
+    d = edit_distance("One two. Three four. Five six.", "One two. Drei vier. Five six.", word_budget=0)
+    assert (d.distance, d.length, d.unit) == (1, 3, "sentence")
+    assert d.value == pytest.approx(1 / 3)
+    # Common ends are free: a long identical text with one word changed stays a word-level figure.
+    long = " ".join(f"w{i}" for i in range(50_000))
+    d = edit_distance(long, long.replace("w25000", "changed"))
+    assert (d.distance, d.length, d.unit) == (1, 50_000, "word")
+
+
+def test_pairs_agreeing():
+    assert pairs_agreeing({"a": "x", "b": "x", "c": "y"}) == (1, 3)
+    assert pairs_agreeing({"a": 1}) == (0, 0)
+
+
+def test_alpha_and_pairs_from_value_counts_equal_those_from_the_units():
+    rng = random.Random(7)
+    values = ["c", "i", "n"]
+    for _ in range(50):
+        units = {u: {coder: rng.choice(values) for coder in rng.sample("abcd", rng.randint(2, 4))} for u in range(rng.randint(1, 30))}
+        counts = {}
+        for coders in units.values():
+            key = tuple(list(coders.values()).count(v) for v in values)
+            counts[key] = counts.get(key, 0) + 1
+        expected = krippendorff_alpha(units, "nominal")
+        got = nominal_alpha_from_counts(counts)
+        assert (got is None and expected is None) or got == pytest.approx(expected)
+        same = sum(pairs_agreeing(c)[0] for c in units.values())
+        pairs = sum(pairs_agreeing(c)[1] for c in units.values())
+        assert pairs_agreeing_from_counts(counts) == (same, pairs)
+    assert nominal_alpha_from_counts({}) is None

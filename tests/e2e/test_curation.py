@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from r1lab.curation.services.examples import editor_save, example_create
 from r1lab.curation.services.projects import project_create, project_set_annotators
-from r1lab.curation.models import Example, Label
+from r1lab.curation.models import Example, Label, StepLabel
 from tests.e2e.conftest import login
 from tests.factories import UserFactory
 
@@ -223,3 +223,51 @@ def test_remote_images_in_the_preview_are_not_fetched_until_clicked(page, live_a
     expect(preview.locator("[data-remote-image]")).to_have_count(1)
     page.wait_for_load_state("networkidle")
     assert [u for u in remote if "images.evil.test" not in u] == []
+
+
+def test_first_wrong_step_from_the_keyboard(page, live_asgi, login_as):
+    """Issue 18: the reasoning as steps; arrows move, C labels, F marks the first wrong step (the
+    unlabelled steps before it become correct), M writes a note; Ctrl+S saves them with the rest."""
+    annotator = login_as("annotator")
+    lead = UserFactory(role="reviewer")
+    project = project_create(name="Steps E2E", user=lead)
+    project_set_annotators(project=project, users=[annotator])
+    ex = example_create(
+        project=project, user=lead, source="manual", prompt="What is 6 × 7 − 2?", summary="40", gold_answer="40",
+        reasoning="First, $6 \\times 7 = 42$.\n\nThen subtract: 42 − 2 = 41.\n\nSo the answer is 41.\n\nDone.",
+    )
+    page.goto(live_asgi + f"/curation/e/{ex.pk}/")
+    expect(page.locator("#steps li.step")).to_have_count(4)
+    expect(page.locator("#step-rule")).to_contain_text("split by paragraphs")
+    expect(page.locator("#step-0 .katex")).to_have_count(1)  # each step rendered like the previews
+    expect(page.locator("#first-wrong")).to_have_text("–")
+
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("?")
+    expect(page.locator("#shortcuts")).to_contain_text("first wrong step")
+    page.keyboard.press("Escape")
+
+    page.keyboard.press("ArrowDown")  # step 1
+    page.keyboard.press("c")  # correct, on to step 2
+    expect(page.locator("#step-1")).to_have_class(re.compile(r"\bcurrent\b"))
+    page.keyboard.press("ArrowDown")  # step 3
+    page.keyboard.press("f")  # the first wrong step: step 2 (unlabelled) becomes correct
+    expect(page.locator("#first-wrong")).to_have_text("3")
+    expect(page.locator('input[name=step_1][value="correct"]')).to_be_checked()
+    expect(page.locator('input[name=step_2][value="incorrect"]')).to_be_checked()
+    expect(page.locator("#step-2")).to_have_class(re.compile(r"\bfirst-wrong\b"))
+    page.keyboard.press("m")
+    expect(page.locator("input[name=step_note_2]")).to_be_focused()
+    page.keyboard.type("42 − 2 is 40")
+    page.keyboard.press("Escape")
+    page.keyboard.press("ArrowDown")  # step 4: F here is refused, step 3 is already wrong
+    page.keyboard.press("f")
+    expect(page.locator("#first-wrong")).to_contain_text("already incorrect")
+    expect(page.locator('input[name=step_3][value=""]')).to_be_checked()
+
+    page.keyboard.press("Control+s")
+    expect(page.locator(".msg.success")).to_contain_text("Saved")
+    expect(page.locator("#first-wrong")).to_have_text("3")
+    saved = StepLabel.objects.get(example=ex, annotator=annotator)
+    assert [(e["label"], e["note"]) for e in saved.entries] == [
+        ("correct", ""), ("correct", ""), ("incorrect", "42 − 2 is 40"), ("", "")]

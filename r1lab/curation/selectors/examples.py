@@ -1,10 +1,13 @@
-"""One example's reads: the editor's example, its revisions and status trail, the review queue,
-and four eyes (who may not approve what)."""
+"""One example's reads: the editor's example and its steps, its revisions and status trail, the
+review queue, and four eyes (who may not approve what)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db.models import Exists, IntegerField, JSONField, OuterRef, Q, QuerySet, Subquery, Value
 
-from r1lab.curation.models import Assignment, CurationProject, Example, Label, QueueCount, Revision, StatusEvent
+from r1lab.curation import steps as step_rules
+from r1lab.curation.models import Assignment, CurationProject, Example, Label, QueueCount, Revision, StatusEvent, StepLabel
 
 # The columns of the review queue page.
 REVIEW_LIST_FIELDS = ("id", "prompt", "status", "length", "accuracy", "language_score", "project__name", "project__slug", "updated_at")
@@ -13,19 +16,63 @@ REVIEW_LIST_FIELDS = ("id", "prompt", "status", "length", "accuracy", "language_
 # --- editor and history ---------------------------------------------------------------------------
 def editor_example(*, pk: int, user) -> Example | None:
     """The editor's example in one query, with what the page needs about `user` annotated on it:
-    `mine_assigned` (in their queue), `mine_label` (their label values or None), `mine_done` /
-    `mine_remaining` (their queue counts in the example's project)."""
+    `mine_assigned` (in their queue), `mine_label` (their label values or None), `mine_steps` (their
+    step verdicts' entries or None), `mine_done` / `mine_remaining` (their queue counts in the
+    example's project)."""
     counts = QueueCount.objects.filter(project=OuterRef("project_id"), user=user)
     return (
         Example.objects.select_related("project", "reviewed_by", "updated_by")
         .annotate(
             mine_assigned=Exists(Assignment.objects.filter(example=OuterRef("pk"), user=user)),
             mine_label=Subquery(Label.objects.filter(example=OuterRef("pk"), annotator=user).values("values")[:1], output_field=JSONField()),
+            mine_steps=Subquery(StepLabel.objects.filter(example=OuterRef("pk"), annotator=user).values("entries")[:1], output_field=JSONField()),
             mine_done=Subquery(counts.values("done")[:1]), mine_remaining=Subquery(counts.values("remaining")[:1]),
             mine_for_user_id=Value(user.pk, output_field=IntegerField()),
         )
         .filter(pk=pk).first()
     )
+
+
+@dataclass(frozen=True)
+class EditorSteps:
+    """The steps of an example's current reasoning with one set of verdicts on them (the editor's)."""
+
+    split: step_rules.Split
+    rows: list[dict]  # [{"index", "text", "label", "note"}]
+    stale: int  # verdicts on text that is no longer a step
+    first_wrong: int | None  # steps.first_wrong_step
+
+    @property
+    def first_wrong_display(self) -> str:
+        if self.first_wrong is None:
+            return "–"
+        return "none" if self.first_wrong == -1 else str(self.first_wrong + 1)
+
+
+def editor_steps(*, example: Example, entries: list[dict] | None) -> EditorSteps:
+    """The steps of `example.reasoning` (split by its project's rule) with `entries` mapped onto them."""
+    split = step_rules.split_steps(example.reasoning, example.project.step_split)
+    mapped = step_rules.map_entries(split.hashes, entries)
+    rows = [{"index": s.index, "text": s.text, "label": label, "note": note}
+            for s, label, note in zip(split.steps, mapped.labels, mapped.notes)]
+    return EditorSteps(split=split, rows=rows, stale=mapped.stale, first_wrong=step_rules.first_wrong_step(mapped.labels))
+
+
+def example_step_labels(*, example: Example, split: step_rules.Split) -> dict:
+    """Every annotator's verdicts on the example's current steps (the reviewer's view): {"annotators":
+    [{"username", "stale", "first_wrong"}], "rows": [{"index", "text", "cells": [{"label", "note"}]}]},
+    one cell per annotator, in the annotators' order."""
+    annotators, mapped = [], []
+    for username, entries in (StepLabel.objects.filter(example_id=example.pk).order_by("annotator__username")
+                              .values_list("annotator__username", "entries")):
+        m = step_rules.map_entries(split.hashes, entries)
+        first = step_rules.first_wrong_step(m.labels)
+        annotators.append({"username": username, "stale": m.stale,
+                           "first_wrong": "–" if first is None else "none" if first == -1 else str(first + 1)})
+        mapped.append(m)
+    rows = [{"index": s.index, "text": s.text, "cells": [{"label": m.labels[s.index], "note": m.notes[s.index]} for m in mapped]}
+            for s in split.steps]
+    return {"annotators": annotators, "rows": rows}
 
 
 def example_status_events(*, example: Example, limit: int = 5) -> QuerySet[StatusEvent]:

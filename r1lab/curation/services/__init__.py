@@ -3,8 +3,11 @@
 - `queue_counts`: the annotators' done / remaining counters and their recount
 - `projects`: projects, their annotators, the assignments that fill each example's overlap
 - `examples`: an example's life: create, edit (revisions, labels), submit, review (four eyes)
-- `import_jobs`: file imports: validate, then check and write every row in one transaction
-- `versions`: dataset versions: freeze, export as JSONL, use records (lineage)
+- `step_labels`: an annotator's verdicts on the steps of an example's reasoning
+- `import_jobs`: file imports: validate, then check and write every row in one transaction;
+  `import_extras`: the revisions, labels and step verdicts an exported version brings back
+- `versions`: dataset versions: freeze, export as JSONL, use records (lineage); `version_exports`:
+  the other exports (stepwise JSONL, a Hugging Face datasets folder, Argilla records)
 - `errors`: why a write was refused; `bulk`: many rows at once (COPY on PostgreSQL)
 
 Within curation, import from the module that holds the function. Re-exported here: what other

@@ -22,6 +22,7 @@ from r1lab.curation.services.bulk import BULK_BATCH
 from r1lab.curation.services.errors import EditConflict, FourEyesError, TransitionError
 from r1lab.curation.services.projects import assignments_fill
 from r1lab.curation.services.queue_counts import queue_counts_add
+from r1lab.curation.services.step_labels import StepValues, step_labels_save
 
 
 def _checked_fields(values: dict) -> dict:
@@ -143,14 +144,17 @@ def example_submit(*, example: Example, user) -> Example:
 
 def editor_save(
     *, example: Example, user, based_on: int, changes: dict, label_values: dict | None, submit: bool,
+    step_values: StepValues | None = None,
 ) -> Example:
-    """The editor's one action: text (conditional), labels, and optionally submit. All or nothing."""
+    """The editor's one action: text (conditional), labels, step labels, and optionally submit. All or nothing."""
     if not example_can_edit(user=user, example=example):
         raise PermissionDenied("You may not edit this example.")
     with transaction.atomic():
         example = example_save(example=example, user=user, based_on=based_on, changes=changes, note="submit" if submit else "save")
         if label_values is not None:
             label_save(example=example, user=user, values=label_values)
+        if step_values is not None:
+            step_labels_save(example=example, user=user, values=step_values)
         if submit:
             example = example_submit(example=example, user=user)
     return example

@@ -17,10 +17,11 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from r1lab import dataset_formats
-from r1lab.curation import formats
+from r1lab.curation import formats, interchange
 from r1lab.curation.checks import compute_checks_batch
 from r1lab.curation.models import TEXT_FIELDS, CurationProject, Example, ImportJob, Revision
 from r1lab.curation.services.bulk import BULK_BATCH, rows_insert
+from r1lab.curation.services.import_extras import import_extras_write
 from r1lab.curation.services.errors import TransitionError
 from r1lab.curation.services.projects import assignments_fill
 
@@ -55,9 +56,11 @@ def import_job_create(*, project: CurationProject, user, filename: str, data: by
     errors) so that `import_job_remap` can read it again with the user's mapping. A file larger
     than R1LAB_IMPORT_BACKGROUND_BYTES is checked by a Celery task (`import_job_check`), with
     progress on the page; a smaller one here and now."""
-    file_format = formats.format_from_filename(filename)
+    # A .zip of a version this lab exported (HF folder, Argilla records) brings its revisions and
+    # labels (interchange.py); any other file is read through dataset_formats.
+    file_format = interchange.export_format(filename, data) or formats.format_from_filename(filename)
     if file_format is None:
-        raise ValidationError(f"Upload {dataset_formats.ACCEPTED} file.")
+        raise ValidationError(f"Upload {dataset_formats.ACCEPTED} file (or a .zip of a dataset version exported from r1lab).")
     path = _imports_dir() / f"{uuid.uuid4().hex}.{file_format}"
     path.write_bytes(data)
     job = ImportJob(project=project, created_by=user, filename=filename[:255], file_format=file_format, path=str(path),
@@ -67,10 +70,18 @@ def import_job_create(*, project: CurationProject, user, filename: str, data: by
         job.save()
         _check_later(job)
         return job
-    for name, value in _job_fields(formats.parse_file(data, file_format=file_format, mapping=mapping)).items():
+    for name, value in _job_fields(_parse(data, file_format=file_format, mapping=mapping)).items():
         setattr(job, name, value)
     job.save()
     return job
+
+
+def _parse(data: bytes, *, file_format: str, mapping: formats.Mapping | None = None, on_progress=None) -> formats.Parsed:
+    """Every row of an upload: an exported version through interchange.py (its columns are fixed:
+    no mapping), anything else through formats.py with the mapping."""
+    if file_format in interchange.FORMATS:
+        return interchange.parse_file(data, file_format=file_format)
+    return formats.parse_file(data, file_format=file_format, mapping=mapping, on_progress=on_progress)
 
 
 def _check_later(job: ImportJob) -> None:
@@ -92,9 +103,8 @@ def import_job_check(*, job_id: int) -> ImportJob:
         _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
     _progress(job.pk, phase="checking the file", done_rows=0, total_rows=0)
-    result = formats.parse_file(
-        data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
-        on_progress=lambda done, total: _progress(job.pk, done_rows=done, total_rows=total or 0))
+    result = _parse(data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
+                    on_progress=lambda done, total: _progress(job.pk, done_rows=done, total_rows=total or 0))
     ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.CHECKING).update(phase="", done_rows=0, **_job_fields(result))
     return ImportJob.objects.get(pk=job.pk)
 
@@ -103,6 +113,8 @@ def import_job_remap(*, job: ImportJob, mapping: formats.Mapping) -> ImportJob:
     """Read the job's file again with `mapping` (the user's edit of the detected one): new preview
     and errors (for a large file: checked again in the background). Only before the import
     starts; nothing is imported."""
+    if job.file_format in interchange.FORMATS:
+        raise ValidationError("An exported dataset version has fixed columns: there is no mapping to change.")
     waiting = [ImportJob.Status.READY, ImportJob.Status.INVALID]
     if job.status not in waiting:
         raise TransitionError("This import has started already (or is being checked): its mapping cannot change now.")
@@ -112,7 +124,7 @@ def import_job_remap(*, job: ImportJob, mapping: formats.Mapping) -> ImportJob:
     if path.stat().st_size > settings.R1LAB_IMPORT_BACKGROUND_BYTES:
         fields = {"status": ImportJob.Status.CHECKING, "phase": "queued", "mapping": mapping.to_dict(), "errors": [], "preview": []}
     else:
-        fields = _job_fields(formats.parse_file(path.read_bytes(), file_format=job.file_format, mapping=mapping))
+        fields = _job_fields(_parse(path.read_bytes(), file_format=job.file_format, mapping=mapping))
     updated = ImportJob.objects.filter(pk=job.pk, status__in=waiting).update(**fields)
     if not updated:  # confirmed in another tab meanwhile
         raise TransitionError("This import has started already: its mapping can no longer change.")
@@ -151,9 +163,8 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
         _progress(job.pk, status=ImportJob.Status.FAILED, message=f"The uploaded file is gone: {exc}", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
     _progress(job.pk, phase="reading the file")
-    result = formats.parse_file(
-        data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
-        on_progress=lambda done, total: _progress(job.pk, phase=f"reading the file: row {done:,}"))
+    result = _parse(data, file_format=job.file_format, mapping=formats.Mapping.from_dict(job.mapping),
+                    on_progress=lambda done, total: _progress(job.pk, phase=f"reading the file: row {done:,}"))
     if not result.ok:  # the file changed on disk under us; say so and import nothing
         _progress(job.pk, status=ImportJob.Status.FAILED, errors=result.errors, message="The file no longer validates.", finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
@@ -174,7 +185,7 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
             with transaction.atomic():
                 example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
                                             checks=_results_in_order(futures))
-                assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+                assigned = _import_finish(job=job, project=project, example_ids=example_ids, rows=rows, user=user)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     else:  # SQLite: one writer at a time, so the checks come first (progress saved as they go)
@@ -183,7 +194,7 @@ def import_job_run(*, job_id: int, progress_every: int = 1000) -> ImportJob:
         with transaction.atomic():
             example_ids = _import_write(job=job, project=project, user=user, rows=rows, values=values,
                                         checks=(c for batch in checked for c in batch))
-            assigned = _import_finish(job=job, project=project, example_ids=example_ids)
+            assigned = _import_finish(job=job, project=project, example_ids=example_ids, rows=rows, user=user)
     log.info("import %s: %d examples, %d assignments", job.pk, len(example_ids), assigned)
     try:
         os.unlink(job.path)
@@ -208,12 +219,15 @@ def _results_in_order(futures: list[Future]) -> Iterator[dict]:
         yield from future.result()  # re-raises a failed batch here, inside the import's transaction
 
 
-def _import_finish(*, job: ImportJob, project: CurationProject, example_ids: list[int]) -> int:
-    """Inside the import's transaction: the assignments, then the job marked done (at commit)."""
+def _import_finish(*, job: ImportJob, project: CurationProject, example_ids: list[int], rows: list, user) -> int:
+    """Inside the import's transaction: what an exported version kept besides the text (revisions,
+    labels, step labels: import_extras), the assignments, then the job marked done (at commit)."""
+    kept = import_extras_write(project=project, rows=rows, example_ids=example_ids, user=user)
     assigned = assignments_fill(project=project, example_ids=example_ids)
     ImportJob.objects.filter(pk=job.pk).update(
         status=ImportJob.Status.SUCCEEDED, phase="", finished_at=timezone.now(), done_rows=len(example_ids),
-        message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made.",
+        message=(job.message + " " if job.message else "") + f"Imported {len(example_ids)} examples; {assigned} assignments made."
+        + (f" {kept}" if kept else ""),
     )
     return assigned
 

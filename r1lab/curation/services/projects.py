@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from r1lab.curation import labels
+from r1lab.curation import steps as step_rules
 from r1lab.curation.models import Assignment, CurationProject, Example, default_label_schema
 from r1lab.curation.services.bulk import rows_insert
 from r1lab.curation.services.queue_counts import queue_counts_add
@@ -20,35 +21,44 @@ from r1lab.curation.services.queue_counts import queue_counts_add
 def project_create(
     *, name: str, user, description: str = "", target_language: str = "en", overlap: int = 1,
     label_schema: list[dict] | None = None, slug: str = "", rs_one_person_freeze: bool = False,
+    step_split: str | None = None, license: str = "",
 ) -> CurationProject:
+    """`step_split` None: auto."""
     schema = labels.schema_validate(label_schema if label_schema is not None else default_label_schema())
     if overlap < 1:
         raise ValidationError("Overlap must be at least 1.")
+    step_split = step_split or step_rules.AUTO
+    if step_split not in step_rules.RULES:
+        raise ValidationError(f"The step rule must be one of {', '.join(step_rules.RULES)}.")
     slug = slugify(slug or name)[:80] or f"project-{uuid.uuid4().hex[:8]}"
     if CurationProject.objects.filter(Q(slug=slug) | Q(name=name)).exists():
         raise ValidationError(f"A project named {name!r} (or with slug {slug!r}) exists already.")
     return CurationProject.objects.create(
         name=name, slug=slug, description=description, target_language=target_language, overlap=overlap,
-        label_schema=schema, created_by=user, rs_one_person_freeze=rs_one_person_freeze,
+        label_schema=schema, created_by=user, rs_one_person_freeze=rs_one_person_freeze, step_split=step_split,
+        license=license[:64],
     )
 
 
 def project_update(
     *, project: CurationProject, description: str, target_language: str, overlap: int, label_schema,
-    rs_one_person_freeze: bool | None = None,
+    rs_one_person_freeze: bool | None = None, step_split: str | None = None, license: str | None = None,
 ) -> CurationProject:
-    """`rs_one_person_freeze=None` leaves that setting as it is."""
+    """`rs_one_person_freeze`, `step_split`, `license`: None leaves that setting as it is."""
     schema = labels.schema_validate(label_schema)
     if overlap < 1:
         raise ValidationError("Overlap must be at least 1.")
+    if step_split is not None and step_split not in step_rules.RULES:
+        raise ValidationError(f"The step rule must be one of {', '.join(step_rules.RULES)}.")
     project.description = description
     project.target_language = target_language
     project.overlap = overlap
     project.label_schema = schema
     fields = ["description", "target_language", "overlap", "label_schema"]
-    if rs_one_person_freeze is not None:
-        project.rs_one_person_freeze = rs_one_person_freeze
-        fields.append("rs_one_person_freeze")
+    for name, value in (("rs_one_person_freeze", rs_one_person_freeze), ("step_split", step_split), ("license", license)):
+        if value is not None:
+            setattr(project, name, value)
+            fields.append(name)
     project.save(update_fields=fields)
     return project
 
