@@ -210,6 +210,7 @@ class SystemSampler:
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._cpu = _cpu_times()
+        self._cpu_percent: float | None = None
         self._proc = self._proc_time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -228,8 +229,14 @@ class SystemSampler:
         out: dict[str, float] = {}
         cpu = _cpu_times()
         if cpu and self._cpu and cpu[1] > self._cpu[1]:
-            out["system/cpu_percent"] = 100.0 * (cpu[0] - self._cpu[0]) / (cpu[1] - self._cpu[1])
-        self._cpu = cpu or self._cpu
+            self._cpu_percent = 100.0 * (cpu[0] - self._cpu[0]) / (cpu[1] - self._cpu[1])
+            self._cpu = cpu
+        elif cpu and self._cpu is None:
+            self._cpu = cpu
+        # /proc/stat counts in clock ticks (10 ms): two readings within one tick show no time
+        # passed; the last percentage stands (None only before the first tick has passed).
+        if self._cpu_percent is not None:
+            out["system/cpu_percent"] = self._cpu_percent
         proc = self._proc_time()
         if proc[1] > self._proc[1]:
             out["system/process_cpu_percent"] = 100.0 * (proc[0] - self._proc[0]) / (proc[1] - self._proc[1])
@@ -249,7 +256,12 @@ class SystemSampler:
         with self._lock:
             empty = not self._counts
         if empty:
-            self._add(self.read())
+            reading = self.read()
+            deadline = time.monotonic() + 0.05
+            while "system/cpu_percent" not in reading and self._cpu is not None and time.monotonic() < deadline:
+                time.sleep(0.005)  # a step shorter than one clock tick, before any tick passed: wait for one
+                reading = self.read()
+            self._add(reading)
         with self._lock:
             out = {k: self._sums[k] / self._counts[k] for k in self._sums}
             self._sums, self._counts = {}, {}
