@@ -315,13 +315,17 @@ def run_ours(args) -> None:
     warm_up()
     rollout.HFGenerateEngine.generate = chan.timed("generate", rollout.HFGenerateEngine.generate)
     grpo.score = chan.timed("reward", grpo.score)
-    logprobs, ref_logprobs = grpo.completion_logprobs, chan.timed("reference", grpo.completion_logprobs)
+    # the loop's log-prob function (token_logprobs before the shared-prompt passes: a checkout from
+    # before them can run this script too, for before/after numbers)
+    name = "completion_logprobs" if hasattr(grpo, "completion_logprobs") else "token_logprobs"
+    logprobs = getattr(grpo, name)
+    ref_logprobs = chan.timed("reference", logprobs)
 
     def split_reference(model, *a, **kw):  # the frozen reference model's passes, timed apart from the policy's
         frozen = not any(p.requires_grad for p in model.parameters())
         return (ref_logprobs if frozen else logprobs)(model, *a, **kw)
 
-    grpo.completion_logprobs = split_reference
+    setattr(grpo, name, split_reference)
 
     class GatedReporter(MemoryReporter):
         def rewind(self, step: int) -> None:  # the loop calls it once, after loading, before step 1
@@ -456,11 +460,12 @@ def main() -> None:
         return
     WORK.mkdir(parents=True, exist_ok=True)
     if args.model:
-        model, label = Path(args.model).resolve(), "qwen2"
+        model, label, source = Path(args.model).resolve(), "qwen2", "--model"
     elif args.model_kind == "tiny":
-        model, label = tiny_model(WORK), "tiny"
+        model, label, source = tiny_model(WORK), "tiny", "training_backend.tiny.build_model(seed=0), random weights"
     else:
         model, label = build_qwen2_standin(WORK / "qwen2-standin"), "qwen2"
+        source = "build_qwen2_standin (random weights): a stand-in until make-base --arch qwen2 lands"
     if args.new_tokens is None:
         args.new_tokens = 48 if is_char_model(model) else 128
     data = prompts_file(model, WORK / f"prompts-{label}.jsonl")
@@ -504,7 +509,7 @@ def main() -> None:
     import transformers
 
     summary = {
-        "setting": {"model": label, "model_path": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
+        "setting": {"model": label, "model_source": source, "model_path": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
                     "architecture": AutoConfig.from_pretrained(model).architectures[0], "parameters": n_params,
                     "tokenizer_class": type(load_tokenizer(model)).__name__, "prompts": PROMPTS, "G": G,
                     "max_new_tokens": args.new_tokens, "mean_prompt_tokens": prompt_tokens, "beta": BETA, "lr": LR,
