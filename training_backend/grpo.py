@@ -156,7 +156,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     logp, ent = _scored(first, completion_ids[:, :1], temperature, with_entropy)
     if C > 1:
         cache.batch_repeat_interleave(G)
-        c_pos = pos[:, -1:].repeat_interleave(G, 0) + 1 + torch.arange(C - 1)  # (N, C-1)
+        c_pos = pos[:, -1:].repeat_interleave(G, 0) + 1 + torch.arange(C - 1, device=pos.device)  # (N, C-1)
         attn = torch.cat([p_mask.repeat_interleave(G, 0), completion_mask[:, :-1]], 1)  # (N, P' + C-1)
         rest = model(input_ids=completion_ids[:, :-1], attention_mask=attn, position_ids=c_pos, use_cache=True,
                      **{kw: cache}).logits  # (N, C-1, V): position t predicts token t+1
@@ -389,7 +389,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
                                        comp_mask[ch, :Cc], g, cfg.temperature, with_entropy)
 
         def full_batch_logprobs(model) -> torch.Tensor:  # (N, C), zero past each chunk's longest
-            out = torch.zeros(N, C)
+            out = comp_mask.new_zeros((N, C), dtype=torch.float32)
             for mb in range(cfg.minibatches):
                 for ch, g, Cc in chunks(slice(mb * mb_size, (mb + 1) * mb_size)):
                     out[ch, :Cc] = logprobs(model, ch, g, Cc)[0]
@@ -413,8 +413,9 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
                 sl = slice(mb * mb_size, (mb + 1) * mb_size)
                 mb_chunks = chunks(sl)
                 n_mb, count_mb = mb_size, float(loss_mask[sl].sum())
-                loss_sum, ent_sum, stats_sum = torch.zeros(()), 0.0, {}
-                logp_mb = torch.zeros(n_mb, C) if it == 0 and roll.sampling_logprobs is not None else None
+                loss_sum, ent_sum, stats_sum = 0.0, 0.0, {}
+                logp_mb = (comp_mask.new_zeros((n_mb, C), dtype=torch.float32)
+                           if it == 0 and roll.sampling_logprobs is not None else None)
                 for i, (ch, g, Cc) in enumerate(mb_chunks):
                     logp, ent = logprobs(policy, ch, g, Cc, with_entropy=True)  # (n, Cc)
                     if logp_mb is not None:
@@ -428,7 +429,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
                     w = {"grpo": n_c / n_mb, "dr_grpo": n_c * Cc / (n_mb * C)}.get(
                         cfg.loss_type, max(count_c, 1.0) / max(count_mb, 1.0))  # bnpo/dapo: token mean
                     backend.backward(loss * w, last=i == len(mb_chunks) - 1)
-                    loss_sum += loss.detach() * w
+                    loss_sum += float(loss) * w
                     for k, v in stats.items():  # token means over the minibatch
                         stats_sum[k] = stats_sum.get(k, 0.0) + v * count_c / max(count_mb, 1.0)
                     ent_sum += float((ent * comp_mask[ch, :Cc]).sum())

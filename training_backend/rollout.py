@@ -143,7 +143,7 @@ class HFGenerateEngine:
             cache.batch_repeat_interleave(G)
         attn = torch.cat([mask.repeat_interleave(G, 0), mask.new_ones((N, max_new_tokens))], 1)  # (N, P + T)
         next_pos = pos[:, -1:].repeat_interleave(G, 0) + 1  # (N, 1)
-        unfinished = torch.ones(N, dtype=torch.bool)
+        unfinished = torch.ones(N, dtype=torch.bool, device=ids.device)
         tokens = []
         for t in range(max_new_tokens):
             if greedy:
