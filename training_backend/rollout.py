@@ -2,8 +2,8 @@
 
 `RolloutEngine` is the interface the GRPO loop uses (`generate`, `update_weights`); it is kept
 apart from the trainer (verl's split) so that a faster engine can replace it without touching the
-loop. Only `HFGenerateEngine` (transformers `generate` on the policy itself, CPU or one GPU) is
-here. The vLLM engine for GPU workers (`VLLMEngine`) lives in rollout_vllm.py, the project's only
+loop. Only `HFGenerateEngine` (a `generate`-equivalent sampling loop on the policy itself, CPU or
+one GPU) is here. The vLLM engine for GPU workers (`VLLMEngine`) lives in rollout_vllm.py, the project's only
 vllm importer, and is loaded from here on first use (`from training_backend.rollout import
 VLLMEngine`), so that importing this module never touches vllm.
 
@@ -73,7 +73,8 @@ def cache_kwarg(model: torch.nn.Module) -> str:
 
 
 class HFGenerateEngine:
-    """Samples with transformers `generate` on the policy module itself (shared weights)."""
+    """Samples from the policy module itself (shared weights), drawing what transformers `generate`
+    would: temperature, top-p, no top-k."""
 
     def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_id: int):
         self.model = model
