@@ -429,7 +429,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
                     w = {"grpo": n_c / n_mb, "dr_grpo": n_c * Cc / (n_mb * C)}.get(
                         cfg.loss_type, max(count_c, 1.0) / max(count_mb, 1.0))  # bnpo/dapo: token mean
                     backend.backward(loss * w, last=i == len(mb_chunks) - 1)
-                    loss_sum += float(loss) * w
+                    loss_sum += float(loss.detach()) * w
                     for k, v in stats.items():  # token means over the minibatch
                         stats_sum[k] = stats_sum.get(k, 0.0) + v * count_c / max(count_mb, 1.0)
                     ent_sum += float((ent * comp_mask[ch, :Cc]).sum())
