@@ -6,6 +6,7 @@ rest of training_backend never needs it. The GRPO loop talks to a `Backend`:
 
     backend = setup_backend(model, optimizer_cfg, engine="deepspeed", zero_stage=2, total_steps=N)
     backend.backward(loss); grad_norm = backend.step()
+    backend.backward(part, last=False) ...; backend.backward(rest); backend.step()   # accumulated
     with backend.gathered(): ...generate / save...     # ZeRO-3: full parameters for a moment
     backend.save_state(dir); backend.load_state(dir)
 
@@ -135,7 +136,8 @@ class Backend:
         CUDA host, the CPU otherwise)."""
         return next(self.module.parameters()).device
 
-    def backward(self, loss: torch.Tensor) -> None: ...
+    def backward(self, loss: torch.Tensor, *, last: bool = True) -> None:
+        """Add `loss`'s gradient; `last=False` when more parts of the same update follow before step()."""
     def step(self) -> float: ...  # optimizer step (clip, update, zero grads); returns the grad norm
     def learning_rate(self) -> float: ...
     def save_state(self, path: Path) -> None: ...
@@ -162,8 +164,8 @@ class TorchBackend(Backend):
         self.cfg = cfg
         self.optimizer, self.scheduler = make_optimizer(model, cfg, total_steps)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+    def backward(self, loss: torch.Tensor, *, last: bool = True) -> None:
+        loss.backward()  # .grad accumulates until step() zeroes it
 
     def step(self) -> float:
         params = [p for p in self.module.parameters() if p.grad is not None]
@@ -202,7 +204,9 @@ class DeepSpeedBackend(Backend):
             model=model, optimizer=opt, lr_scheduler=sched, config=ds_config)
         self.module = self.engine.module
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, *, last: bool = True) -> None:
+        # DeepSpeed's own accumulation: ZeRO reduces the gradients at the boundary (the last part)
+        self.engine.set_gradient_accumulation_boundary(last)
         self.engine.backward(loss)
 
     def step(self) -> float:

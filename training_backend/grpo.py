@@ -118,6 +118,78 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     return logp, entropy
 
 
+# Tokens per forward/backward chunk (whole prompt groups, the prompt counted once per group).
+# Measured on this project's CPU (benchmarks/grpo_step.py): 8x8 completions of 48 tokens on the
+# tiny model run as 3 chunks in the time of one and with half the activation memory; a ~12M
+# Qwen2-style model with 8,192 tokens runs one group (96 + 8x128 tokens) per chunk, ~0.5 GB.
+CHUNK_TOKENS = 1536
+
+
+def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                        completion_ids: torch.Tensor, completion_mask: torch.Tensor, group_size: int,
+                        temperature: float = 1.0,
+                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`token_logprobs` of prompt + completion, with each prompt's forward pass shared by its group.
+
+    prompt_ids, prompt_mask: (N, P) left-padded, prompt-major (rows i·G … i·G+G-1 hold the same
+    prompt); completion_ids, completion_mask: (N, C) right-padded. Returns (N, C) log-probs and,
+    when asked, (N, C) entropies: the same numbers as `token_logprobs` on the concatenation, float
+    noise apart. The prompts run once (N/G rows, their all-padding columns dropped), their keys and
+    values are repeated G times, and the completions run against them; the first completion token
+    is scored by the prompt pass's last logits. Gradients flow back through the repeat into the
+    one prompt pass. Positions are token_logprobs' (real tokens count from 0).
+    """
+    from transformers import DynamicCache
+
+    from training_backend.rollout import cache_kwarg
+
+    G = group_size
+    N, C = completion_ids.shape
+    p_ids, p_mask = prompt_ids[::G], prompt_mask[::G]  # (B, P)
+    first_real = int(p_mask.any(0).long().argmax()) if p_mask.numel() else 0
+    p_ids, p_mask = p_ids[:, first_real:], p_mask[:, first_real:]
+    pos = (p_mask.cumsum(1) - 1).clamp(min=0)  # (B, P')
+    kw = cache_kwarg(model)
+    cache = DynamicCache(config=model.config)
+    first = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                  **{kw: cache}).logits  # (B, 1, V): predicts completion token 0
+    first = first.repeat_interleave(G, 0)  # (N, 1, V)
+    logp, ent = _scored(first, completion_ids[:, :1], temperature, with_entropy)
+    if C > 1:
+        cache.batch_repeat_interleave(G)
+        c_pos = pos[:, -1:].repeat_interleave(G, 0) + 1 + torch.arange(C - 1, device=pos.device)  # (N, C-1)
+        attn = torch.cat([p_mask.repeat_interleave(G, 0), completion_mask[:, :-1]], 1)  # (N, P' + C-1)
+        rest = model(input_ids=completion_ids[:, :-1], attention_mask=attn, position_ids=c_pos, use_cache=True,
+                     **{kw: cache}).logits  # (N, C-1, V): position t predicts token t+1
+        del cache
+        logp_rest, ent_rest = _scored(rest, completion_ids[:, 1:], temperature, with_entropy)
+        logp = torch.cat([logp, logp_rest], 1)
+        ent = torch.cat([ent, ent_rest], 1) if with_entropy else None
+    return logp, ent
+
+
+def _scored(logits: torch.Tensor, targets: torch.Tensor, temperature: float,
+            with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n, t, V) logits, (n, t) targets -> (n, t) log-probs, and entropies when asked."""
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1.0 == x: skip a (n, t, V) copy
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)  # (n, t, V)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            p = logp_all.exp()
+            entropy = -p.mul_(logp_all).sum(-1)  # (n, t)
+    return logp, entropy
+
+
+def group_chunks(n_rows: int, group_size: int, tokens_per_group: int, budget: int) -> list[slice]:
+    """Row slices of whole groups, about `budget` tokens each (at least one group)."""
+    per = group_size * max(1, budget // max(1, tokens_per_group))
+    return [slice(i, min(i + per, n_rows)) for i in range(0, n_rows, per)]
+
+
 # ------------------------------------------------------------------------------------------------
 # Scoring
 
@@ -302,45 +374,86 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         if cfg.mask_truncated_completions:
             loss_mask[roll.truncated] = 0
 
-        # 3. reference (and, when the batch is reused, old-policy) log-probs, no grad
+        # 3. reference (and, when the batch is reused, old-policy) log-probs, no grad. Every pass runs
+        # in chunks of whole groups (each prompt's forward shared by its G completions, completions
+        # cut to the chunk's longest): same numbers as one pass over the batch, less memory.
         t0 = time.perf_counter()
+        reuse = cfg.num_iterations > 1 or cfg.minibatches > 1
+        N = input_ids.shape[0]
+        mb_size = N // cfg.minibatches
+
+        def chunks(rows: slice) -> list[tuple[slice, int, int]]:
+            """(row slice, group size, completion length) per chunk of `rows`; prompts are shared
+            only when `rows` holds whole groups (a minibatch that splits one runs rows alone)."""
+            g = G if rows.start % G == 0 and (rows.stop - rows.start) % G == 0 else 1
+            out = []
+            for c in group_chunks(rows.stop - rows.start, g, roll.prompt_ids.shape[1] + g * C, CHUNK_TOKENS):
+                ch = slice(rows.start + c.start, rows.start + c.stop)
+                out.append((ch, g, max(1, int(lengths[ch].max()))))
+            return out
+
+        def logprobs(model, ch: slice, g: int, Cc: int, with_entropy: bool = False):
+            return completion_logprobs(model, roll.prompt_ids[ch], roll.prompt_mask[ch], roll.completion_ids[ch, :Cc],
+                                       comp_mask[ch, :Cc], g, cfg.temperature, with_entropy)
+
+        def full_batch_logprobs(model) -> torch.Tensor:  # (N, C), zero past each chunk's longest
+            out = comp_mask.new_zeros((N, C), dtype=torch.float32)
+            for mb in range(cfg.minibatches):
+                for ch, g, Cc in chunks(slice(mb * mb_size, (mb + 1) * mb_size)):
+                    out[ch, :Cc] = logprobs(model, ch, g, Cc)[0]
+            return out
+
         with torch.no_grad():
-            ref_logp = token_logprobs(ref_model, input_ids, attn, C, cfg.temperature)[0] if ref_model is not None else None
-            reuse = cfg.num_iterations > 1 or cfg.minibatches > 1
+            ref_logp = full_batch_logprobs(ref_model) if ref_model is not None else None
             if reuse:
                 with backend.gathered():
-                    old_logp = token_logprobs(policy, input_ids, attn, C, cfg.temperature)[0]
+                    old_logp = full_batch_logprobs(policy)
         t_ref = time.perf_counter() - t0
 
-        # 4. optimisation: num_iterations passes of `minibatches` updates each
+        # 4. optimisation: num_iterations passes of `minibatches` updates each, each update the
+        # gradient of the minibatch's loss accumulated over its chunks (each chunk's loss weighted
+        # by its share of the minibatch's normaliser, so that the sum is the minibatch's loss)
         t0 = time.perf_counter()
         policy.train()
         mb_stats, losses, grad_norms, entropies, is_stats = [], [], [], [], []
-        N = input_ids.shape[0]
-        mb_size = N // cfg.minibatches
         for it in range(cfg.num_iterations):
             for mb in range(cfg.minibatches):
                 sl = slice(mb * mb_size, (mb + 1) * mb_size)
-                with shell.timer.phase("policy_forward"):
-                    logp, ent = token_logprobs(policy, input_ids[sl], attn[sl], C, cfg.temperature, with_entropy=True)
-                    if it == 0 and roll.sampling_logprobs is not None:
-                        # The sampler's log-probs vs the trainer's on the same tokens, before this
-                        # step's first update: a ratio far from 1 means stale weights in the engine.
-                        found = importance_sampling_metrics(logp.detach(), roll.sampling_logprobs[sl], comp_mask[sl])
-                        if found:
-                            is_stats.append(found)
-                    old = old_logp[sl] if reuse else logp.detach()
-                    loss, stats = grpo_loss(logp, old, ref_logp[sl] if ref_logp is not None else None,
-                                            advantages[sl], loss_mask[sl], clip_eps=cfg.clip_eps,
-                                            clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
-                with shell.timer.phase("policy_backward"):
-                    backend.backward(loss)
+                mb_chunks = chunks(sl)
+                n_mb, count_mb = mb_size, float(loss_mask[sl].sum())
+                loss_sum, ent_sum, stats_sum = 0.0, 0.0, {}
+                logp_mb = (comp_mask.new_zeros((n_mb, C), dtype=torch.float32)
+                           if it == 0 and roll.sampling_logprobs is not None else None)
+                for i, (ch, g, Cc) in enumerate(mb_chunks):
+                    with shell.timer.phase("policy_forward"):
+                        logp, ent = logprobs(policy, ch, g, Cc, with_entropy=True)  # (n, Cc)
+                        if logp_mb is not None:
+                            logp_mb[ch.start - sl.start:ch.stop - sl.start, :Cc] = logp.detach()
+                        old = old_logp[ch, :Cc] if reuse else logp.detach()
+                        lm = loss_mask[ch, :Cc]
+                        loss, stats = grpo_loss(logp, old, ref_logp[ch, :Cc] if ref_logp is not None else None,
+                                                advantages[ch], lm, clip_eps=cfg.clip_eps,
+                                                clip_eps_high=cfg.clip_eps_high, beta=cfg.beta, loss_type=cfg.loss_type)
+                    n_c, count_c = ch.stop - ch.start, float(lm.sum())
+                    w = {"grpo": n_c / n_mb, "dr_grpo": n_c * Cc / (n_mb * C)}.get(
+                        cfg.loss_type, max(count_c, 1.0) / max(count_mb, 1.0))  # bnpo/dapo: token mean
+                    with shell.timer.phase("policy_backward"):
+                        backend.backward(loss * w, last=i == len(mb_chunks) - 1)
+                    loss_sum += float(loss.detach()) * w
+                    for k, v in stats.items():  # token means over the minibatch
+                        stats_sum[k] = stats_sum.get(k, 0.0) + v * count_c / max(count_mb, 1.0)
+                    ent_sum += float((ent * comp_mask[ch, :Cc]).sum())
+                if logp_mb is not None:
+                    # The sampler's log-probs vs the trainer's on the same tokens, before this
+                    # step's first update: a ratio far from 1 means stale weights in the engine.
+                    found = importance_sampling_metrics(logp_mb, roll.sampling_logprobs[sl], comp_mask[sl])
+                    if found:
+                        is_stats.append(found)
                 with shell.timer.phase("optimizer"):
                     grad_norms.append(backend.step())
-                losses.append(loss.item())
-                mb_stats.append(stats)
-                m = comp_mask[sl].float()
-                entropies.append(float((ent * m).sum() / m.sum().clamp(min=1)))
+                losses.append(float(loss_sum))
+                mb_stats.append(stats_sum)
+                entropies.append(ent_sum / max(float(comp_mask[sl].sum()), 1.0))
         policy.eval()
         if cfg.rollout_engine == "vllm":
             with shell.timer.phase("weight_sync"):
