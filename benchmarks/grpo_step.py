@@ -45,14 +45,12 @@ TRL runs in its own virtualenv, var/bench-venv (torch CPU wheel, trl==1.16.0, an
 version of .venv, so that both sides run the same `generate`), created when missing
 (`--setup-only` just creates it); trl is never a dependency of r1lab.
 
-The "new model": another branch is adding `python -m training_backend make-base --arch qwen2` (a
-Qwen2-style model with a byte-level BPE tokenizer and a ChatML template). Until it lands,
-`build_qwen2_standin` builds an equivalent here (transformers Qwen2Config, ~12M parameters; a
-`tokenizers` byte-level BPE trained on generated text; ChatML chat template; nothing
-downloaded); `--model PATH` runs any HF folder instead, e.g. the real builder's output. Our loader
-(`training_backend.tiny.load_model_and_tokenizer`) still reads only CharTokenizer folders on this
-branch, so for a BPE folder our side loads the tokenizer with AutoTokenizer (`_generic_loader`),
-which is what the generic loader will do.
+The "new model": `build_qwen2_standin` builds a Qwen2-style folder here (transformers Qwen2Config,
+~12M parameters; a `tokenizers` byte-level BPE trained on generated text; ChatML chat template;
+nothing downloaded); `--model PATH` runs any HF folder instead, e.g. the output of
+`python -m training_backend make-base DIR --arch qwen2`. Both sides load it with the folder's own
+tokenizer class (training_backend.models.load_tokenizer); prompts are formatted once, in the data
+file, and our trainer is told so (`prompt_format: none`).
 """
 
 from __future__ import annotations
@@ -189,22 +187,9 @@ def is_char_model(model: str | Path) -> bool:
 
 def load_tokenizer(model: str | Path):
     """The folder's own tokenizer class, the same on both sides."""
-    if is_char_model(model):
-        from training_backend.tiny import CharTokenizer
+    from training_backend.models import load_tokenizer as load
 
-        return CharTokenizer.from_pretrained(str(model))
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model))
-
-
-def _generic_loader(path, dtype=None):
-    """What `training_backend.tiny.load_model_and_tokenizer` does for any HF folder once the
-    generic path lands (this branch's reads only CharTokenizer folders)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32), load_tokenizer(path)
+    return load(model)
 
 
 def prompts_file(model: Path, out: Path) -> Path:
@@ -228,7 +213,7 @@ def prompts_file(model: Path, out: Path) -> Path:
 def check_same_prompt_ids(model: Path, data: Path) -> float:
     """Our encoding (training_backend.tiny.text_codec) == TRL's (`processing_class(text=...)`);
     returns the mean prompt length in tokens."""
-    from training_backend.tiny import text_codec
+    from training_backend.models import text_codec
 
     tok = load_tokenizer(model)
     encode, _ = text_codec(tok)
@@ -301,7 +286,6 @@ def run_ours(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training_backend import tiny
     from training_backend.config import parse_spec
     from training_backend.grpo import train
     from training_backend.report import MemoryReporter
@@ -309,8 +293,6 @@ def run_ours(args) -> None:
 
     from training_backend import grpo, rollout
 
-    if not is_char_model(args.model):
-        tiny.load_model_and_tokenizer = _generic_loader
     chan = Channel(args.steps)
     warm_up()
     rollout.HFGenerateEngine.generate = chan.timed("generate", rollout.HFGenerateEngine.generate)
@@ -346,7 +328,7 @@ def run_ours(args) -> None:
                                       "max_completion_length": args.new_tokens, "beta": BETA, "learning_rate": LR,
                                       "adam_beta2": 0.999, "engine": "torch", "save_steps": 10**6, "log_samples": 0,
                                       "torch_threads": args.threads, "reward_funcs": ["accuracy", "format"],
-                                      "loss_type": "dapo"}})
+                                      "loss_type": "dapo", "prompt_format": "none"}})
         train(spec, rep, progress=progress, handle_sigterm=False)
     chan.done()
 

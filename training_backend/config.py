@@ -76,6 +76,42 @@ class StageConfig:
         return {}
 
 
+# Prompt rendering (training_backend.models): every stage that shows the model a prompt has both.
+PROMPT_FORMAT_HELP = ("How prompts are shown to the model: auto = the model folder's r1lab_template.txt, else the "
+                      "tokenizer's chat template, else as is; r1_zero = the raw R1-Zero template (no chat markup: GRPO from "
+                      "a base model); chat = the tokenizer's chat template with a generation prompt; none = as is.")
+SYSTEM_PROMPT_HELP = "System turn put before each prompt when prompts are chat-formatted (empty = none)."
+PROMPT_TEMPLATE_HELP = ("The raw template of prompt_format r1_zero, with {prompt} where the question goes (empty = the model "
+                        "folder's r1lab_template.txt, else the DeepSeek-R1 report's R1-Zero template).")
+PROMPT_FORMAT_CHOICES = ("auto", "r1_zero", "chat", "none")
+
+
+def _prompt_format_field():
+    return _field("auto", PROMPT_FORMAT_HELP, r1=None, trl=None, choices=PROMPT_FORMAT_CHOICES)
+
+
+def _system_prompt_field():
+    return _field("", SYSTEM_PROMPT_HELP, r1=None, trl=None)
+
+
+def _prompt_template_field():
+    return _field("", PROMPT_TEMPLATE_HELP, r1=None, trl=None)
+
+
+def check_prompt_template(cfg) -> dict[str, str]:
+    """A template must take the prompt where `{prompt}` is, and nothing else `str.format` would read."""
+    t = getattr(cfg, "prompt_template", "")
+    if not t:
+        return {}
+    try:
+        t.format(prompt="")
+    except (KeyError, IndexError, ValueError) as exc:
+        return {"prompt_template": f"not a template with {{prompt}} only ({type(exc).__name__}: {exc}); write literal braces as {{{{ }}}}"}
+    if "{prompt}" not in t:
+        return {"prompt_template": "has no {prompt}: the question would not be shown"}
+    return {}
+
+
 @dataclass(frozen=True)
 class GRPOConfig(StageConfig):
     """Group Relative Policy Optimization (R1-Zero and R1 stages 2 and 4)."""
@@ -111,6 +147,9 @@ class GRPOConfig(StageConfig):
     reward_model_types: tuple[str, ...] = _field(("general",), "Prompt types (the prompt rows' `type`) the reward model scores; other rows get None from it (R1: general prompts).", r1=["general"], trl=None)
     allow_unsandboxed_code: bool = _field(False, "Run the code reward (and code rows' tests in evals) even where the code sandbox is not full (`python -m training_backend sandbox-check`): model code then reaches whatever the sandbox fails to hide. Off, such a stage exits 2 at start.", r1=None, trl=None)
     # --- generation
+    prompt_format: str = _prompt_format_field()
+    system_prompt: str = _system_prompt_field()
+    prompt_template: str = _prompt_template_field()
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     max_completion_length: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=512)
     temperature: float = _field(1.0, "Sampling temperature.", r1=1.0, trl=1.0)
@@ -186,6 +225,9 @@ class _SupervisedConfig(StageConfig):
     max_steps: int = _field(0, "Optimizer steps; 0 = derived from num_epochs.", r1=None, trl=-1)
     batch_size: int = _field(8, "Rows per optimizer step.", r1=None, trl=8)
     max_seq_length: int = _field(512, "Rows are cut to this many tokens (the prompt is kept, the response is cut).", r1=None, trl=1024)
+    prompt_format: str = _prompt_format_field()
+    system_prompt: str = _system_prompt_field()
+    prompt_template: str = _prompt_template_field()
     # --- optimisation
     learning_rate: float = _field(2e-5, "Peak AdamW learning rate.", r1=None, trl=2e-5)
     lr_scheduler: str = _field("cosine", "Learning-rate schedule after warm-up.", r1=None, trl="linear", choices=("constant", "linear", "cosine"))
@@ -277,6 +319,9 @@ class RejectionSamplingConfig(StageConfig):
     temperature: float = _field(1.0, "Sampling temperature.", r1=None, trl=None)
     top_p: float = _field(0.95, "Nucleus sampling threshold.", r1=None, trl=None)
     max_new_tokens: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=None)
+    prompt_format: str = _prompt_format_field()
+    system_prompt: str = _system_prompt_field()
+    prompt_template: str = _prompt_template_field()
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     prompts_per_batch: int = _field(16, "Prompts per generate call (one progress step).", r1=None, trl=None)
     max_prompts: int = _field(0, "Sample from at most this many prompts (0 = all).", r1=None, trl=None)
@@ -333,6 +378,9 @@ class EvalConfig(StageConfig):
     temperature: float = _field(0.6, "Sampling temperature.", r1=0.6, trl=None)
     top_p: float = _field(0.95, "Nucleus sampling threshold.", r1=0.95, trl=None)
     max_new_tokens: int = _field(256, "Maximum new tokens per completion.", r1=32768, trl=None)
+    prompt_format: str = _prompt_format_field()
+    system_prompt: str = _system_prompt_field()
+    prompt_template: str = _prompt_template_field()
     max_prompt_length: int = _field(256, "Prompts are left-truncated to this many tokens.", r1=None, trl=None)
     prompts_per_batch: int = _field(16, "Prompts per generate call (one progress step).", r1=None, trl=None)
     max_prompts: int = _field(0, "Evaluate at most this many prompts (0 = all).", r1=None, trl=None)
@@ -495,7 +543,7 @@ def parse_config(kind: str, d: dict) -> StageConfig:
     if errors:
         raise ConfigError(errors)
     cfg = cls(**values)
-    errors = cfg.validate()
+    errors = {**check_prompt_template(cfg), **cfg.validate()}
     if errors:
         raise ConfigError(errors)
     return cfg

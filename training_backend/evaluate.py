@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from training_backend.config import EvalConfig, StageSpec
-from training_backend.data import apply_template
 from training_backend.stage import Out, StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
@@ -112,12 +111,13 @@ def correctness(completions: list[str], rows: list[dict]) -> list[bool]:
     return out
 
 
-def sample_prompts(engine, encode, decode, rows: list[dict], *, template: str | None, k: int, temperature: float,
-                   top_p: float, max_new_tokens: int, max_prompt_length: int) -> list[PromptResult]:
-    """k samples for each row from `engine` (a rollout.RolloutEngine), decoded and scored."""
+def sample_prompts(engine, encode, decode, rows: list[dict], *, render: Callable[[str], str] | None, k: int,
+                   temperature: float, top_p: float, max_new_tokens: int, max_prompt_length: int) -> list[PromptResult]:
+    """k samples for each row from `engine` (a rollout.RolloutEngine), decoded and scored. `render`:
+    prompt text -> model text (models.prompt_renderer); None = as is."""
     from training_backend.rewards import extract_answer
 
-    prompts = [encode(apply_template(r["prompt"], template))[-max_prompt_length:] for r in rows]
+    prompts = [encode(render(r["prompt"]) if render else r["prompt"])[-max_prompt_length:] for r in rows]
     roll = engine.generate(prompts, num_generations=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]
     rows_k = [r for r in rows for _ in range(k)]
@@ -150,7 +150,7 @@ def summarize(results: list[PromptResult], prefix: str = "eval/") -> dict[str, f
     return {prefix + key: v for key, v in m.items()}
 
 
-def evaluate_prompts(engine, encode, decode, rows: list[dict], *, template: str | None, k: int,
+def evaluate_prompts(engine, encode, decode, rows: list[dict], *, render: Callable[[str], str] | None, k: int,
                      temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 256,
                      max_prompt_length: int = 256, prompts_per_batch: int = 16,
                      on_batch: Callable[[int, int], None] | None = None) -> tuple[dict[str, float], list[PromptResult]]:
@@ -160,7 +160,7 @@ def evaluate_prompts(engine, encode, decode, rows: list[dict], *, template: str 
     n_batches = math.ceil(len(rows) / prompts_per_batch)
     for b in range(n_batches):
         results += sample_prompts(engine, encode, decode, rows[b * prompts_per_batch:(b + 1) * prompts_per_batch],
-                                  template=template, k=k, temperature=temperature, top_p=top_p,
+                                  render=render, k=k, temperature=temperature, top_p=top_p,
                                   max_new_tokens=max_new_tokens, max_prompt_length=max_prompt_length)
         if on_batch:
             on_batch(b + 1, n_batches)
@@ -186,7 +186,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     from training_backend.data import read_prompt_jsonl
     from training_backend.rewards.sandbox import code_sandbox_for_rows
     from training_backend.rollout import HFGenerateEngine
-    from training_backend.tiny import load_model_and_tokenizer, text_codec
+    from training_backend.models import load_model_and_tokenizer, prompt_renderer, stop_token_ids, text_codec
 
     cfg: EvalConfig = spec.config
     rows = read_prompt_jsonl(spec.train_data)
@@ -198,7 +198,9 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
         torch.set_num_threads(cfg.torch_threads)
     model, tok = load_model_and_tokenizer(spec.model_path)
     model.eval()
-    engine = HFGenerateEngine(model, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    render = prompt_renderer(tok, template, cfg.prompt_format, cfg.system_prompt, cfg.prompt_template)
+    shell.extra_outputs[Out.PROMPT_FORMAT] = render.describe()
+    engine = HFGenerateEngine(model, pad_token_id=tok.pad_token_id, eos_token_id=stop_token_ids(model, tok))
     encode, decode = text_codec(tok)
 
     # Per-batch results are appended to a partial file: a stopped eval resumes where it was.
@@ -216,7 +218,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
     with open(partial, "a") as f:
         for b in range(start, total):
             torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
-            res = sample_prompts(engine, encode, decode, rows[b * B:(b + 1) * B], template=template,
+            res = sample_prompts(engine, encode, decode, rows[b * B:(b + 1) * B], render=render,
                                  k=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                                  max_new_tokens=cfg.max_new_tokens, max_prompt_length=cfg.max_prompt_length)
             for r in res:

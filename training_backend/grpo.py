@@ -29,7 +29,7 @@ import torch
 
 from training_backend import telemetry
 from training_backend.config import GRPOConfig, StageSpec
-from training_backend.data import apply_template, prompts_for_step
+from training_backend.data import prompts_for_step
 from training_backend.stage import Out, StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
@@ -232,7 +232,8 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
           progress=print, handle_sigterm: bool = True, metrics_path: str | None = None) -> TrainResult:
     """Run a GRPO stage. `reporter` gets metrics and samples; `progress` gets R1LAB_PROGRESS lines.
 
-    `template` wraps each prompt (e.g. the R1-Zero `User: {prompt} Assistant:`); None = as is.
+    `template`: the model folder's r1lab_template.txt (None without one); with `prompt_format` it picks how
+    prompts are rendered (training_backend.models.prompt_renderer).
     """
     with StageShell(spec, reporter, kind="grpo", resume=resume, progress=progress, handle_sigterm=handle_sigterm,
                     metrics_path=metrics_path) as shell:
@@ -246,7 +247,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     from training_backend.rewards import extract_answer, extract_think
     from training_backend.rollout import HFGenerateEngine
     from training_backend.rollout_vllm import importance_sampling_metrics
-    from training_backend.tiny import load_model_and_tokenizer, text_codec
+    from training_backend.models import load_model_and_tokenizer, prompt_renderer, stop_token_ids, text_codec
 
     cfg: GRPOConfig = spec.config
     # Model code runs only in a full sandbox unless the config opts out: refuse before anything
@@ -270,6 +271,9 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     torch.manual_seed(spec.seed)
     model, tok = load_model_and_tokenizer(load_from)
     model.config.use_cache = True
+    render = prompt_renderer(tok, template, cfg.prompt_format, cfg.system_prompt, cfg.prompt_template)  # ConfigError (exit 2) before training
+    shell.extra_outputs[Out.PROMPT_FORMAT] = render.describe()
+    stops = stop_token_ids(model, tok)
     ref_model = None
     if cfg.beta > 0:
         ref_model, _ = load_model_and_tokenizer(spec.model_path)
@@ -294,15 +298,15 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         # its parameters into it after every step's optimisation passes (below).
         from training_backend.rollout import VLLMEngine
 
-        engine = VLLMEngine(str(load_from), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        engine = VLLMEngine(str(load_from), pad_token_id=tok.pad_token_id, eos_token_id=stops,
                             max_model_len=cfg.max_prompt_length + cfg.max_completion_length,
                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
                             tied_embeddings=bool(getattr(model.config, "tie_word_embeddings", False)), seed=spec.seed)
     else:
-        engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=stops)
     encode, decode = text_codec(tok)
 
-    encoded = [encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in train_rows]
+    encoded = [encode(render(r["prompt"]))[-cfg.max_prompt_length:] for r in train_rows]
 
     num_tokens_seen = 0.0
     # MFU's model FLOPs per token of a step (telemetry.py): forward-only passes (generation, the
@@ -317,7 +321,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     def evaluate(step: int) -> dict[str, float]:
         rows = eval_rows
         with backend.gathered():
-            roll = engine.generate([encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in rows],
+            roll = engine.generate([encode(render(r["prompt"]))[-cfg.max_prompt_length:] for r in rows],
                                    num_generations=1, max_new_tokens=cfg.max_completion_length, greedy=True)
         texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]
         s = score(texts, rows, roll.lengths.tolist(), cfg)
@@ -328,7 +332,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
             from training_backend.evaluate import evaluate_prompts
 
             with backend.gathered():
-                sampled, _ = evaluate_prompts(engine, encode, decode, rows, template=template, k=cfg.eval_num_samples,
+                sampled, _ = evaluate_prompts(engine, encode, decode, rows, render=render, k=cfg.eval_num_samples,
                                               max_new_tokens=cfg.max_completion_length,
                                               max_prompt_length=cfg.max_prompt_length)
             m.update({k: v for k, v in sampled.items() if k != "eval/mean_length"})  # keep the greedy length

@@ -210,18 +210,6 @@ def render_chat_preview(tok, prompt: str) -> str:
 
 # --- the whole check -------------------------------------------------------------------------------
 
-def _load_tokenizer(folder: Path, tokenizer_config: dict):
-    from transformers import AutoTokenizer
-
-    if tokenizer_config.get("tokenizer_class") == "CharTokenizer":
-        # The project's own char-level tokenizer (training_backend.tiny, what `make-base` writes):
-        # transformers does not know the class, the trainer loads it by name, so do we.
-        from training_backend.tiny import CharTokenizer
-
-        return CharTokenizer.from_pretrained(str(folder))
-    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-
-
 def _count_tokens(tok, text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
@@ -260,12 +248,14 @@ def inspect_folder(path: str | os.PathLike) -> dict:
         raise FolderRefused("missing weights: no model.safetensors (nor a sharded index, nor pytorch_model.bin)")
     if not any((folder / n).is_file() for n in TOKENIZER_FILES):
         raise FolderRefused("no tokenizer: none of " + ", ".join(TOKENIZER_FILES))
-    tokenizer_config = _read_json(folder / "tokenizer_config.json", "tokenizer_config.json") \
-        if (folder / "tokenizer_config.json").is_file() else {}
+    if (folder / "tokenizer_config.json").is_file():  # unreadable JSON is its own refusal
+        _read_json(folder / "tokenizer_config.json", "tokenizer_config.json")
 
     import transformers
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from training_backend.models import load_tokenizer
 
     version = transformers.__version__
     state_dict = meta_state_dict(files)
@@ -298,7 +288,7 @@ def inspect_folder(path: str | os.PathLike) -> dict:
                 if isinstance(first, (tuple, list)) and len(first) == 3 else str(first))
         raise FolderRefused(f"weights of the wrong shape: {len(mismatched)} tensor(s), e.g. {_short(what, 300)}")
     try:
-        tok = _load_tokenizer(folder, tokenizer_config)
+        tok = load_tokenizer(folder)  # exactly as the trainer loads it (training_backend.models)
     except Exception as exc:  # noqa: BLE001
         raise FolderRefused(f"the tokenizer does not load: {_why(exc)}") from None
 

@@ -223,10 +223,10 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, resume: bool) -> TrainResult:
     import torch
 
-    from training_backend.data import apply_template, read_chat_jsonl, read_prompt_jsonl, write_jsonl
+    from training_backend.data import read_chat_jsonl, read_prompt_jsonl, write_jsonl
     from training_backend.rewards.sandbox import code_sandbox_for_rows
     from training_backend.rollout import HFGenerateEngine
-    from training_backend.tiny import load_model_and_tokenizer, text_codec
+    from training_backend.models import load_model_and_tokenizer, prompt_renderer, stop_token_ids, text_codec
 
     cfg: RejectionSamplingConfig = spec.config
     rows = read_prompt_jsonl(spec.train_data)
@@ -239,7 +239,9 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
         torch.set_num_threads(cfg.torch_threads)
     model, tok = load_model_and_tokenizer(spec.model_path)
     model.eval()
-    engine = HFGenerateEngine(model, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    render = prompt_renderer(tok, template, cfg.prompt_format, cfg.system_prompt, cfg.prompt_template)
+    shell.extra_outputs[Out.PROMPT_FORMAT] = render.describe()
+    engine = HFGenerateEngine(model, pad_token_id=tok.pad_token_id, eos_token_id=stop_token_ids(model, tok))
     encode, decode = text_codec(tok)
 
     partial = out_dir / "candidates.partial.jsonl"
@@ -257,7 +259,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None, r
         for b in range(start, total):
             batch = rows[b * B:(b + 1) * B]
             torch.manual_seed(spec.seed * 1_000_003 + b)  # each batch reproducible, resumed or not
-            roll = engine.generate([encode(apply_template(r["prompt"], template))[-cfg.max_prompt_length:] for r in batch],
+            roll = engine.generate([encode(render(r["prompt"]))[-cfg.max_prompt_length:] for r in batch],
                                    num_generations=n, max_new_tokens=cfg.max_new_tokens,
                                    temperature=cfg.temperature, top_p=cfg.top_p)
             texts = [decode(ids[m.bool()].tolist()) for ids, m in zip(roll.completion_ids, roll.completion_mask)]

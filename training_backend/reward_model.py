@@ -9,8 +9,9 @@ The loss is Bradley–Terry's −log σ(r_chosen − r_rejected) (InstructGPT, T
 optionally plus `center_rewards_coefficient`·(r_chosen + r_rejected)² (Eisenstein et al., TRL's
 `center_rewards_coefficient`) so that scores stay near 0 and add sensibly to rule rewards.
 
-A scored text is the prompt in the stage's template, then " " + response, then EOS (the same
-rendering as the SFT stage's; see sft.render_chat), right-padded; the classifier reads the last
+A scored text is [user: prompt, assistant: response] rendered as the SFT stage renders a
+conversation (sft.encode_chat with the stage's prompt renderer: a template's `prompt + " " +
+response + EOS`, or the tokenizer's chat template), right-padded; the classifier reads the last
 non-pad token (transformers' `*ForSequenceClassification` does this with `pad_token_id`).
 
 Where this departs from R1: R1's preference rewards came from separate helpfulness and
@@ -20,7 +21,6 @@ there is one model, and it reads the whole response.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from training_backend.config import RewardModelConfig, StageSpec
-from training_backend.stage import StageShell, TrainResult
+from training_backend.stage import Out, StageShell, TrainResult
 
 # ------------------------------------------------------------------------------------------------
 # The math
@@ -52,22 +52,12 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor,
 # Loading and encoding
 
 
-def load_tokenizer(path: str | os.PathLike):
-    """The folder's tokenizer: the tiny char tokenizer when it names itself so, else AutoTokenizer."""
-    cfg = Path(path) / "tokenizer_config.json"
-    if cfg.exists() and json.loads(cfg.read_text()).get("tokenizer_class") == "CharTokenizer":
-        from training_backend.tiny import CharTokenizer
-
-        return CharTokenizer.from_pretrained(str(path))
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path))
-
-
 def load_reward_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32):
     """(sequence-classification model with one label, tokenizer). From a causal-LM folder the head is
     new (randomly initialised); from a trained reward model it is that model's."""
     from transformers import AutoModelForSequenceClassification
+
+    from training_backend.models import load_tokenizer
 
     tok = load_tokenizer(path)
     model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
@@ -75,23 +65,16 @@ def load_reward_model(path: str | os.PathLike, dtype: torch.dtype = torch.float3
     return model, tok
 
 
-def _encoder(tok):
-    from training_backend.tiny import text_codec
+def encode_pair_texts(tok, prompts: Sequence[str], responses: Sequence[str], render, max_len: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), both (B, T), right-padded; each row is the conversation [user: prompt, assistant:
+    response] as the SFT stage renders it with `render` (models.PromptRenderer: the template's
+    `prompt + " " + response + EOS`, or the chat template's turns), cut from the left when longer
+    than max_len (the response end is what is read)."""
+    from training_backend.sft import encode_chat
 
-    return text_codec(tok)[0]
-
-
-def encode_pair_texts(tok, prompts: Sequence[str], responses: Sequence[str], template: str | None,
-                      max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask), both (B, T), right-padded; each row = template(prompt) + " " + response + EOS,
-    cut from the left of the prompt when longer than max_len (the response end is what is read)."""
-    from training_backend.data import apply_template
-
-    encode = _encoder(tok)
-    rows = []
-    for p, r in zip(prompts, responses, strict=True):
-        ids = encode(apply_template(p, template)) + encode(" " + r.strip()) + [tok.eos_token_id]
-        rows.append(ids[-max_len:])
+    rows = [encode_chat([{"role": "user", "content": p}, {"role": "assistant", "content": r.strip()}], tok, render)[0][-max_len:]
+            for p, r in zip(prompts, responses, strict=True)]
     T = max(map(len, rows))
     ids = torch.full((len(rows), T), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), T), dtype=torch.long)
@@ -118,8 +101,11 @@ class RewardModelScorer:
         self.model, self.tok = load_reward_model(path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval().requires_grad_(False)
-        meta = Path(path) / "r1lab_template.txt"
-        self.template = template if template is not None else (meta.read_text().strip("\n") if meta.exists() else None)
+        from training_backend.models import prompt_renderer
+
+        meta = Path(path) / "r1lab_template.txt"  # the stage writes its template there; else the chat template
+        template = template if template is not None else (meta.read_text().strip("\n") if meta.exists() else None)
+        self.render = prompt_renderer(self.tok, template)
         self.batch_size = batch_size
         self.max_len = max_len
 
@@ -128,7 +114,7 @@ class RewardModelScorer:
         out: list[float] = []
         for i in range(0, len(prompts), self.batch_size):
             ids, mask = encode_pair_texts(self.tok, prompts[i:i + self.batch_size], responses[i:i + self.batch_size],
-                                          self.template, self.max_len)
+                                          self.render, self.max_len)
             out += _scores(self.model, ids.to(self.device), mask.to(self.device)).tolist()
         return out
 
@@ -181,6 +167,7 @@ def train(spec: StageSpec, reporter, *, resume: bool = False, template: str | No
 def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -> TrainResult:
     from training_backend.data import prompts_for_step, read_preference_jsonl
     from training_backend.distributed import OptimConfig, setup_backend, write_checkpoint
+    from training_backend.models import prompt_renderer
     from training_backend.sft import num_steps
 
     cfg: RewardModelConfig = spec.config
@@ -191,6 +178,9 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     ckpt = shell.resume_checkpoint
     torch.manual_seed(spec.seed)
     model, tok = load_reward_model(ckpt or spec.model_path)
+    render = prompt_renderer(tok, template, cfg.prompt_format, cfg.system_prompt, cfg.prompt_template)
+    shell.extra_outputs[Out.PROMPT_FORMAT] = render.describe()
+    template = render.template if render.kind == "template" else None  # written into checkpoints for the scorer
     total = num_steps(len(rows), cfg)
     backend = setup_backend(model, OptimConfig(cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay,
                                                cfg.max_grad_norm, cfg.lr_scheduler, cfg.warmup_steps),
@@ -205,7 +195,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     def batch_scores(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [r["prompt"] for r in batch] * 2
         responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
-        ids, mask = encode_pair_texts(tok, prompts, responses, template, cfg.max_seq_length)  # (2B, T)
+        ids, mask = encode_pair_texts(tok, prompts, responses, render, cfg.max_seq_length)  # (2B, T)
         s = _scores(rm, ids.to(backend.device), mask.to(backend.device))  # (2B,)
         return s[: len(batch)], s[len(batch):]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
+from collections.abc import Sequence
 
 import torch
 
@@ -83,10 +84,12 @@ class HFGenerateEngine:
     """Samples from the policy module itself (shared weights), drawing what transformers `generate`
     would: temperature, top-p, no top-k."""
 
-    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_id: int):
+    def __init__(self, model: torch.nn.Module, *, pad_token_id: int, eos_token_id: int | Sequence[int]):
+        """`eos_token_id`: one id or several (models.stop_token_ids): a completion ends at the first."""
         self.model = model
         self.pad_token_id = pad_token_id
-        self.eos_token_id = eos_token_id
+        self.eos_token_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.eos_token_id = self.eos_token_ids[0]
 
     def update_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # same module object: nothing to copy
@@ -105,7 +108,7 @@ class HFGenerateEngine:
         finally:
             if was_training:
                 self.model.train()
-        is_eos = comp == self.eos_token_id
+        is_eos = torch.isin(comp, torch.tensor(self.eos_token_ids, device=comp.device))
         # 1 up to and including the first EOS; the loop pads after it
         before_eos = (is_eos.cumsum(1) - is_eos.long()) == 0
         comp_mask = before_eos.long()
@@ -154,6 +157,7 @@ class HFGenerateEngine:
         attn = torch.cat([mask.repeat_interleave(G, 0), mask.new_ones((N, max_new_tokens))], 1)  # (N, P + T)
         next_pos = pos[:, -1:].repeat_interleave(G, 0) + 1  # (N, 1)
         unfinished = torch.ones(N, dtype=torch.bool, device=ids.device)
+        stops = torch.tensor(self.eos_token_ids, device=ids.device)
         tokens = []
         for t in range(max_new_tokens):
             if greedy:
@@ -164,7 +168,7 @@ class HFGenerateEngine:
                 nxt = torch.multinomial(torch.softmax(logits, -1), num_samples=1).squeeze(1)  # (N,)
             nxt = nxt.masked_fill(~unfinished, self.pad_token_id)
             tokens.append(nxt)
-            unfinished &= nxt != self.eos_token_id
+            unfinished &= ~torch.isin(nxt, stops)
             if t + 1 == max_new_tokens or not unfinished.any():
                 break
             out = model(input_ids=nxt[:, None], attention_mask=attn[:, : P + t + 1], position_ids=next_pos + t,

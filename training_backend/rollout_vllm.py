@@ -44,7 +44,8 @@ from training_backend.rollout import Rollout, left_pad
 
 
 def sampling_params_kwargs(*, num_generations: int, max_new_tokens: int, temperature: float = 1.0,
-                           top_p: float = 1.0, greedy: bool = False, seed: int | None = None) -> dict[str, Any]:
+                           top_p: float = 1.0, greedy: bool = False, seed: int | None = None,
+                           stop_token_ids: list[int] | None = None) -> dict[str, Any]:
     """Keyword arguments of `vllm.SamplingParams` for one rollout call.
 
     logprobs=0 returns the log-prob of each sampled token only (no top-k alternatives); token ids
@@ -58,6 +59,8 @@ def sampling_params_kwargs(*, num_generations: int, max_new_tokens: int, tempera
         kw.update(temperature=temperature, top_p=top_p)
     if seed is not None:
         kw["seed"] = seed
+    if stop_token_ids:  # the trainer's stop ids (models.stop_token_ids), whatever vLLM reads from the folder
+        kw["stop_token_ids"] = list(stop_token_ids)
     return kw
 
 
@@ -77,13 +80,16 @@ def _sampled_logprob(entry: Any, token: int) -> float:
     return float(getattr(v, "logprob", v))
 
 
-def outputs_to_rollout(outputs: list[Any], prompts: list[list[int]], *, pad_token_id: int, eos_token_id: int) -> Rollout:
+def outputs_to_rollout(outputs: list[Any], prompts: list[list[int]], *, pad_token_id: int,
+                       eos_token_id: int | list[int]) -> Rollout:
     """vLLM RequestOutputs (one per prompt, each with `.outputs`: n CompletionOutputs carrying
     `token_ids`, `logprobs`, `finish_reason`) -> a prompt-major Rollout with sampling_logprobs.
 
     A completion that stopped on EOS keeps its EOS token (appended with a NaN log-prob when vLLM
-    left it out of token_ids); one stopped by the length limit is `truncated`.
+    left it out of token_ids); one stopped by the length limit is `truncated`. `eos_token_id` may
+    list several stop ids (models.stop_token_ids): the first is the one appended.
     """
+    stops = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     if len(outputs) != len(prompts):
         raise ValueError(f"{len(outputs)} outputs for {len(prompts)} prompts")
     G = len(outputs[0].outputs)
@@ -97,11 +103,11 @@ def outputs_to_rollout(outputs: list[Any], prompts: list[list[int]], *, pad_toke
             ids = list(c.token_ids)
             lp = [_sampled_logprob(c.logprobs[t] if c.logprobs is not None and t < len(c.logprobs) else None, tok)
                   for t, tok in enumerate(ids)]
-            if c.finish_reason == "stop" and (not ids or ids[-1] != eos_token_id):
-                ids.append(eos_token_id)
+            if c.finish_reason == "stop" and (not ids or ids[-1] not in stops):
+                ids.append(stops[0])
                 lp.append(math.nan)
-            if eos_token_id in ids:  # nothing after the first EOS is the completion's
-                cut = ids.index(eos_token_id) + 1
+            cut = next((t + 1 for t, i in enumerate(ids) if i in stops), None)
+            if cut is not None:  # nothing after the first EOS is the completion's
                 ids, lp = ids[:cut], lp[:cut]
             toks.append(ids)
             lps.append(lp)
@@ -211,11 +217,12 @@ class VLLMEngine:
     """A colocated `vllm.LLM` as a RolloutEngine. `llm` and `sampling_params_cls` are for tests
     (a stand-in object); in production both come from vllm."""
 
-    def __init__(self, model_path: str, *, pad_token_id: int, eos_token_id: int, max_model_len: int = 4096,
+    def __init__(self, model_path: str, *, pad_token_id: int, eos_token_id: int | list[int], max_model_len: int = 4096,
                  gpu_memory_utilization: float = 0.3, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
                  enable_sleep_mode: bool = True, tied_embeddings: bool = False, seed: int = 0,
                  llm: Any = None, sampling_params_cls: Any = None):
-        self.pad_token_id, self.eos_token_id = pad_token_id, eos_token_id
+        self.stop_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.pad_token_id, self.eos_token_id = pad_token_id, self.stop_ids[0]
         self.tied_embeddings = tied_embeddings
         self.sleep_mode = enable_sleep_mode
         self.seed = seed
@@ -261,10 +268,10 @@ class VLLMEngine:
         self._wake(["weights", "kv_cache", "scheduling"])
         params = self.sampling_params_cls(**sampling_params_kwargs(
             num_generations=num_generations, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, greedy=greedy))
+            top_p=top_p, greedy=greedy, stop_token_ids=self.stop_ids))
         outputs = self.llm.generate(build_requests(prompts), params, use_tqdm=False)
         self.sleep()  # give the memory back to the optimizer step
-        return outputs_to_rollout(outputs, prompts, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id)
+        return outputs_to_rollout(outputs, prompts, pad_token_id=self.pad_token_id, eos_token_id=self.stop_ids)
 
     def update_weights(self, model: torch.nn.Module | None = None, *,
                        named_params: Iterable[tuple[str, torch.Tensor]] | None = None) -> int:

@@ -9,16 +9,23 @@ model and data.
                -> token-mean cross-entropy, backward, clip, step (distributed.Backend)
                -> metrics, progress line; held-out loss / pass@1 / cons@k every eval_steps; checkpoint
 
-Rendering a conversation (`encode_chat`):
-- with a prompt template (the tiny model's `User: {prompt} Assistant:`, a model folder's
-  r1lab_template.txt): each user turn is the template around its content, each assistant turn is
-  " " + its content + EOS, turns joined by " ". This is exactly how GRPO and rejection sampling
-  see a prompt and its completion, so the three stages agree on the text;
-- without one, the tokenizer's own chat template (`apply_chat_template`); the assistant spans are
-  the token ranges each assistant turn adds to the prefix before it.
-Each segment is tokenised on its own and the ids concatenated, so the mask boundary is exact
-(a BPE merge across the prompt/response border cannot happen; the cost is that such a merge is
-never seen in training either, as in TRL's `completion_only_loss`).
+Rendering a conversation (`encode_chat`) follows the stage's prompt renderer
+(models.prompt_renderer, config `prompt_format`), so GRPO, rejection sampling, eval and SFT agree on
+the text a prompt and its completion make:
+- a prompt template (the tiny model's `User: {prompt} Assistant:`, a folder's r1lab_template.txt,
+  or R1-Zero's): each user turn is the template around its content, each assistant turn is
+  " " + its content + EOS, turns joined by " ". Each segment is tokenised on its own and the ids
+  concatenated, so the mask boundary is exact (a BPE merge across the prompt/response border cannot
+  happen; the cost is that such a merge is never seen in training either, as in TRL's
+  `completion_only_loss`);
+- the tokenizer's chat template (`apply_chat_template` over the whole conversation, `system_prompt`
+  as the system turn when the row has none): an assistant turn's labels are the tokens from the end
+  of the generation prompt before it (`add_generation_prompt=True`; what the template itself puts
+  there, e.g. an R1 distill's `<think>\n`, is prompt, not learned) to the end of the conversation
+  rendered up to that turn (its `<|im_end|>` included). Both ends are taken as common prefixes with
+  the whole rendering, so a template that renders earlier turns differently (R1 distills drop the
+  reasoning of past assistant turns) never mislabels a token;
+- `none`: user turns as they are, assistant turns as with a template.
 
 Choices, and why: padding, not packing (rows of a cold-start set differ a lot in length, but they
 are few; packing without a per-document attention mask would let rows attend to each other);
@@ -35,19 +42,22 @@ import torch
 
 from training_backend.config import SFTConfig, StageSpec
 from training_backend.data import apply_template
-from training_backend.stage import StageShell, TrainResult
+from training_backend.stage import Out, StageShell, TrainResult
 
 IGNORE = -100
 
 
-def encode_chat(messages: list[dict], tok, template: str | None, max_len: int | None = None) -> tuple[list[int], list[int]]:
+def encode_chat(messages: list[dict], tok, render, max_len: int | None = None) -> tuple[list[int], list[int]]:
     """(input ids, labels) of one conversation; labels are IGNORE except on assistant tokens (and
-    the EOS closing each assistant turn). Cut to max_len tokens."""
-    if template is None and getattr(tok, "chat_template", None):
+    the EOS closing each assistant turn). `render`: the stage's models.PromptRenderer. Cut to max_len."""
+    if render.kind == "chat":
+        if render.system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": render.system_prompt}, *messages]
         ids, labels = _encode_with_chat_template(messages, tok)
     else:
-        from training_backend.tiny import text_codec
+        from training_backend.models import text_codec
 
+        template = render.template if render.kind == "template" else None
         encode = text_codec(tok)[0]
         ids, labels = [], []
 
@@ -69,17 +79,24 @@ def encode_chat(messages: list[dict], tok, template: str | None, max_len: int | 
     return ids, labels
 
 
+def _chat_ids(tok, messages: list[dict], **kw) -> list[int]:
+    out = tok.apply_chat_template(messages, tokenize=True, **kw)
+    return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 def _encode_with_chat_template(messages: list[dict], tok) -> tuple[list[int], list[int]]:
-    full = tok.apply_chat_template(messages, tokenize=True)
-    full = list(full["input_ids"] if isinstance(full, dict) else full)
+    full = _chat_ids(tok, messages)
     labels = [IGNORE] * len(full)
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = tok.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True)
-        upto = tok.apply_chat_template(messages[: i + 1], tokenize=True)
-        lo = len(before["input_ids"] if isinstance(before, dict) else before)
-        hi = len(upto["input_ids"] if isinstance(upto, dict) else upto)
+        lo = _common_prefix(_chat_ids(tok, messages[:i], add_generation_prompt=True), full)
+        hi = _common_prefix(_chat_ids(tok, messages[: i + 1]), full)
         labels[lo:hi] = full[lo:hi]
     return full, labels
 
@@ -141,7 +158,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     from training_backend.distributed import OptimConfig, peak_memory_metrics, setup_backend, write_checkpoint
     from training_backend.evaluate import evaluate_prompts
     from training_backend.rollout import HFGenerateEngine
-    from training_backend.tiny import load_model_and_tokenizer, text_codec
+    from training_backend.models import load_model_and_tokenizer, prompt_renderer, stop_token_ids, text_codec
 
     cfg: SFTConfig = spec.config
     rows = read_chat_jsonl(spec.train_data)  # every bad row reported before a model is loaded
@@ -151,11 +168,14 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     ckpt = shell.resume_checkpoint
     torch.manual_seed(spec.seed)
     model, tok = load_model_and_tokenizer(ckpt or spec.model_path)
+    render = prompt_renderer(tok, template, cfg.prompt_format, cfg.system_prompt, cfg.prompt_template)
+    shell.extra_outputs[Out.PROMPT_FORMAT] = render.describe()
+    handed_on = render.template if render.kind == "template" else None  # the next stage renders prompts the same way
 
     def encode_rows(rs: list[dict], path: str) -> tuple[list[tuple[list[int], list[int]]], int]:
         enc, bad, cut = [], [], 0
         for r in rs:
-            full = encode_chat(r["messages"], tok, template)
+            full = encode_chat(r["messages"], tok, render)
             x = (full[0][: cfg.max_seq_length], full[1][: cfg.max_seq_length])
             cut += len(full[0]) > cfg.max_seq_length
             if all(v == IGNORE for v in x[1][1:]):  # the first label is never predicted
@@ -180,7 +200,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
     shell.begin(start, resumed=ckpt is not None)  # a crashed attempt's later steps are history now
     policy = backend.module
     device = backend.device  # batches go where DeepSpeed put the model (a GPU on a CUDA host)
-    engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    engine = HFGenerateEngine(policy, pad_token_id=tok.pad_token_id, eos_token_id=stop_token_ids(model, tok))
     encode, decode = text_codec(tok)
     reporter.log_metrics(start, {"data/rows": len(rows), "data/truncated_rows": truncated, "data/eval_rows": len(eval_rows)})
 
@@ -195,7 +215,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
             m = {"eval/loss": loss_sum / max(n_tok, 1)}
             if eval_prompts:
                 torch.manual_seed(spec.seed * 1_000_003 + step)
-                gen, results = evaluate_prompts(engine, encode, decode, eval_prompts, template=template,
+                gen, results = evaluate_prompts(engine, encode, decode, eval_prompts, render=render,
                                                 k=cfg.eval_num_samples, temperature=cfg.eval_temperature,
                                                 top_p=cfg.eval_top_p, max_new_tokens=cfg.eval_max_new_tokens)
                 m.update(gen)
@@ -207,7 +227,7 @@ def _train(spec: StageSpec, reporter, shell: StageShell, template: str | None) -
         return m
 
     def checkpoint(step: int) -> None:
-        shell.save_checkpoint(step, lambda folder: write_checkpoint(folder, backend, tok, template=template),
+        shell.save_checkpoint(step, lambda folder: write_checkpoint(folder, backend, tok, template=handed_on),
                               keep=cfg.save_total_limit)
 
     last: dict[str, float] = {}

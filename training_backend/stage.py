@@ -165,6 +165,7 @@ class Out:
     MODEL, RESULTS = "model", "results"
     CODE_SANDBOX = "code_sandbox"  # {level, mechanism, missing, unsandboxed_allowed} when model code ran
     METRICS_JSONL = "metrics_jsonl"  # added by the worker: where the attempt's metrics file is
+    PROMPT_FORMAT = "prompt_format"  # how prompts were rendered: {kind: template|chat|none, template?, system_prompt?}
 
 
 SUCCEEDED, STOPPED = "succeeded", "stopped"  # outputs.json "status"
@@ -311,6 +312,7 @@ class StageShell:
         self.out_dir = Path(spec.output_dir)
         self.progress = progress
         self.metrics_path = metrics_path
+        self.extra_outputs: dict = {}  # kind-specific outputs.json keys set while the stage runs (e.g. Out.PROMPT_FORMAT)
         self.handle_sigterm = handle_sigterm
         self.stop_requested = False
         ckpts = checkpoint_dirs(self.out_dir) if resume else []
@@ -413,6 +415,6 @@ class StageShell:
         outputs = {Out.KIND: self.kind, Out.STATUS: STOPPED if stopped else SUCCEEDED, Out.STEP: step,
                    Out.FINAL_MODEL: final, Out.CHECKPOINTS: list(self.saved),
                    Out.LATEST_CHECKPOINT: self.saved[-1] if self.saved else None,
-                   Out.METRICS: self.metrics_path, Out.SUMMARY: summary, **extra}
+                   Out.METRICS: self.metrics_path, Out.SUMMARY: summary, **self.extra_outputs, **extra}
         write_outputs(self.out_dir, outputs)
         return TrainResult(step, stopped, final, list(self.saved), summary)

@@ -135,23 +135,6 @@ def build_model(seed: int = 0, **overrides) -> tuple[LlamaForCausalLM, CharToken
     return model, tok
 
 
-def text_codec(tok):
-    """(encode, decode) for a tokenizer: the char tokenizer's fast paths, else any HF tokenizer's
-    plain text <-> ids without special tokens."""
-    encode = getattr(tok, "encode_fast", None) or (lambda s: tok(s, add_special_tokens=False)["input_ids"])
-    decode = getattr(tok, "decode_fast", None) or (lambda ids: tok.decode(ids, skip_special_tokens=True))
-    return encode, decode
-
-
-def load_model_and_tokenizer(path: str | os.PathLike, dtype: torch.dtype = torch.float32):
-    """A model folder written by save_pretrained (model + tokenizer) -> (model, tokenizer)."""
-    from transformers import AutoModelForCausalLM
-
-    tok = CharTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    return model, tok
-
-
 # --- the synthetic arithmetic world -------------------------------------------------------------
 
 def _columns(a: int, b: int) -> list[tuple[int, int]]:

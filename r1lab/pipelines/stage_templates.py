@@ -65,9 +65,10 @@ TEMPLATES: dict[str, PipelineTemplate] = {
     for t in (
         PipelineTemplate(
             "r1_zero", "R1-Zero",
-            "GRPO straight from the base model with rule rewards only (accuracy + format).",
+            "GRPO straight from the base model with rule rewards only (accuracy + format), prompts in the "
+            "raw R1-Zero template (no chat markup).",
             (StageDef("grpo", "GRPO from the base (R1-Zero)", model="base", data="prompt_set",
-                      overrides={"reward_funcs": ["accuracy", "format"]}),),
+                      overrides={"reward_funcs": ["accuracy", "format"], "prompt_format": "r1_zero"}),),
         ),
         PipelineTemplate(
             "r1", "R1",

@@ -7,7 +7,7 @@ import pytest
 
 from tests.training_backend.test_rollout_vllm import StandInLLM
 from tests.training_backend.test_trainer import digits_reward, make_model, make_spec  # noqa: F401
-from training_backend import rollout, tiny
+from training_backend import rollout, models, tiny
 from training_backend.config import parse_spec
 from training_backend.grpo import train
 from training_backend.report import MemoryReporter
@@ -25,7 +25,7 @@ def test_grpo_with_the_vllm_engine_pushes_weights_and_reports_sampling_ratios(tm
     stand_ins = []
 
     def engine_factory(model_path, **kwargs):
-        model, _ = tiny.load_model_and_tokenizer(model_path)  # what vllm.LLM(model_path) would load
+        model, _ = models.load_model_and_tokenizer(model_path)  # what vllm.LLM(model_path) would load
         stand_ins.append(StandInLLM(model.eval()))
         return VLLMEngine(model_path, llm=stand_ins[-1], sampling_params_cls=lambda **kw: SimpleNamespace(**kw), **kwargs)
 

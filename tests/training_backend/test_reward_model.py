@@ -48,7 +48,7 @@ def test_the_stage_learns_the_preference_and_writes_a_loadable_model(trained_rm)
     losses = [m["value"] for m in metrics if m.get("key") == "loss"]
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     scorer = RewardModelScorer(out["final_model"])
-    assert scorer.template == tiny.TEMPLATE
+    assert scorer.render.kind == "template" and scorer.render.template == tiny.TEMPLATE
     good, bad = scorer.score(["12+30", "12+30"], [worked_completion(12, 30), "43"])
     assert good > bad
 

@@ -10,12 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from tests.training_backend.stage_factories import chat_rows, make_model, outputs, spec, write_jsonl, write_spec
-from training_backend import tiny
+from training_backend import models, tiny
 from training_backend.__main__ import main
 from training_backend.config import parse_spec
 from training_backend.data import DatasetError, read_chat_jsonl
 from training_backend.report import MemoryReporter
 from training_backend.sft import IGNORE, collate, encode_chat, train
+from training_backend.models import prompt_renderer
 
 FAST = dict(batch_size=4, learning_rate=3e-3, lr_scheduler="constant", engine="torch", torch_threads=1,
             max_seq_length=96, save_total_limit=0, eval_num_samples=0)
@@ -29,7 +30,7 @@ def model_dir(tmp_path_factory):
 def test_only_assistant_tokens_and_eos_are_labelled():
     tok = tiny.CharTokenizer()
     msgs = [{"role": "user", "content": "12+30"}, {"role": "assistant", "content": "<think> 2+0=2 </think> <answer> 42 </answer>"}]
-    ids, labels = encode_chat(msgs, tok, tiny.TEMPLATE)
+    ids, labels = encode_chat(msgs, tok, prompt_renderer(tok, tiny.TEMPLATE))
     prompt_ids = tok.encode_fast("User: 12+30 Assistant:")
     answer_ids = tok.encode_fast(" <think> 2+0=2 </think> <answer> 42 </answer>") + [tok.eos_token_id]
     assert ids == prompt_ids + answer_ids
@@ -42,7 +43,7 @@ def test_multi_turn_masks_every_user_turn_and_the_system_prompt():
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "1+1"},
             {"role": "assistant", "content": "2"}, {"role": "user", "content": "2+2"},
             {"role": "assistant", "content": "4"}]
-    ids, labels = encode_chat(msgs, tok, tiny.TEMPLATE)
+    ids, labels = encode_chat(msgs, tok, prompt_renderer(tok, tiny.TEMPLATE))
     learned = [i for i, y in zip(ids, labels) if y != IGNORE]
     assert learned == tok.encode_fast(" 2") + [tok.eos_token_id] + tok.encode_fast(" 4") + [tok.eos_token_id]
     assert tok.decode_fast([i for i, y in zip(ids, labels) if y == IGNORE]) == "be brief User: 1+1 Assistant: User: 2+2 Assistant:"
@@ -87,7 +88,7 @@ def test_sft_learns_the_responses_and_writes_a_loadable_final_model(tmp_path, mo
     out = outputs(tmp_path / "out")
     assert out["kind"] == "sft" and out["status"] == "succeeded" and out["final_model"] == result.final_model
     assert (tmp_path / "out" / "final" / "r1lab_template.txt").read_text() == tiny.TEMPLATE
-    model, _ = tiny.load_model_and_tokenizer(out["final_model"])  # a plain HF folder
+    model, _ = models.load_model_and_tokenizer(out["final_model"])  # a plain HF folder
     assert not (tmp_path / "out" / "final" / "optimizer.pt").exists()
     assert sum(p.numel() for p in model.parameters()) > 0
 

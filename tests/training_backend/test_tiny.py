@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from training_backend import tiny
+from training_backend import models, tiny
 from training_backend.rewards import accuracy_rewards, format_rewards
 
 
@@ -53,7 +53,7 @@ def test_pretrain_saves_a_self_contained_model_folder(tmp_path):
     torch.set_num_threads(1)
     logs = []
     out = tiny.pretrain_base(tmp_path / "base", steps=3, batch_size=4, log=logs.append)
-    model, tok = tiny.load_model_and_tokenizer(out)
+    model, tok = models.load_model_and_tokenizer(out)
     assert 0.3e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
     assert len(logs) == 2 and "loss" in logs[0]
     ids = torch.tensor([tok.encode_fast(tiny.TEMPLATE.format(prompt="12+30"))])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training_backend import tiny
+from training_backend import models, tiny
 from training_backend.config import parse_spec
 from training_backend.grpo import train
 from training_backend.stage import checkpoint_dirs
@@ -75,7 +75,7 @@ def test_a_few_steps_report_trl_metrics_samples_and_outputs(tmp_path, model_dir)
     outputs = json.loads((tmp_path / "out" / "outputs.json").read_text())
     assert outputs["status"] == "succeeded" and outputs["step"] == 2
     final = Path(outputs["final_model"])
-    model, tok = tiny.load_model_and_tokenizer(final)  # a self-contained HF folder
+    model, tok = models.load_model_and_tokenizer(final)  # a self-contained HF folder
     assert result.final_model == str(final) and not (final / "optimizer.pt").exists()
 
 
