@@ -6,8 +6,9 @@
         and samples go to --metrics-out
         (default <output_dir>/metrics.jsonl). Prints `R1LAB_PROGRESS {"step","total","eta_s"}`
         every step; writes <output_dir>/outputs.json at the end.
-    make-base OUT_DIR [--steps N]
-        Pretrain the tiny char-level Llama on the synthetic arithmetic corpus (training_backend.tiny).
+    make-base OUT_DIR [--steps N] [--arch tiny|qwen2|llama]
+        Pretrain a base on the synthetic arithmetic corpus: the tiny char-level Llama (training_backend.tiny,
+        default), or a byte-level BPE + ChatML Qwen2 / Llama folder (training_backend.realbase).
     demo --steps N --metrics-out FILE [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
         Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards.
     sandbox-check
@@ -32,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from training_backend.stage import INSPECT_COMMAND, RUN_TOKEN_ENV, ExitCode, model_check_line, progress_line
+from training_backend.stage import (INSPECT_COMMAND, RUN_TOKEN_ENV, ExitCode, Out, model_check_line, progress_line,
+                                    read_outputs)
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_SPEC, EXIT_STOPPED = ExitCode.OK, ExitCode.CRASH, ExitCode.BAD_SPEC, ExitCode.STOPPED
 
@@ -89,10 +91,14 @@ def _train(spec, args, template: str | None = None) -> int:
         result = train(spec, reporter, resume=args.resume, template=template, progress=_progress,
                        metrics_path=metrics_path)
         status = "cancelled" if result.stopped else "succeeded"
-        if template is not None and result.final_model:  # hand the prompt template on to the next stage
+        # Hand the prompt template the stage rendered with (the folder's, or R1-Zero's when the stage
+        # chose prompt_format r1_zero) on to the next stage; a chat-formatted stage hands on nothing.
+        rendered = (read_outputs(out) or {}).get(Out.PROMPT_FORMAT) or {}
+        hand_on = rendered.get("template") if rendered.get("kind") == "template" else None
+        if hand_on is not None and result.final_model:
             meta = Path(result.final_model) / "r1lab_template.txt"
             if not meta.exists():
-                meta.write_text(template)
+                meta.write_text(hand_on)
         return EXIT_STOPPED if result.stopped else EXIT_OK
     except DatasetError as exc:  # raised before anything is trained: every bad row, then exit 2
         for line in exc.lines():
@@ -137,9 +143,20 @@ def cmd_make_base(args) -> int:
             eta = elapsed / step * (total - step)
             print(progress_line(step, total, eta), flush=True)
 
-    out = tiny.pretrain_base(args.out_dir, steps=args.steps, seed=args.seed, holdout=tiny.demo_holdout(),
-                             log=lambda s: print(s, flush=True), progress=progress)
-    (Path(out) / "r1lab_template.txt").write_text(tiny.TEMPLATE)
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    arch = getattr(args, "arch", "tiny")  # cmd_demo's Namespace names none
+    if arch == "tiny":
+        out = tiny.pretrain_base(args.out_dir, steps=900 if args.steps is None else args.steps, seed=args.seed,
+                                 holdout=tiny.demo_holdout(), log=log, progress=progress)
+        (Path(out) / "r1lab_template.txt").write_text(tiny.TEMPLATE)
+    else:  # a real folder names no template: the trainer prompts it through its chat template
+        from training_backend import realbase
+
+        steps = {} if args.steps is None else {"steps": args.steps}
+        out = realbase.pretrain_real_base(args.out_dir, arch=arch, seed=args.seed, holdout=tiny.demo_holdout(),
+                                          log=log, progress=progress, **steps)
     print(f"base model written to {out} in {time.perf_counter() - t0:.0f}s", flush=True)
     return EXIT_OK
 
@@ -214,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--engine", choices=("deepspeed", "torch"), help="override the spec's training engine")
     r.set_defaults(fn=cmd_run)
 
-    b = sub.add_parser("make-base", help="pretrain the tiny base model")
+    b = sub.add_parser("make-base", help="pretrain a local base model (tiny, or a real Qwen2 / Llama)")
     b.add_argument("out_dir")
-    b.add_argument("--steps", type=int, default=900)
+    b.add_argument("--steps", type=int, help="pretraining steps (default: 900 tiny, realbase's default otherwise)")
+    b.add_argument("--arch", choices=("tiny", "qwen2", "llama"), default="tiny",
+                   help="tiny: the char-level Llama; qwen2 / llama: byte-level BPE + ChatML (training_backend.realbase)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest on a small shared CPU; 0 = torch's default)")

@@ -1,14 +1,20 @@
 """The R1 pipeline's stages chained through files, as the worker chains them: each stage is
 `python -m training_backend run SPEC.json` (in-process `main`) whose inputs are paths from the
-previous stages' outputs.json. Kept cheap: a tiny random Llama that the cold-start SFT makes
-memorise four additions, so that rejection sampling has correct completions to keep.
+previous stages' outputs.json. Run on both local bases: the tiny char-level Llama (prompts in its
+`User: {prompt} Assistant:` template) and the real-architecture one (`make-base --arch qwen2`: a
+Qwen2 with a byte-level BPE tokenizer, prompts through its ChatML chat template, stop ids from its
+generation_config), each stage on the code path any HF folder takes. Kept cheap: the base is
+barely pretrained (the real one: 20 steps) and the cold-start SFT makes it memorise four
+additions, so that rejection sampling has correct completions to keep.
 benchmarks/r1_pipeline.py is the real miniature run."""
 
 import json
 from pathlib import Path
 
 from tests.training_backend.stage_factories import chat_rows, make_model, outputs, preference_rows, spec, write_jsonl, write_spec
-from training_backend import tiny
+import pytest
+
+from training_backend import realbase, tiny
 from training_backend.__main__ import main
 
 FAST = {"torch_threads": 1}
@@ -22,8 +28,14 @@ def run(tmp: Path, name: str, s: dict) -> dict:
     return outputs(tmp / name)
 
 
-def test_cold_start_grpo_rejection_sft_reward_model_all_scenario_grpo_eval(tmp_path):
-    base = make_model(tmp_path / "base")
+# per base: (the cold-start SFT's learning rate and steps, the template file a stage hands on)
+BASES = {"tiny": (1e-2, 60, tiny.TEMPLATE), "qwen2": (1e-3, 70, None)}
+
+
+@pytest.mark.parametrize("kind", list(BASES))
+def test_cold_start_grpo_rejection_sft_reward_model_all_scenario_grpo_eval(tmp_path, kind):
+    lr, sft_steps, template = BASES[kind]
+    base = make_model(tmp_path / "base") if kind == "tiny" else realbase.make_real_base(tmp_path / "base", steps=20)
     # short answers the tiny random model memorises in a few dozen steps
     cold = [{**r, "messages": [r["messages"][0], {"role": "assistant", "content": f"<think> add </think> <answer> {r['answer']} </answer>"}]}
             for r in chat_rows(4, seed=11)]
@@ -37,12 +49,14 @@ def test_cold_start_grpo_rejection_sft_reward_model_all_scenario_grpo_eval(tmp_p
     write_jsonl(prompts[:2] + [{"id": "g1", "prompt": "say hi", "type": "general"}, {"id": "g2", "prompt": "say yo", "type": "general"}],
                 data / "mixed.jsonl")
 
-    sft1 = run(tmp_path, "sft1", spec("sft", base, "", data / "cold.jsonl", max_steps=60, batch_size=4, learning_rate=1e-2,
+    sft1 = run(tmp_path, "sft1", spec("sft", base, "", data / "cold.jsonl", max_steps=sft_steps, batch_size=4, learning_rate=lr,
                                       lr_scheduler="constant", engine="torch", max_seq_length=96, eval_num_samples=0, **FAST))
-    assert (Path(sft1["final_model"]) / "r1lab_template.txt").read_text() == tiny.TEMPLATE
+    handed_on = Path(sft1["final_model"]) / "r1lab_template.txt"
+    assert (handed_on.read_text() if handed_on.exists() else None) == template
+    assert sft1["prompt_format"]["kind"] == ("template" if template else "chat")
     g2 = run(tmp_path, "grpo2", spec("grpo", sft1["final_model"], "", data / "prompts.jsonl",
                                       reward_funcs=["accuracy", "format", "language_consistency"], **GRPO))
-    assert (Path(g2["final_model"]) / "r1lab_template.txt").exists()  # handed on by the CLI
+    assert (Path(g2["final_model"]) / "r1lab_template.txt").exists() == (template is not None)  # handed on by the CLI
     rs = run(tmp_path, "rs", spec("rejection_sampling", g2["final_model"], "", data / "prompts.jsonl", num_samples=2,
                                   temperature=0.3, max_new_tokens=24, prompts_per_batch=4, general_data=str(data / "general.jsonl"),
                                   general_ratio=0.5, **FAST))
@@ -66,3 +80,5 @@ def test_cold_start_grpo_rejection_sft_reward_model_all_scenario_grpo_eval(tmp_p
     assert {"eval/pass@1", "eval/cons@k", "eval/mean_length"} <= set(ev["summary"])
     assert [outputs(tmp_path / n)["kind"] for n in ("sft1", "grpo2", "rs", "sft3", "rm", "grpo4", "eval")] == [
         "sft", "grpo", "rejection_sampling", "sft", "reward_model", "grpo", "eval"]
+    assert {outputs(tmp_path / n)["prompt_format"]["kind"] for n in ("sft1", "grpo2", "rs", "sft3", "rm", "grpo4", "eval")} == {
+        "template" if template else "chat"}
