@@ -38,7 +38,6 @@ and has no tool calls; rope_theta 10,000 for a 512-token context.
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import random
 import re
@@ -259,45 +258,14 @@ def pretrain_real_base(out_dir: str | os.PathLike, *, arch: str = "qwen2", steps
     model = build_model(tok, arch, seed)
     log(f"{arch} base: {n_params(model) / 1e6:.2f}M parameters, vocabulary {len(tok)} "
         f"(tokenizer trained in {time.perf_counter() - t0:.1f}s)")
-    pad = tok.pad_token_id
     corpus = iter_corpus(seed + 1, holdout, docs)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = max(1, min(100, steps // 10))
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(steps):
-        texts = [next(corpus) for _ in range(batch_size)]
-        # Direct answers are ~25 tokens, rechecked traces and docstrings up to MAX_TOKENS: sorted into
-        # length buckets, each padded to its own longest.
-        enc = tok(texts, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)
-        ids = sorted(enc["input_ids"], key=len)
-        n_tokens = sum(len(r) - 1 for r in ids)
-        for g in opt.param_groups:  # warm-up then cosine to 10%
-            g["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for bucket in (ids[i:i + buckets_of] for i in range(0, len(ids), buckets_of)):
-            T = len(bucket[-1])
-            x = torch.full((len(bucket), T), pad, dtype=torch.long)  # (b, T), right-padded
-            mask = torch.zeros(len(bucket), T, dtype=torch.long)  # (b, T)
-            for i, r in enumerate(bucket):
-                x[i, : len(r)] = torch.tensor(r)
-                mask[i, : len(r)] = 1
-            logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]  # (b, T-1, V)
-            # Padding is masked by position, not by id: the pad id is `<|endoftext|>`, which ends
-            # every example and must be learned (it stops generation after a raw-template answer).
-            target = x[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (b, T-1)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                     ignore_index=-100, reduction="sum") / n_tokens
-            loss.backward()
-            total += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if progress is not None:
-            progress(step + 1, steps, time.perf_counter() - t0)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"pretrain step {step}/{steps} loss {total:.3f} ({time.perf_counter() - t0:.0f}s)")
-    model.eval()
+
+    def next_batch() -> list[list[int]]:  # examples up to MAX_TOKENS (docstring paragraphs are cut)
+        return tok([next(corpus) for _ in range(batch_size)], add_special_tokens=False, truncation=True,
+                    max_length=MAX_TOKENS)["input_ids"]
+
+    tiny.pretrain_loop(model, next_batch, steps=steps, lr=lr, warmup=max(1, min(100, steps // 10)),
+                       pad_id=tok.pad_token_id, buckets_of=buckets_of, log=log, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -203,6 +203,47 @@ def write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
             f.write(json.dumps(r) + "\n")
 
 
+def pretrain_loop(model, next_batch, *, steps: int, lr: float, warmup: int, pad_id: int, buckets_of: int = 16,
+                  log=print, progress=None) -> None:
+    """Causal-LM pretraining, the loop both local bases use: `next_batch()` gives a batch of token-id
+    lists (whole examples); AdamW, linear warm-up then cosine to 10%, gradient clipping at 1.
+
+    Examples differ a lot in length (direct answers ~30 tokens, rechecked traces ~100), so a batch is
+    sorted into length buckets, each right-padded to its own longest: about half the cost of one
+    padded block. Padding is masked by position, not by id (the real base pads with `<|endoftext|>`,
+    which also ends every example and must be learned); the loss is the token mean over the batch."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(steps):
+        ids = sorted(next_batch(), key=len)
+        n_tokens = sum(len(r) - 1 for r in ids)
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for bucket in (ids[i:i + buckets_of] for i in range(0, len(ids), buckets_of)):
+            T = len(bucket[-1])
+            x = torch.full((len(bucket), T), pad_id, dtype=torch.long)  # (b, T), right-padded
+            mask = torch.zeros(len(bucket), T, dtype=torch.long)  # (b, T)
+            for i, r in enumerate(bucket):
+                x[i, : len(r)] = torch.tensor(r)
+                mask[i, : len(r)] = 1
+            logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]  # (b, T-1, V)
+            target = x[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (b, T-1)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / n_tokens
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if progress is not None:
+            progress(step + 1, steps, time.perf_counter() - t0)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"pretrain step {step}/{steps} loss {total:.3f} ({time.perf_counter() - t0:.0f}s)")
+    model.eval()
+
+
 def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 900, batch_size: int = 32, lr: float = 3e-3,
                   seed: int = 0, holdout: set[tuple[int, int]] | None = None, buckets_of: int = 16,
                   log=print, progress=None) -> Path:
@@ -212,43 +253,18 @@ def pretrain_base(out_dir: str | os.PathLike, *, steps: int = 900, batch_size: i
     """
     model, tok = build_model(seed)
     rng = random.Random(seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(steps):
+
+    def next_batch() -> list[list[int]]:
         texts = []
         while len(texts) < batch_size:
             a, b = sample_problem(rng)
             if holdout and (a, b) in holdout:
                 continue
             texts.append(TEMPLATE.format(prompt=f"{a}+{b}") + completion_for(a, b, rng))
-        # Direct answers are ~30 tokens, rechecked traces ~100: sorted into length buckets, each
-        # padded to its own longest, the batch costs about half of one padded block.
-        ids = sorted((tok.encode_fast(t) + [tok.eos_token_id] for t in texts), key=len)
-        n_tokens = sum(len(r) - 1 for r in ids)
-        for g in opt.param_groups:  # warm-up then cosine to 10%
-            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for bucket in (ids[i:i + buckets_of] for i in range(0, len(ids), buckets_of)):
-            T = len(bucket[-1])
-            x = torch.zeros(len(bucket), T, dtype=torch.long)  # (b, T), right-padded with <pad>=0
-            for i, r in enumerate(bucket):
-                x[i, : len(r)] = torch.tensor(r)
-            logits = model(input_ids=x, attention_mask=(x != 0).long()).logits[:, :-1]  # (b, T-1, V)
-            target = x[:, 1:].masked_fill(x[:, 1:] == tok.pad_token_id, -100)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                     ignore_index=-100, reduction="sum") / n_tokens
-            loss.backward()
-            total += loss.item()
-        loss = torch.tensor(total)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if progress is not None:
-            progress(step + 1, steps, time.perf_counter() - t0)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"pretrain step {step}/{steps} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f}s)")
-    model.eval()
+        return [tok.encode_fast(t) + [tok.eos_token_id] for t in texts]
+
+    pretrain_loop(model, next_batch, steps=steps, lr=lr, warmup=100, pad_id=tok.pad_token_id, buckets_of=buckets_of,
+                  log=log, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
