@@ -1,6 +1,6 @@
 """The miniature R1-Zero: run the demo from a fixed seed and plot its three curves.
 
-    .venv/bin/python benchmarks/r1zero_demo.py [--steps 100] [--threads 1] [--fresh-base]
+    .venv/bin/python benchmarks/r1zero_demo.py [--steps 100] [--threads 1] [--fresh-base] [--arch qwen2]
     .venv/bin/python benchmarks/r1zero_demo.py --plot-only var/demo/metrics.jsonl
 
 Runs `python -m training_backend demo` (which pretrains the tiny base first when var/tiny-base is
@@ -10,6 +10,8 @@ missing), then reads its metrics JSONL and writes
 - benchmarks/results/r1zero_demo.jsonl: the run's per-step summary (one line a step: the curves);
 - benchmarks/results/r1zero_demo.html and .png: the three curves (PNG by kaleido where installed, else
   drawn by plotly.js in the system Chromium; `--png-only` redraws both from the committed .jsonl).
+With `--arch qwen2` (or llama) the base is the real-architecture one (`make-base --arch`, in
+var/qwen2-base) and the files are named r1zero_demo-qwen2.*.
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def summarise(series: dict[str, dict[int, float]]) -> dict:
     return out
 
 
-def plot(series: dict[str, dict[int, float]], html: Path, png: Path) -> str | None:
+TITLES = {"tiny": "the tiny char-level Llama", "qwen2": "the 6.9M Qwen2 with a byte-level BPE (make-base --arch qwen2)",
+          "llama": "the 6.9M Llama with a byte-level BPE (make-base --arch llama)"}
+
+
+def plot(series: dict[str, dict[int, float]], html: Path, png: Path, arch: str = "tiny") -> str | None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -64,7 +70,7 @@ def plot(series: dict[str, dict[int, float]], html: Path, png: Path) -> str | No
         pts = sorted(series.get(key, {}).items())
         fig.add_trace(go.Scatter(x=[s for s, _ in pts], y=[v for _, v in pts], mode="lines", name=title), row=1, col=i)
         fig.update_xaxes(title_text="GRPO step", row=1, col=i)
-    fig.update_layout(title="Miniature R1-Zero on the tiny char-level Llama (CPU)", showlegend=False,
+    fig.update_layout(title=f"Miniature R1-Zero on {TITLES[arch]} (CPU)", showlegend=False,
                       width=1200, height=380)
     fig.write_html(html, include_plotlyjs="cdn")
     try:
@@ -124,15 +130,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fresh-base", action="store_true", help="delete var/tiny-base first (time the whole thing)")
+    p.add_argument("--fresh-base", action="store_true", help="delete var/<arch>-base first (time the whole thing)")
+    p.add_argument("--arch", choices=("tiny", "qwen2", "llama"), default="tiny")
+    p.add_argument("--base-steps", type=int, help="pretraining steps of a base built here (make-base's default)")
     p.add_argument("--plot-only", help="an existing metrics JSONL: only summarise and plot it")
     p.add_argument("--config", help="JSON GRPOConfig overrides passed to the demo")
     p.add_argument("--png-only", action="store_true",
                    help="only draw the PNG and HTML again from benchmarks/results/r1zero_demo.jsonl")
     args = p.parse_args()
+    name = "r1zero_demo" + ("" if args.arch == "tiny" else f"-{args.arch}")
     if args.png_only:
-        note = plot(read_summary(RESULTS / "r1zero_demo.jsonl"), RESULTS / "r1zero_demo.html", RESULTS / "r1zero_demo.png")
-        print(note or f"wrote {RESULTS / 'r1zero_demo.png'}")
+        note = plot(read_summary(RESULTS / f"{name}.jsonl"), RESULTS / f"{name}.html", RESULTS / f"{name}.png", args.arch)
+        print(note or f"wrote {RESULTS / f'{name}.png'}")
         return
 
     command = None
@@ -142,10 +151,12 @@ def main() -> None:
     else:
         metrics = ROOT / "var" / "demo" / "metrics.jsonl"
         if args.fresh_base:
-            shutil.rmtree(ROOT / "var" / "tiny-base", ignore_errors=True)
+            shutil.rmtree(ROOT / "var" / f"{args.arch}-base", ignore_errors=True)
         shutil.rmtree(ROOT / "var" / "demo", ignore_errors=True)
         command = [sys.executable, "-m", "training_backend", "demo", "--steps", str(args.steps), "--metrics-out",
-                   str(metrics), "--threads", str(args.threads), "--seed", str(args.seed)]
+                   str(metrics), "--threads", str(args.threads), "--seed", str(args.seed), "--arch", args.arch]
+        if args.base_steps:
+            command += ["--base-steps", str(args.base_steps)]
         if args.config:
             command += ["--config", args.config]
         load_before = _uptime()
@@ -166,7 +177,7 @@ def main() -> None:
     evals = {k: v for k, v in ((k, sorted(d.items())) for k, d in series.items()) if k.startswith("eval/")}
     last_step = max(samples) if samples else None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    png_note = plot(series, RESULTS / "r1zero_demo.html", RESULTS / "r1zero_demo.png")
+    png_note = plot(series, RESULTS / f"{name}.html", RESULTS / f"{name}.png", args.arch)
     result = {
         "command": "python benchmarks/r1zero_demo.py " + " ".join(sys.argv[1:]),
         "demo_command": " ".join(["python", *command[1:]]) if command else None,
@@ -178,12 +189,12 @@ def main() -> None:
         "load_after": load_after,
         "first10_vs_last10": summary,
         "eval": evals,
-        "png": png_note or "benchmarks/results/r1zero_demo.png",
+        "png": png_note or f"benchmarks/results/{name}.png",
         "example_last_step": samples.get(last_step, [])[:4] if last_step else [],
         "series": {k: [v for _, v in sorted(series[k].items())] for k, _ in CURVES + [("reward", "")] if k in series},
     }
-    (RESULTS / "r1zero_demo.json").write_text(json.dumps(result, indent=1))
-    with open(RESULTS / "r1zero_demo.jsonl", "w") as f:  # the run's per-step summary: one line a step
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    with open(RESULTS / f"{name}.jsonl", "w") as f:  # the run's per-step summary: one line a step
         steps = sorted({s for k, _ in CURVES + [("reward", "")] for s in series.get(k, {})})
         for s in steps:
             f.write(json.dumps({"step": s, **{k: series[k][s] for k, _ in CURVES + [("reward", ""), ("step_time", "")]

@@ -9,8 +9,9 @@
     make-base OUT_DIR [--steps N] [--arch tiny|qwen2|llama]
         Pretrain a base on the synthetic arithmetic corpus: the tiny char-level Llama (training_backend.tiny,
         default), or a byte-level BPE + ChatML Qwen2 / Llama folder (training_backend.realbase).
-    demo --steps N --metrics-out FILE [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
-        Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards.
+    demo --steps N --metrics-out FILE [--arch tiny|qwen2|llama] [--base DIR] [--output-dir DIR] [--engine torch|deepspeed]
+        Miniature R1-Zero: make the base if missing, then GRPO with accuracy + format rewards, prompts
+        in the raw `User: {prompt} Assistant:` template both bases were pretrained on.
     sandbox-check
         Run a probe program in this host's code sandbox and print its level (full, partial, none) and
         one line per guarantee (uid, filesystem, /proc, network, pids, limits); exit 0 only when full.
@@ -169,11 +170,13 @@ def cmd_demo(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = Path(args.base)
+    arch = getattr(args, "arch", "tiny")
+    base = Path(args.base or f"var/{arch}-base")
     t0 = time.perf_counter()
     if not (base / "config.json").exists():
         print(f"no base model at {base}: pretraining one", flush=True)
-        cmd_make_base(argparse.Namespace(out_dir=str(base), steps=args.base_steps, seed=args.seed, threads=args.threads))
+        cmd_make_base(argparse.Namespace(out_dir=str(base), steps=args.base_steps, seed=args.seed, threads=args.threads,
+                                         arch=arch))
     out = Path(args.output_dir)
     train_rows, eval_rows = tiny.demo_splits()
     tiny.write_jsonl(train_rows, out / "train.jsonl")
@@ -186,7 +189,7 @@ def cmd_demo(args) -> int:
     spec = parse_spec(spec_d)
     args.report_url, args.token = None, None
     args.resume = False
-    rc = _train(spec, args, template=tiny.TEMPLATE)
+    rc = _train(spec, args, template=tiny.TEMPLATE)  # the raw format both bases were pretrained on
     print(f"demo done in {time.perf_counter() - t0:.0f}s; metrics in {args.metrics_out}", flush=True)
     return rc
 
@@ -241,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads (1 is fastest on a small shared CPU; 0 = torch's default)")
     b.set_defaults(fn=cmd_make_base)
 
-    d = sub.add_parser("demo", help="miniature R1-Zero on the tiny model")
+    d = sub.add_parser("demo", help="miniature R1-Zero on the tiny model (or a real-architecture base: --arch)")
     d.add_argument("--steps", type=int, default=100)
     d.add_argument("--metrics-out", default="var/demo/metrics.jsonl")
-    d.add_argument("--base", default="var/tiny-base")
-    d.add_argument("--base-steps", type=int, default=900)
+    d.add_argument("--arch", choices=("tiny", "qwen2", "llama"), default="tiny", help="the base make-base builds when missing")
+    d.add_argument("--base", help="the base folder (default var/<arch>-base)")
+    d.add_argument("--base-steps", type=int, help="its pretraining steps (make-base's default for the arch)")
     d.add_argument("--output-dir", default="var/demo")
     d.add_argument("--engine", choices=("deepspeed", "torch"), default="torch")
     d.add_argument("--seed", type=int, default=0)
