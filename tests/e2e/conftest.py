@@ -6,6 +6,7 @@ create is committed and visible to it (and flushed afterwards).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import socket
@@ -55,6 +56,34 @@ def server_env() -> dict:
     return env
 
 
+@contextlib.contextmanager
+def daphne_server(env: dict, log_path: Path, ready: str = "/healthz"):
+    """daphne serving r1lab (r1lab.asgi) on a free port with `env`, its output in `log_path`: yields
+    the base URL once `ready` answers (60 s at most), and stops it on leaving."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "r1lab.asgi:application"],
+                            cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(base + ready, timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="session")
 def live_asgi(django_db_setup, django_db_blocker, tmp_path_factory):
     """Base URL of a daphne server running r1lab on the test database."""
@@ -64,30 +93,8 @@ def live_asgi(django_db_setup, django_db_blocker, tmp_path_factory):
     # user's access away sees the socket closed (4403) without waiting for a minute, whichever
     # channel layer carries, or does not carry, the push from the test process.
     env["R1LAB_WS_RECHECK_S"] = "1"
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "r1lab.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/login/", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log", ready="/login/") as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

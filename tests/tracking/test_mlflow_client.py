@@ -4,10 +4,7 @@ tiny Trainer run all land in r1lab runs, series and panels, with nothing changed
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -19,7 +16,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from r1lab.accounts.services import api_token_create  # noqa: E402
 from r1lab.tracking.models import MlflowExperiment, Point, Run  # noqa: E402
 from r1lab.tracking.selectors import run_page_data  # noqa: E402
-from tests.e2e.conftest import ROOT, _free_port, server_env  # noqa: E402
+from tests.e2e.conftest import daphne_server, server_env  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,27 +27,8 @@ def mlflow_server(django_db_setup, django_db_blocker, tmp_path_factory):
     """daphne serving r1lab on the test database (what MLFLOW_TRACKING_URI points at)."""
     with django_db_blocker.unblock():
         env = server_env()
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("mlflow-daphne") / "daphne.log"
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "r1lab.asgi:application"],
-                            cwd=ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with daphne_server(env, tmp_path_factory.mktemp("mlflow-daphne") / "daphne.log") as base:
+        yield base
 
 
 @pytest.fixture
