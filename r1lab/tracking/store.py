@@ -98,21 +98,43 @@ def forget_run(run_id: int) -> None:
         _SERIES_CACHE.pop(k, None)
 
 
-_PG_INVALIDATE = """
-WITH b(sid, lo) AS (SELECT * FROM unnest(%s::int8[], %s::int8[])),
+# One statement stores a batch and keeps its series' summaries: the insert skips what is stored
+# (a client's retry, a (key, step) logged twice: the first value wins); only the rows it inserted
+# (RETURNING) are folded into the summaries, which is exact for new and skipped points alike; and
+# a late point (below a series' rollup_upto) drops the rollups it falls into. The series rows are
+# locked in id order first (by insert_points), so two batches of one run never deadlock.
+_PG_INGEST = """
+WITH ins AS (
+    INSERT INTO tracking_point (series_id, step, value, ts)
+    SELECT * FROM unnest(%s::int8[], %s::int8[], %s::float8[], %s::float8[])
+    ON CONFLICT DO NOTHING
+    RETURNING series_id, step, value
+),
+agg AS (
+    SELECT series_id AS sid, min(value) AS mn, max(value) AS mx, max(step) AS ls,
+           (array_agg(value ORDER BY step DESC))[1] AS lv
+    FROM ins GROUP BY series_id
+),
+lows(sid, lo) AS (SELECT * FROM unnest(%s::int8[], %s::int8[])),
+late AS (
+    SELECT l.sid, l.lo FROM lows l JOIN tracking_series s ON s.id = l.sid WHERE s.rollup_upto >= l.lo
+),
+dropped AS (
+    DELETE FROM tracking_rollup r USING late
+    WHERE r.series_id = late.sid AND r.bucket >= (late.lo >> (3 * r.level))
+),
 upd AS (
-    UPDATE tracking_series s SET rollup_upto = ((b.lo >> 3) << 3) - 1
-    FROM b WHERE s.id = b.sid AND s.rollup_upto >= b.lo
-    RETURNING s.id AS sid, b.lo AS lo
+    UPDATE tracking_series s SET
+        rollup_upto = CASE WHEN s.rollup_upto >= l.lo THEN ((l.lo >> 3) << 3) - 1 ELSE s.rollup_upto END,
+        min_value = LEAST(s.min_value, agg.mn),
+        max_value = GREATEST(s.max_value, agg.mx),
+        last_value = CASE WHEN agg.ls IS NOT NULL AND (s.last_step IS NULL OR agg.ls >= s.last_step)
+                          THEN agg.lv ELSE s.last_value END,
+        last_step = GREATEST(s.last_step, agg.ls)
+    FROM lows l LEFT JOIN agg ON agg.sid = l.sid
+    WHERE s.id = l.sid AND (agg.sid IS NOT NULL OR s.rollup_upto >= l.lo)
 )
-DELETE FROM tracking_rollup r USING upd
-WHERE r.series_id = upd.sid AND r.bucket >= (upd.lo >> (3 * r.level))
-"""
-
-_PG_INSERT = """
-INSERT INTO tracking_point (series_id, step, value, ts)
-SELECT * FROM unnest(%s::int8[], %s::int8[], %s::float8[], %s::float8[])
-ON CONFLICT DO NOTHING
+SELECT count(*) FROM ins
 """
 
 
@@ -121,35 +143,48 @@ def _pg_array(values) -> str:
     return "{" + ",".join(map(repr, values)) + "}"
 
 
+def _copy_text(sids, steps, values, tss) -> bytes:
+    """The batch in COPY's text format, built in one pass (psycopg's write_row formats row by row,
+    several times slower). ints print as ints, floats as repr(): the shortest text that reads back
+    as the same double."""
+    return "".join([f"{a}\t{b}\t{c!r}\t{d!r}\n" for a, b, c, d in zip(sids, steps, values, tss)]).encode()
+
+
 def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss: list[float]) -> int:
     """Store the points (idempotent); returns how many were new. Call inside a transaction.
 
-    PostgreSQL: first `COPY` the batch straight into the table inside a savepoint, the fastest
-    path there is; a batch that repeats a stored (series, step), i.e. a client's retry, fails
-    that COPY on the primary key and is then written with `INSERT … SELECT unnest(…) ON CONFLICT
-    DO NOTHING`, which skips what exists. Either way one statement per batch, no ORM per point.
-    A small statement first drops the rollups that a late point falls into.
+    PostgreSQL: the series rows are locked in id order, which also reads each one's last step.
+    A batch whose every point lies past its series' last step, each (series, step) once, is what a
+    trainer logs step after step: nothing stored can conflict with it and no rollup covers it, so
+    it is COPYed straight in (the fastest path there is; no savepoint, since it cannot fail on the
+    key) and its own min/max/last per series are folded into the summaries: three statements.
+    Anything else (a client's retry, a late or repeated step) goes through _PG_INGEST, which skips
+    what is stored and keeps summaries and rollups exact. SQLite (the embedded database): an
+    executemany, then the touched ranges are read back.
     """
     if not sids:
         return 0
-    # One pass over the batch: per series its lowest step (the rollups a late point invalidates)
-    # and its summary as the batch has it: [low step, high step, min, max, value at the high step].
+    # One pass over the batch: per series [low step, high step, min, max, value at the high step,
+    # whether its steps strictly rise through the batch].
     batch: dict[int, list] = {}
+    get = batch.get
     for sid, step, v in zip(sids, steps, values):
-        a = batch.get(sid)
+        a = get(sid)
         if a is None:
-            batch[sid] = [step, step, v, v, v]
+            batch[sid] = [step, step, v, v, v, True]
             continue
-        if step < a[0]:
-            a[0] = step
-        elif step > a[1]:
+        if step > a[1]:
             a[1], a[4] = step, v
+        else:
+            a[5] = False
+            if step < a[0]:
+                a[0] = step
         if v < a[2]:
             a[2] = v
         elif v > a[3]:
             a[3] = v
-    lows = {sid: a[0] for sid, a in batch.items()}
-    highs = {sid: a[1] for sid, a in batch.items()}
+    order = sorted(batch)
+    lows = {sid: batch[sid][0] for sid in order}
     if not is_postgres():
         with connection.cursor() as cur:
             cur.executemany(
@@ -157,47 +192,36 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
                 list(zip(sids, steps, values, tss)),
             )
             stored = max(cur.rowcount, 0)
-        refresh_summaries(lows=lows, highs=highs)
+        refresh_summaries(lows=lows, highs={sid: batch[sid][1] for sid in order})
         return stored
     # Django's cursor binds parameters client-side (big arrays would be quoted into the SQL by
     # Python code); a plain psycopg cursor on the same connection shares the transaction.
     connection.ensure_connection()
-    raw = connection.connection
-    with psycopg.Cursor(raw) as cur:
-        cur.execute(_PG_INVALIDATE, [_pg_array(lows), _pg_array(lows.values())])
-        try:
-            with transaction.atomic(savepoint=True):
-                with cur.copy("COPY tracking_point (series_id, step, value, ts) FROM STDIN") as copy:
-                    write = copy.write_row
-                    for row in zip(sids, steps, values, tss):
-                        write(row)
-        except psycopg.errors.UniqueViolation:
-            pass  # a retry, or the same (key, step) twice in the batch: skip what exists
-        else:
-            # every point of the batch is new (and each (series, step) once): its own summary is exact
-            cur.execute(_LOCK_SERIES, [_pg_array(sorted(batch))])
-            order = sorted(batch)
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(_LOCK_SERIES_LAST, [_pg_array(order)])
+        last = dict(cur.fetchall())
+        if all(batch[sid][5] and (last.get(sid) is None or batch[sid][0] > last[sid]) for sid in order):
+            with cur.copy("COPY tracking_point (series_id, step, value, ts) FROM STDIN") as copy:
+                copy.write(_copy_text(sids, steps, values, tss))
             cur.execute(_PG_FOLD, [_pg_array(order), *(_pg_array(batch[sid][i] for sid in order) for i in (2, 3, 1, 4))])
             return len(sids)
-        cur.execute(_PG_INSERT, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss)])
-        stored = max(cur.rowcount, 0)
-    refresh_summaries(lows=lows, highs=highs)  # read back what the insert kept
-    return stored
+        cur.execute(_PG_INGEST, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss),
+                                 _pg_array(order), _pg_array(lows[s] for s in order)])
+        return cur.fetchone()[0]
 
 
 # --- per-series summaries -------------------------------------------------------------------------
 #
 # Series.last_step/last_value/min_value/max_value: what the runs list filters and sorts by
 # (`reward.last > 0.6`), and the alarms' and the runs list's "latest value". Kept by ingest in the
-# batch's own transaction. When the COPY stored the whole batch, the batch's own min/max/last per
-# series (computed in the pass that finds its lowest steps) are folded into the stored summary: one
-# small UPDATE. When the insert skipped points (a retry, a step logged twice: the first value wins,
-# as for the points), and on SQLite, the points of each touched series within the batch's step
-# range are read back instead (an index range scan of what was just written). Series rows are
-# locked in id order first: two batches of one run never deadlock here. A rewind recomputes its
-# run's summaries.
+# batch's own transaction: on PostgreSQL by _PG_FOLD from the batch's own summary when the batch
+# was all new, else by _PG_INGEST from the rows its insert returned; on
+# SQLite the points of each touched series within the batch's step range are read back (an index
+# range scan of what was just written). Series rows are locked in id order first: two batches of
+# one run never deadlock here. A rewind recomputes its run's summaries.
 
 _LOCK_SERIES = "SELECT id FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
+_LOCK_SERIES_LAST = "SELECT id, last_step FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
 
 _PG_FOLD = """
 UPDATE tracking_series s SET

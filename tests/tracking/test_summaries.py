@@ -66,3 +66,21 @@ def test_store_insert_keeps_summaries_directly():
     sid = store.series_ids(run_id=run.pk, keys=["x"])["x"]
     store.insert_points(sids=[sid] * 3, steps=[10, 20, 30], values=[3.0, 1.0, 2.0], tss=[0.0] * 3)
     assert summary(run, "x") == (30, 2.0, 1.0, 3.0)
+
+
+def test_a_mixed_batch_matches_a_full_recompute():
+    """Ingest's two PostgreSQL paths (a batch all past each series' end is COPYed and folded; any
+    other batch skips what is stored and folds what it inserted) leave the summaries a full
+    recompute would, here with new, retried, late and repeated steps in one batch."""
+    run, _ = tracked_run_create(name="m")
+    ids = store.series_ids(run_id=run.pk, keys=["a", "b", "c"])
+    a, b, c = ids["a"], ids["b"], ids["c"]
+    assert store.insert_points(sids=[a, a, b], steps=[0, 1, 5], values=[1.0, 2.0, 3.0], tss=[0.0] * 3) == 3
+    # a: a retry of step 1 (other value) and a new step 2; b: a late step 2 and a repeated step 9; c: new
+    n = store.insert_points(sids=[a, a, b, b, b, c], steps=[1, 2, 2, 9, 9, 4], values=[50.0, -1.0, 7.0, 0.5, 60.0, 8.0],
+                            tss=[0.0] * 6)
+    assert n == 4  # a@2, b@2, b@9 (first value), c@4
+    kept = {key: summary(run, key) for key in "abc"}
+    assert kept == {"a": (2, -1.0, -1.0, 2.0), "b": (9, 0.5, 0.5, 7.0), "c": (4, 8.0, 8.0, 8.0)}
+    store.recompute_summaries([a, b, c])
+    assert {key: summary(run, key) for key in "abc"} == kept
