@@ -1,11 +1,19 @@
 """ASGI entry point: HTTP (Django, static files) and WebSocket (Channels consumers)."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1lab.settings")
+# The web server pools its database connections (see the note in r1lab/settings.py) unless
+# R1LAB_DB_POOL=0 or persistent connections (R1LAB_DB_CONN_MAX_AGE) are asked for.
+if os.environ.get("R1LAB_DB_CONN_MAX_AGE", "").strip() in ("", "0"):
+    os.environ.setdefault("R1LAB_DB_POOL", "1")
 # Django must be set up before consumers (which import models) are imported.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from r1lab.asgi_handler import SyncChainASGIHandler  # noqa: E402
+
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -124,6 +124,19 @@ if DATABASE_URL:
             "unset it to use the embedded SQLite database."
         )
     _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    # A connection pool (psycopg_pool) for the web server: under ASGI every request runs its sync
+    # view on a thread of its own, so per-thread connections (CONN_MAX_AGE) are never reused and
+    # each request paid a new connection. r1lab/asgi.py turns it on; other processes (Celery
+    # workers, management commands) keep a connection per thread.
+    _pool = os.environ.get("R1LAB_DB_POOL", "0").strip()
+    if _pool not in ("0", "1"):
+        raise ImproperlyConfigured(f"R1LAB_DB_POOL={_pool!r}: use 1 (pool connections) or 0.")
+    if _pool == "1":
+        if _db.get("CONN_MAX_AGE"):
+            raise ImproperlyConfigured(
+                "R1LAB_DB_CONN_MAX_AGE > 0 and a connection pool exclude each other; the web server pools "
+                "connections by default: unset R1LAB_DB_CONN_MAX_AGE, or set R1LAB_DB_POOL=0.")
+        _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _env_int("R1LAB_DB_POOL_MAX", 10), "timeout": 10}
     DATABASES = {"default": _db}
 else:
     DATABASES = {

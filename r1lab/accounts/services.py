@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import secrets
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from r1lab import live
 from r1lab.accounts.models import ApiToken, hash_token
 from r1lab.accounts.permissions import ROLES
 
@@ -48,9 +47,7 @@ def user_access_changed(*, user_id: int) -> None:
     from r1lab.accounts.consumers import user_group_name
 
     def send():
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(user_group_name(user_id), {"type": "user.access_changed"})
+        live.group_send(user_group_name(user_id), {"type": "user.access_changed"})
 
     transaction.on_commit(send)
 

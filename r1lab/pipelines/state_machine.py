@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from r1lab import live
 from r1lab.pipelines.models import PipelineRun, Stage
 from training_backend.stage import ExitCode
 
@@ -53,9 +52,7 @@ def run_group_name(run_id: int) -> str:
 
 
 def _push(group: str, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group, event)
+    live.group_send(group, event)
 
 
 def _notify_after_commit(run_id: int) -> None:

@@ -9,13 +9,12 @@ import hashlib
 import secrets
 import time
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from r1lab import live
 from r1lab.accounts.models import hash_token
 from r1lab.tracking import prompt_stats, store
 from r1lab.tracking.ingest import ParsedLog
@@ -33,10 +32,8 @@ def run_group_name(run_id: int) -> str:
     return f"tracking.run.{run_id}"
 
 
-def _push(run_id: int, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(run_group_name(run_id), event)
+def _push(run_id: int, event) -> None:
+    live.group_send(run_group_name(run_id), event)
 
 
 def tracked_run_create(*, name: str, project: str = "default", config: dict | None = None, user=None,
@@ -237,8 +234,8 @@ def tracked_run_log(*, run_id: int, parsed: ParsedLog) -> dict:
             _last_heartbeat[run_id] = now_mono
             Run.objects.filter(pk=run_id).update(last_seen_at=timezone.now())
         if n_points or parsed.samples:
-            event = _live_event(parsed)
-            transaction.on_commit(lambda: _push(run_id, event))
+            # built where it is sent: off the request's path in the web server (r1lab/live.py)
+            transaction.on_commit(lambda: _push(run_id, lambda: _live_event(parsed)))
     return {"accepted": {"metrics": n_points, "samples": len(parsed.samples)},
             "stored": {"metrics": stored_points, "samples": stored_samples}}
 
