@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import psycopg
 from django.db import connection, transaction
 
@@ -143,11 +144,23 @@ def _pg_array(values) -> str:
     return "{" + ",".join(map(repr, values)) + "}"
 
 
-def _copy_text(sids, steps, values, tss) -> bytes:
-    """The batch in COPY's text format, built in one pass (psycopg's write_row formats row by row,
-    several times slower). ints print as ints, floats as repr(): the shortest text that reads back
-    as the same double."""
-    return "".join([f"{a}\t{b}\t{c!r}\t{d!r}\n" for a, b, c, d in zip(sids, steps, values, tss)]).encode()
+# One row of COPY's binary format for (series_id int8, step int8, value float8, ts float8): the field
+# count, then each field's length and big-endian value.
+_COPY_ROW = np.dtype([("n", ">i2"), ("l0", ">i4"), ("sid", ">i8"), ("l1", ">i4"), ("step", ">i8"),
+                      ("l2", ">i4"), ("value", ">f8"), ("l3", ">i4"), ("ts", ">f8")])
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+
+
+def _copy_binary(sids, steps, values, tss) -> bytes:
+    """The batch in COPY's binary format, built column by column (no per-row Python, no float to
+    text and back: psycopg's write_row formats row by row, several times slower)."""
+    rows = np.empty(len(sids), dtype=_COPY_ROW)
+    rows["n"] = 4
+    for f in ("l0", "l1", "l2", "l3"):
+        rows[f] = 8
+    rows["sid"], rows["step"], rows["value"], rows["ts"] = sids, steps, values, tss
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss: list[float]) -> int:
@@ -201,8 +214,8 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
         cur.execute(_LOCK_SERIES_LAST, [_pg_array(order)])
         last = dict(cur.fetchall())
         if all(batch[sid][5] and (last.get(sid) is None or batch[sid][0] > last[sid]) for sid in order):
-            with cur.copy("COPY tracking_point (series_id, step, value, ts) FROM STDIN") as copy:
-                copy.write(_copy_text(sids, steps, values, tss))
+            with cur.copy("COPY tracking_point (series_id, step, value, ts) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_copy_binary(sids, steps, values, tss))
             cur.execute(_PG_FOLD, [_pg_array(order), *(_pg_array(batch[sid][i] for sid in order) for i in (2, 3, 1, 4))])
             return len(sids)
         cur.execute(_PG_INGEST, [_pg_array(sids), _pg_array(steps), _pg_array(values), _pg_array(tss),
