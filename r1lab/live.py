@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections import deque
 from typing import Callable, Union
 
@@ -26,14 +27,37 @@ Event = Union[dict, Callable[[], dict]]
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _server_thread: threading.Thread | None = None
-_queue: deque = deque()
-_draining = False
+
+
+class _Sender:
+    """The events handed to one loop, sent one after the other by one task on that loop."""
+
+    def __init__(self) -> None:
+        self.queue: deque = deque()
+        self.task: asyncio.Task | None = None  # held: a task nobody references may be collected
+
+    def put(self, layer, group: str, event: Event) -> None:  # on the loop
+        self.queue.append((layer, group, event))
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.drain())
+
+    async def drain(self) -> None:
+        while self.queue:
+            layer, group, event = self.queue.popleft()
+            try:
+                await layer.group_send(group, event() if callable(event) else event)
+            except Exception:  # a page misses a push (it re-reads on reconnect); the data is stored
+                log.exception("live push to %s failed", group)
+
+
+_senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sender]" = weakref.WeakKeyDictionary()
 
 
 def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Called by the ASGI handler (r1lab/asgi_handler.py) from the server's event loop."""
     global _server_loop, _server_thread
     if _server_loop is not loop:
+        _senders.setdefault(loop, _Sender())
         _server_loop, _server_thread = loop, threading.current_thread()
 
 
@@ -43,34 +67,14 @@ def group_send(group: str, event: Event) -> None:
     if layer is None:
         return
     loop = _server_loop
-    if loop is not None and loop.is_running():
+    sender = _senders.get(loop) if loop is not None else None
+    if sender is not None and loop.is_running():
         if threading.current_thread() is _server_thread:
-            _enqueue(layer, group, event)
+            sender.put(layer, group, event)
             return
         try:
-            loop.call_soon_threadsafe(_enqueue, layer, group, event)
+            loop.call_soon_threadsafe(sender.put, layer, group, event)
             return
         except RuntimeError:  # the loop closed in between: send inline
             pass
     async_to_sync(layer.group_send)(group, event() if callable(event) else event)
-
-
-def _enqueue(layer, group: str, event: Event) -> None:  # on the loop
-    global _draining
-    _queue.append((layer, group, event))
-    if not _draining:
-        _draining = True
-        asyncio.get_running_loop().create_task(_drain())
-
-
-async def _drain() -> None:
-    global _draining
-    try:
-        while _queue:
-            layer, group, event = _queue.popleft()
-            try:
-                await layer.group_send(group, event() if callable(event) else event)
-            except Exception:  # a page misses a push (it re-reads on reconnect); the data is stored
-                log.exception("live push to %s failed", group)
-    finally:
-        _draining = False

@@ -136,7 +136,7 @@ if DATABASE_URL:
             raise ImproperlyConfigured(
                 "R1LAB_DB_CONN_MAX_AGE > 0 and a connection pool exclude each other; the web server pools "
                 "connections by default: unset R1LAB_DB_CONN_MAX_AGE, or set R1LAB_DB_POOL=0.")
-        _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _env_int("R1LAB_DB_POOL_MAX", 10), "timeout": 10}
+        _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _env_int("R1LAB_DB_POOL_MAX", 20), "timeout": 10}
     DATABASES = {"default": _db}
 else:
     DATABASES = {
