@@ -3,11 +3,11 @@ import os
 
 import django
 
+import r1lab
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "r1lab.settings")
-# The web server pools its database connections (see the note in r1lab/settings.py) unless
-# R1LAB_DB_POOL=0 or persistent connections (R1LAB_DB_CONN_MAX_AGE) are asked for.
-if os.environ.get("R1LAB_DB_CONN_MAX_AGE", "").strip() in ("", "0"):
-    os.environ.setdefault("R1LAB_DB_POOL", "1")
+# The web server pools its database connections (see R1LAB_DB_POOL in r1lab/settings.py).
+r1lab.WEB_SERVER = True
 # Django must be set up before consumers (which import models) are imported.
 django.setup(set_prefix=False)
 

@@ -126,9 +126,12 @@ if DATABASE_URL:
     _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
     # A connection pool (psycopg_pool) for the web server: under ASGI every request runs its sync
     # view on a thread of its own, so per-thread connections (CONN_MAX_AGE) are never reused and
-    # each request paid a new connection. r1lab/asgi.py turns it on; other processes (Celery
+    # each request paid a new connection. On by default in the web server (r1lab/asgi.py sets
+    # r1lab.WEB_SERVER) unless persistent connections are asked for; other processes (Celery
     # workers, management commands) keep a connection per thread.
-    _pool = os.environ.get("R1LAB_DB_POOL", "0").strip()
+    import r1lab as _r1lab
+
+    _pool = os.environ.get("R1LAB_DB_POOL", "1" if _r1lab.WEB_SERVER and not _db.get("CONN_MAX_AGE") else "0").strip()
     if _pool not in ("0", "1"):
         raise ImproperlyConfigured(f"R1LAB_DB_POOL={_pool!r}: use 1 (pool connections) or 0.")
     if _pool == "1":
