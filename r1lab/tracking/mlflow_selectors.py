@@ -132,6 +132,9 @@ def run_payloads(*, runs: list[Run], experiment_ids: dict[str, int]) -> list[dic
     return out
 
 
+_LEAN_RUN_FIELDS = ("id", "external", "status", "name", "project")  # what a write needs of its run
+
+
 def run_for(*, user, run_id: int, lean: bool = False) -> Run | None:
     """The run if the user may see it. `lean`: only what a write needs (no join, no ordering: the
     lookup is on every log call)."""
@@ -140,10 +143,10 @@ def run_for(*, user, run_id: int, lean: bool = False) -> Run | None:
         # the user sees every run (no filter to apply): one raw lookup, without the ORM's query
         # building, which cost as much as the round trip on every log call
         return next(iter(Run.objects.raw(
-            f"SELECT id, external, status, name, project FROM {Run._meta.db_table} WHERE id = %s", [run_id])), None)
+            f"SELECT {', '.join(_LEAN_RUN_FIELDS)} FROM {Run._meta.db_table} WHERE id = %s", [run_id])), None)
     qs = visible.filter(pk=run_id)
     if lean:
-        qs = qs.select_related(None).order_by().only("id", "external", "status", "name", "project")
+        qs = qs.select_related(None).order_by().only(*_LEAN_RUN_FIELDS)
     return qs.first()
 
 

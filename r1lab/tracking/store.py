@@ -211,7 +211,7 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
     # Python code); a plain psycopg cursor on the same connection shares the transaction.
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cur:
-        cur.execute(_LOCK_SERIES_LAST, [_pg_array(order)])
+        cur.execute(_LOCK_SERIES, [_pg_array(order)])
         last = dict(cur.fetchall())
         if all(batch[sid][5] and (last.get(sid) is None or batch[sid][0] > last[sid]) for sid in order):
             with cur.copy("COPY tracking_point (series_id, step, value, ts) FROM STDIN (FORMAT BINARY)") as copy:
@@ -233,8 +233,8 @@ def insert_points(*, sids: list[int], steps: list[int], values: list[float], tss
 # range scan of what was just written). Series rows are locked in id order first: two batches of
 # one run never deadlock here. A rewind recomputes its run's summaries.
 
-_LOCK_SERIES = "SELECT id FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
-_LOCK_SERIES_LAST = "SELECT id, last_step FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
+# Locks the series rows in id order; returns each one's last step (insert_points' fast-path test).
+_LOCK_SERIES = "SELECT id, last_step FROM tracking_series WHERE id = ANY(%s::int8[]) ORDER BY id FOR UPDATE"
 
 _PG_FOLD = """
 UPDATE tracking_series s SET
